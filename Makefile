@@ -1,0 +1,149 @@
+# asyncrl — asynchronous RL for language models as one MPI job.
+#
+#   make            build build/asyncrl for CPU (OpenBLAS + OpenMP)
+#   make CUDA=1     build build/cuda/asyncrl with nvcc, cuBLAS and NCCL
+#   make deps       install the Debian packages that are missing (as root), or print the command
+#   make run        deps + build + the default job (inputs/reverse.cfg on 3 ranks)
+#   make test       deps + build + every test; ends with "N passed, N failed, N skipped"
+#   make bench      benchmarks, results appended to benchmarks/RESULTS.md
+#   make sanitize   the tests under ASan/UBSan (build/asan)
+#
+# Overrides (each found with pkg-config when not given):
+#   MPICC, HDF5_CFLAGS, HDF5_LIBS, LIBCONFIG_CFLAGS, LIBCONFIG_LIBS, BLAS_CFLAGS, BLAS_LIBS,
+#   CMOCKA_CFLAGS, CMOCKA_LIBS, CUDA_HOME, NCCL_HOME, CUDA_ARCH, OPT, NP_FLAGS
+
+CUDA ?= 0
+SANITIZE ?= 0
+MPICC ?= mpicc
+PKG := pkg-config
+OPT ?= -O2
+
+pkg_cflags = $(shell $(PKG) --cflags $(1) 2>/dev/null)
+pkg_libs = $(shell $(PKG) --libs $(1) 2>/dev/null)
+pkg_found = $(shell $(PKG) --exists $(1) 2>/dev/null && echo 1)
+
+HDF5_PKG := $(if $(call pkg_found,hdf5-openmpi),hdf5-openmpi,hdf5)
+HDF5_CFLAGS ?= $(call pkg_cflags,$(HDF5_PKG))
+HDF5_LIBS ?= $(call pkg_libs,$(HDF5_PKG))
+LIBCONFIG_CFLAGS ?= $(call pkg_cflags,libconfig)
+LIBCONFIG_LIBS ?= $(call pkg_libs,libconfig)
+BLAS_CFLAGS ?= $(call pkg_cflags,openblas)
+BLAS_LIBS ?= $(call pkg_libs,openblas)
+CMOCKA_CFLAGS ?= $(call pkg_cflags,cmocka)
+CMOCKA_LIBS ?= $(call pkg_libs,cmocka)
+CUDA_HOME ?= /usr/local/cuda
+NCCL_HOME ?= $(firstword $(wildcard $(CUDA_HOME)/lib/libnccl.so $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so))
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+
+# What was found, printed once per make invocation (✓ found, ✗ missing).
+have_mpi := $(shell command -v $(MPICC) >/dev/null 2>&1 && echo 1)
+have_hdf5 := $(call pkg_found,$(HDF5_PKG))
+have_hdf5_parallel := $(call pkg_found,hdf5-openmpi)
+have_libconfig := $(call pkg_found,libconfig)
+have_blas := $(call pkg_found,openblas)
+have_cmocka := $(call pkg_found,cmocka)
+have_nvcc := $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1)
+have_nccl := $(if $(NCCL_HOME),1,)
+mark = $(if $(1),✓,✗)
+ifeq ($(MAKELEVEL),0)
+ifneq ($(filter deps clean help,$(MAKECMDGOALS)),$(MAKECMDGOALS))
+$(info asyncrl dependencies: $(call mark,$(have_mpi)) MPI ($(MPICC))  $(call mark,$(have_hdf5)) HDF5  $(call mark,$(have_hdf5_parallel)) parallel HDF5  $(call mark,$(have_libconfig)) libconfig  $(call mark,$(have_blas)) OpenBLAS  $(call mark,$(have_cmocka)) cmocka  $(call mark,$(have_nvcc)) nvcc  $(call mark,$(have_nccl)) NCCL)
+endif
+endif
+
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -fopenmp $(WARN) -Isrc -Ikernels \
+          $(HDF5_CFLAGS) $(LIBCONFIG_CFLAGS) $(BLAS_CFLAGS)
+LDLIBS := $(HDF5_LIBS) $(LIBCONFIG_LIBS) $(BLAS_LIBS) -fopenmp -lm -lpthread
+ifeq ($(have_blas),)
+  CFLAGS += -DASYNCRL_NO_BLAS
+endif
+
+ifeq ($(CUDA),1)
+  BUILD := build/cuda
+  BACKEND_SRC := $(wildcard kernels/cuda/*.cu)
+  NVCC := $(CUDA_HOME)/bin/nvcc
+  NVCCFLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Isrc -Ikernels -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+               -Werror all-warnings $(shell $(MPICC) --showme:compile 2>/dev/null)
+  CFLAGS += -DASYNCRL_CUDA -I$(CUDA_HOME)/include
+  LDLIBS += -L$(CUDA_HOME)/lib64 -L$(dir $(NCCL_HOME)) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(dir $(NCCL_HOME)) \
+            -lcudart -lcublas -lcublasLt -lnccl -lstdc++
+else ifeq ($(SANITIZE),1)
+  BUILD := build/asan
+  BACKEND_SRC := $(wildcard kernels/cpu/*.c)
+  CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDLIBS += -fsanitize=address,undefined
+else
+  BUILD := build
+  BACKEND_SRC := $(wildcard kernels/cpu/*.c)
+endif
+
+SRC := $(filter-out src/main.c,$(wildcard src/*/*.c))
+OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SRC)) \
+       $(patsubst %.c,$(BUILD)/obj/%.o,$(filter %.c,$(BACKEND_SRC))) \
+       $(patsubst %.cu,$(BUILD)/obj/%.o,$(filter %.cu,$(BACKEND_SRC)))
+MAIN_OBJ := $(BUILD)/obj/src/main.o
+BIN := $(BUILD)/asyncrl
+LIB := $(BUILD)/libasyncrl.a
+
+TEST_SRC := $(wildcard tests/unit/test_*.c)
+TEST_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_COMMON := $(wildcard tests/unit/common/*.c)
+
+.PHONY: all deps run test test-unit test-integration bench sanitize clean help tests-build test-gpu
+all: $(BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(MAIN_OBJ) $(LIB)
+	$(MPICC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON) $(LIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $< $(TEST_COMMON) $(LIB) -o $@ $(CMOCKA_LIBS) $(LDLIBS)
+
+tests-build: $(BIN) $(TEST_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+# The default job: an SFT warm-up then asynchronous RL on reverse-text, 3 ranks.
+run: deps
+	@$(MAKE) --no-print-directory all
+	sh scripts/mpirun.sh 3 $(BIN) rl inputs/reverse.cfg
+
+test: deps
+	@$(MAKE) --no-print-directory tests-build
+	@sh tests/run.sh $(BUILD)
+
+sanitize: deps
+	@$(MAKE) --no-print-directory SANITIZE=1 tests-build
+	@ASAN_OPTIONS=detect_leaks=0 sh tests/run.sh build/asan
+
+test-gpu:
+	@test "$(CUDA)" = 1 || { echo "test-gpu needs CUDA=1: make CUDA=1 test-gpu"; exit 2; }
+	@$(MAKE) --no-print-directory CUDA=1 tests-build
+	@sh tests/run.sh $(BUILD) gpu
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh benchmarks/run.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '1,16p' Makefile
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,80 @@
+// Environments: where problems come from and how a finished transcript is scored.
+//
+// An environment gives problems (prompt, reference answer, info) from a seeded index, may
+// answer model turns (multi-turn games, tool calls), and scores a finished transcript with a
+// reward in [0, 1] plus named metrics. Every environment is deterministic: the same
+// (seed, split, index) always gives the same problem. A verifier never crashes on garbage:
+// empty, huge, non-UTF-8 or runaway output scores 0.
+//
+// Text crosses this interface as (pointer, length) pairs: model output is arbitrary bytes.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define ENV_MAX_METRICS 8
+#define ENV_NAME_MAX 32
+// Model output longer than this is scored 0 without being looked at.
+#define ENV_MAX_OUTPUT_BYTES (1 << 20)
+
+typedef enum { ENV_SPLIT_TRAIN = 0, ENV_SPLIT_EVAL = 1 } EnvSplit;
+
+typedef struct {
+    char *prompt;       // text shown to the model (already formatted by the environment)
+    char *answer;       // a reference completion (used by SFT and by some verifiers)
+    char *info;         // extra data the verifier needs (environment specific), may be NULL
+    uint64_t id;        // stable id of the problem (for logs and dedup)
+} Problem;
+
+typedef enum { TURN_MODEL = 0, TURN_ENV = 1 } TurnRole;
+
+typedef struct {
+    TurnRole role;
+    const char *text;   // bytes, not necessarily NUL-terminated or valid UTF-8
+    size_t len;
+} Turn;
+
+typedef struct {
+    const Turn *turns;  // the conversation after the prompt, in order
+    int n_turns;
+} Transcript;
+
+typedef struct {
+    int count;
+    char names[ENV_MAX_METRICS][ENV_NAME_MAX];
+    double values[ENV_MAX_METRICS];
+} EnvMetrics;
+
+struct EnvConfig;  // the env.* settings of the config (env_config.h)
+typedef struct Env Env;
+
+struct Env {
+    char name[ENV_NAME_MAX];
+    int max_turns;          // model turns per episode (1 for single-turn environments)
+    uint64_t seed;
+    void *state;            // environment-specific data (parsed settings, loaded dataset)
+
+    // Fills *out with problem `index` of `split`. Returns 0, or -1 with err set (for example a
+    // JSONL file with fewer lines than needed is not an error: indices wrap around).
+    int (*problem)(Env *env, EnvSplit split, uint64_t index, Problem *out, ErrorBuf *err);
+    // Multi-turn only (may be NULL): after a model turn, writes the environment's reply into a
+    // new heap string *reply (with *reply_len) and returns 1 to continue the episode, or
+    // returns 0 when the episode is over.
+    int (*respond)(Env *env, const Problem *problem, const Transcript *transcript, char **reply, size_t *reply_len);
+    // Reward in [0, 1] for a finished transcript; fills metrics (may be NULL) with named values.
+    double (*score)(Env *env, const Problem *problem, const Transcript *transcript, EnvMetrics *metrics);
+    // Optional asynchronous scoring for slow verifiers (programs run in a sandbox), so that the
+    // orchestrator's loop never blocks: score_begin starts the work and returns a ticket (>= 0),
+    // score_poll returns 1 with the reward and metrics once the ticket is done, 0 while it is
+    // still running. An environment with these still provides score (the blocking form).
+    int (*score_begin)(Env *env, const Problem *problem, const Transcript *transcript);
+    int (*score_poll)(Env *env, int ticket, double *reward, EnvMetrics *metrics);
+    void (*destroy)(Env *env);
+};
+
+// Every built-in environment is made by a constructor of this shape, e.g. env_reverse_create.
+typedef Env *(*EnvCreateFn)(const struct EnvConfig *cfg, uint64_t seed, ErrorBuf *err);
+
+void problem_free(Problem *problem);
+void env_metrics_add(EnvMetrics *metrics, const char *name, double value);

@@ -1,0 +1,35 @@
+// asyncrl: one binary, several subcommands. `rl` is the main job (orchestrator, trainer and
+// inference ranks of one MPI program); the others are tools around it.
+#include <stdio.h>
+#include <string.h>
+
+#include "core/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} Command;
+
+static const Command COMMANDS[] = {
+    {"check", cmd_check, "check CONFIG [--set k=v]...  validate a config and print the rank layout"},
+    {"defaults", cmd_defaults, "defaults                      print every config key with its default and meaning"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: asyncrl COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) fprintf(out, "  %s\n", COMMANDS[i].help);
+    fprintf(out, "\nMPI jobs run under mpirun, e.g.: mpirun -np 3 build/asyncrl rl inputs/reverse.cfg\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "error: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

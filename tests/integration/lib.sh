@@ -1,0 +1,15 @@
+# Shared helpers for the integration tests (sourced). Each test prints TAP lines:
+# "ok - name", "not ok - name", "ok - name # SKIP reason".
+BIN=${ASYNCRL_BIN:-build/asyncrl}
+MODELS=${ASYNCRL_MODELS:-../shared/models}
+TMP_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/asyncrl-test.XXXXXX")
+trap 'rm -rf "$TMP_ROOT"' EXIT
+
+ok() { echo "ok - $1"; }
+not_ok() { echo "not ok - $1"; shift; for line in "$@"; do echo "# $line"; done; }
+skip() { echo "ok - $1 # SKIP $2"; }
+# check NAME COMMAND...: ok if the command succeeds.
+check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command failed: $*"; fi; }
+# A job on NP ranks of this machine (oversubscribed; nothing busy-waits).
+job() { np=$1; shift; sh scripts/mpirun.sh "$np" "$BIN" "$@"; }
+have_models() { [ -r "$MODELS/stories260K.bin" ] && [ -r "$MODELS/tok512.bin" ]; }
