@@ -87,6 +87,7 @@ void encode_requests(ByteWriter *w, const Request *reqs, int n) {
         bw_f32(w, q->min_p);
         bw_i32(w, q->top_k);
         bw_u64(w, q->seed);
+        bw_i32(w, q->version);
         bw_u32(w, q->flags);
         bw_u32(w, (uint32_t)q->n_stop);
         bw_put(w, q->stop, sizeof(int32_t) * (size_t)q->n_stop);
@@ -102,8 +103,9 @@ static int decode_request(ByteReader *r, const ProtoLimits *lim, Request *q) {
     if (check_tokens(r, q->prompt, n_prompt, lim->vocab_size, "prompt")) return -1;
     if (br_i32(r, &q->max_tokens, "max_tokens") || br_f32(r, &q->temperature, "temperature") ||
         br_f32(r, &q->top_p, "top_p") || br_f32(r, &q->min_p, "min_p") || br_i32(r, &q->top_k, "top_k") ||
-        br_u64(r, &q->seed, "seed") || br_u32(r, &q->flags, "flags"))
+        br_u64(r, &q->seed, "seed") || br_i32(r, &q->version, "version") || br_u32(r, &q->flags, "flags"))
         return -1;
+    if (q->version < -1) return error_set(r->err, "malformed requests message: version %d", q->version);
     if (q->max_tokens < 1 || (uint32_t)q->max_tokens > lim->max_completion)
         return error_set(r->err, "malformed requests message: max_tokens = %d outside [1, %u]", q->max_tokens,
                          lim->max_completion);
@@ -123,8 +125,8 @@ int decode_requests(const void *buf, size_t len, const ProtoLimits *lim, Request
     *reqs = NULL;
     *n = 0;
     uint32_t count;
-    // Each record is at least 60 bytes, which bounds the allocation by the message size.
-    if (get_header(&r, MSG_REQUESTS) || br_count(&r, &count, lim->max_records, 60, "records")) return -1;
+    // Each record is at least 64 bytes, which bounds the allocation by the message size.
+    if (get_header(&r, MSG_REQUESTS) || br_count(&r, &count, lim->max_records, 64, "records")) return -1;
     Request *out = xcalloc(count ? count : 1, sizeof(Request));
     for (uint32_t i = 0; i < count; i++) {
         if (decode_request(&r, lim, &out[i])) {

@@ -62,6 +62,7 @@ typedef struct {
     float temperature, top_p, min_p;
     int32_t top_k;
     uint64_t seed;          // the sequence's own sampler seed
+    int32_t version;        // generate with exactly this policy version (-1: the newest held)
     uint32_t flags;         // REQ_*
     int32_t n_stop;
     int32_t stop[REQ_MAX_STOP];
@@ -110,6 +111,8 @@ void batch_free(Batch *b);
 // ---------------------------------------------------------------------------------------------
 // Step done: named metrics from the trainer root, and the policy version now trained.
 
+enum { STEP_SKIPPED = 1u, STEP_SFT = 2u, STEP_STOP = 4u };  // STEP_STOP: too many bad steps in a row
+
 #define METRIC_NAME_MAX 48
 typedef struct {
     char name[METRIC_NAME_MAX];
@@ -119,7 +122,7 @@ typedef struct {
 typedef struct {
     int32_t step;
     int32_t version;         // policy version after this step (step + 1 for RL steps)
-    uint32_t flags;          // 1 = the update was skipped (non-finite)
+    uint32_t flags;          // STEP_SKIPPED, STEP_SFT
     int32_t n_metrics;
     Metric *metrics;         // (n_metrics)
 } StepDone;

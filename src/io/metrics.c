@@ -36,13 +36,18 @@ struct MetricsWriter {
     hid_t file;
     Column *steps;
     int n_steps;
-    Column *evals;
-    int n_evals;
+    struct {
+        Column *cols;
+        int n;
+    } tables[8];
+    int n_tables;
     hid_t rollout[R_COUNT];
     hid_t tokens, token_versions;
     int keep_tokens;
     char unknown_warned[64];
 };
+
+static Column *find_column(Column *cols, int n, const char *name);
 
 static hid_t open_or_create(hid_t file, const char *name, hid_t type, hsize_t chunk) {
     if (h5_exists(file, name)) return H5_CHECK(H5Dopen2(file, name, H5P_DEFAULT), "metrics.h5 may be damaged");
@@ -86,22 +91,23 @@ static void cut_back(MetricsWriter *m, int64_t steps) {
     for (int c = 0; c < R_COUNT; c++) h5_set_length(m->rollout[c], keep);
     if ((int64_t)h5_length(m->tokens) > token_keep) h5_set_length(m->tokens, (hsize_t)token_keep);
     if ((int64_t)h5_length(m->token_versions) > token_keep) h5_set_length(m->token_versions, (hsize_t)token_keep);
-    // Evals carry a "step" column when declared; keep rows of earlier steps.
-    for (int i = 0; i < m->n_evals; i++) {
-        if (strcmp(m->evals[i].name, "step") != 0) continue;
-        hsize_t ne = h5_length(m->evals[i].ds);
+    // Row tables: keep the rows of earlier steps.
+    for (int t = 0; t < m->n_tables; t++) {
+        Column *step_col = find_column(m->tables[t].cols, m->tables[t].n, "step");
+        if (!step_col) continue;
+        hsize_t ne = h5_length(step_col->ds);
         double *es = xmalloc(sizeof(double) * (ne ? ne : 1));
-        if (ne) H5_CHECK(H5Dread(m->evals[i].ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, es), "");
+        if (ne) H5_CHECK(H5Dread(step_col->ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, es), "");
         hsize_t ke = 0;
         while (ke < ne && es[ke] < (double)steps) ke++;
         free(es);
-        for (int j = 0; j < m->n_evals; j++) h5_set_length(m->evals[j].ds, ke);
-        break;
+        for (int j = 0; j < m->tables[t].n; j++)
+            if (h5_length(m->tables[t].cols[j].ds) > ke) h5_set_length(m->tables[t].cols[j].ds, ke);
     }
 }
 
 MetricsWriter *metrics_open(const char *path, const char *const *step_names, int n_step,
-                            const char *const *eval_names, int n_eval, const char *config_text,
+                            const MetricsTable *tables, int n_tables, const char *config_text,
                             const char *env_names, int keep_tokens, int64_t resume_steps) {
     h5_quiet();
     MetricsWriter *m = xcalloc(1, sizeof *m);
@@ -129,8 +135,12 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
 
     m->n_steps = n_step;
     m->steps = make_columns(m->file, "steps", step_names, n_step);
-    m->n_evals = n_eval;
-    m->evals = make_columns(m->file, "eval", eval_names, n_eval);
+    CHECK(n_tables <= 8, "", "too many metrics tables");
+    m->n_tables = n_tables;
+    for (int t = 0; t < n_tables; t++) {
+        m->tables[t].n = tables[t].n_columns;
+        m->tables[t].cols = make_columns(m->file, tables[t].name, tables[t].columns, tables[t].n_columns);
+    }
     for (int c = 0; c < R_COUNT; c++) {
         char p[64];
         snprintf(p, sizeof p, "/rollouts/%s", ROLLOUT_COLUMNS[c]);
@@ -189,23 +199,27 @@ void metrics_write_step(MetricsWriter *m, int64_t step, const char *const *names
     metrics_flush(m);
 }
 
-void metrics_write_eval(MetricsWriter *m, int64_t step, const char *const *names, const double *values, int n) {
+void metrics_write_row(MetricsWriter *m, int table, int64_t step, const char *const *names, const double *values,
+                       int n) {
+    CHECK(table >= 0 && table < m->n_tables, "", "no metrics table %d", table);
+    Column *cols = m->tables[table].cols;
+    int n_cols = m->tables[table].n;
     hsize_t row = 0;
-    for (int i = 0; i < m->n_evals; i++) {
-        hsize_t len = h5_length(m->evals[i].ds);
+    for (int i = 0; i < n_cols; i++) {
+        hsize_t len = h5_length(cols[i].ds);
         if (len > row) row = len;
     }
-    Column *step_col = find_column(m->evals, m->n_evals, "step");
+    Column *step_col = find_column(cols, n_cols, "step");
     if (step_col) {
         double s = (double)step;
         h5_write_at(step_col->ds, H5T_NATIVE_DOUBLE, &s, row, 1);
     }
-    write_row(m, m->evals, m->n_evals, row, names, values, n);
-    // Columns not given this time get NaN so every eval column has the same length.
-    for (int i = 0; i < m->n_evals; i++) {
-        if (h5_length(m->evals[i].ds) <= row) {
+    write_row(m, cols, n_cols, row, names, values, n);
+    // Columns not given this time get NaN so every column of the table has the same length.
+    for (int i = 0; i < n_cols; i++) {
+        if (h5_length(cols[i].ds) <= row) {
             double nan_value = NAN;
-            h5_write_at(m->evals[i].ds, H5T_NATIVE_DOUBLE, &nan_value, row, 1);
+            h5_write_at(cols[i].ds, H5T_NATIVE_DOUBLE, &nan_value, row, 1);
         }
     }
     metrics_flush(m);
@@ -274,12 +288,14 @@ void metrics_flush(MetricsWriter *m) { H5_CHECK(H5Fflush(m->file, H5F_SCOPE_GLOB
 void metrics_close(MetricsWriter *m) {
     if (!m) return;
     for (int i = 0; i < m->n_steps; i++) H5Dclose(m->steps[i].ds);
-    for (int i = 0; i < m->n_evals; i++) H5Dclose(m->evals[i].ds);
+    for (int t = 0; t < m->n_tables; t++) {
+        for (int i = 0; i < m->tables[t].n; i++) H5Dclose(m->tables[t].cols[i].ds);
+        free(m->tables[t].cols);
+    }
     for (int c = 0; c < R_COUNT; c++) H5Dclose(m->rollout[c]);
     H5Dclose(m->tokens);
     H5Dclose(m->token_versions);
     H5Fclose(m->file);
     free(m->steps);
-    free(m->evals);
     free(m);
 }

@@ -12,9 +12,10 @@ static char g_path[256];
 
 static const char *STEP_NAMES[] = {"loss", "reward_mean", "grad_norm"};
 static const char *EVAL_NAMES[] = {"step", "greedy_pass", "sampled_pass"};
+static const MetricsTable TABLES[] = {{"eval", EVAL_NAMES, 3}};
 
 static MetricsWriter *open_writer(int64_t resume) {
-    return metrics_open(g_path, STEP_NAMES, 3, EVAL_NAMES, 3, "run = { seed = 1L; };", "reverse,sorting", 1, resume);
+    return metrics_open(g_path, STEP_NAMES, 3, TABLES, 1, "run = { seed = 1L; };", "reverse,sorting", 1, resume);
 }
 
 // Runs a shell command and returns its stdout (heap), or NULL if it failed.
@@ -55,7 +56,7 @@ static void test_read_while_open(void **state) {
     write_steps(m, 0, 4);
     const char *en[] = {"greedy_pass"};
     double ev[] = {0.75};
-    metrics_write_eval(m, 3, en, ev, 1);
+    metrics_write_row(m, 0, 3, en, ev, 1);
     char cmd[600];
     // h5py as a SWMR reader (Debian's python3-h5py), also while open.
     snprintf(cmd, sizeof cmd,
