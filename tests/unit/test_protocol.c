@@ -16,7 +16,7 @@ static ProtoLimits limits(void) {
 
 static Request make_request(uint64_t id, int n_prompt) {
     Request q = {.id = id, .group = id / 4, .step = 3, .n_prompt = n_prompt, .max_tokens = 20, .temperature = 0.7f,
-                 .top_p = 0.9f, .min_p = 0.05f, .top_k = 40, .seed = 0xabcdef12345ULL + id, .flags = REQ_PIN_VERSION,
+                 .top_p = 0.9f, .min_p = 0.05f, .top_k = 40, .seed = 0xabcdef12345ULL + id, .version = -1, .flags = REQ_PIN_VERSION,
                  .n_stop = 2, .stop = {257, 10}};
     q.prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
     for (int i = 0; i < n_prompt; i++) q.prompt[i] = (int32_t)((i * 7 + (int)id) % 256);
@@ -263,7 +263,7 @@ static void test_hostile_counts(void **state) {
     encode_requests(&w, &q, 1);
     free(q.prompt);
     // The prompt count sits after magic, type, count, id, group, step.
-    size_t off = 4 + 4 + 4 + 8 + 8 + 4;
+    size_t off = 4 + 4 + 4 + 8 + 8 + 4;  // unchanged by the fields after the prompt
     uint32_t huge = 0x7fffffffu;
     memcpy(w.data + off, &huge, 4);
     ProtoLimits lim = limits();
