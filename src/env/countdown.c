@@ -26,7 +26,8 @@
 
 #define MAX_NUMBERS 6
 #define MAX_OUTPUT 128
-#define DRAWS 1000  // tries to find a target in range for one set of numbers
+#define DRAWS 10000       // candidate solutions tried before giving up
+#define NUMBER_DRAWS 100  // candidate solutions tried for one set of numbers
 
 typedef struct {
     int numbers, min_number, max_number, min_target, max_target;
@@ -78,8 +79,9 @@ static int generate(const Env *env, Rng *rng, Problem *out, ErrorBuf *err) {
     const Countdown *c = env->state;
     int64_t nums[MAX_NUMBERS];
     uint64_t span = (uint64_t)(c->max_number - c->min_number + 1);
-    for (int i = 0; i < c->numbers; i++) nums[i] = c->min_number + (int64_t)rng_below(rng, span);
     for (int draw = 0; draw < DRAWS; draw++) {
+        if (draw % NUMBER_DRAWS == 0)  // new numbers now and then: some sets cannot reach the range
+            for (int i = 0; i < c->numbers; i++) nums[i] = c->min_number + (int64_t)rng_below(rng, span);
         StrBuf expr = {0};
         int64_t target = random_solution(rng, nums, c->numbers, &expr);
         int trivial = 0;

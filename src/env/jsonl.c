@@ -26,6 +26,7 @@
 // Metrics: exact (= the reward), format_ok (exact: the output passed the guard; numeric: it
 // holds a number).
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +141,9 @@ static int parse_line(const char *path, int line, const char *text, size_t len, 
         error_set(err, "%s:%d: \"%s\" holds a NUL character", path, line, aname);
     else {
         char num[64];
-        if (a->type == JSON_NUMBER) {
+        if (a->type == JSON_NUMBER && fabs(a->number) < 1e15 && a->number == floor(a->number)) {
+            snprintf(num, sizeof num, "%lld", (long long)a->number);  // 80, not 8e+01
+        } else if (a->type == JSON_NUMBER) {
             for (int prec = 1; prec <= 17; prec++) {  // shortest text that reads back the same
                 snprintf(num, sizeof num, "%.*g", prec, a->number);
                 if (strtod(num, NULL) == a->number) break;

@@ -12,9 +12,11 @@
 // Reward = (share of the two target words that occur in the continuation), each matched as a
 // whole word, case-insensitively, plural or possessive allowed ("balls", "Lily's"). Guards
 // (any failing one scores 0): at least env.stories.min_words words, at most
-// env.stories.max_chars bytes, no runaway repetition, valid UTF-8 without NUL. The base
-// model earns about half of the reward (see scripts/stories_baseline.py and the report), so
-// there is room to learn in both directions.
+// env.stories.max_chars bytes, no runaway repetition, valid UTF-8 without NUL.
+// Measured with scripts/stories_baseline.py (stories260K, temperature 1, 200 problems x 8
+// samples): mean reward 0.385 with 64-token continuations (name 0.44, object 0.33; 15 % of
+// samples earn 1, 38 % earn 0) and 0.53 with 128 tokens; 97 % of the groups of 8 have
+// different rewards, so GRPO has a signal from the start and room to improve.
 // Metrics: name, object (each 0/1), words, format_ok (the guards passed).
 #include <stdio.h>
 #include <stdlib.h>
