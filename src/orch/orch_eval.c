@@ -41,8 +41,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     o->eval_step = step;
     o->eval_pending = problems;
     for (int p = 0; p < problems; p++) {
-        Group *g = orch_new_group(o, orch_pick_env(o, ENV_SPLIT_EVAL, (uint64_t)p), ENV_SPLIT_EVAL, (uint64_t)p, per,
-                                  step, 1);
+        Group *g = orch_new_group(o, ENV_SPLIT_EVAL, (uint64_t)p, per, step, 1);
         g->version = cfg->run.deterministic ? version : -1;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, p % o->n_inf);
