@@ -219,6 +219,8 @@ typedef struct {
 //   splitmix64-based rng_mix: h(x) = splitmix64 finaliser of x + 0x9e3779b97f4a7c15,
 //   rng_mix(a, b) = h(h(a) ^ (b + 0x632be59bd9b4e019)). Counter-based, so a device reproduces
 //   the stream from (seed, counter) alone and a preempted sequence resumes its stream exactly.
-// Sums of w run in double on the CPU. Garbage logits (NaN, inf) never give an id outside [0, V).
+// Sums of w run in double on the CPU. NaN logits count as -inf (never sampled); a row with no
+// finite maximum (all NaN / -inf, or a +inf) gives its first maximal id (else 0) and a NaN
+// logprob: garbage never gives an id outside [0, V).
 void ops_sample(int32_t *tokens, float *logprobs, const float *logits, const OpsSampleParams *params, int n,
                 int vocab);
