@@ -52,7 +52,7 @@ endif
 endif
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
-CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -fopenmp $(WARN) -Isrc -Ikernels \
+CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -fopenmp -fno-trapping-math $(WARN) -Isrc -Ikernels \
           $(HDF5_CFLAGS) $(LIBCONFIG_CFLAGS) $(BLAS_CFLAGS)
 LDLIBS := $(HDF5_LIBS) $(LIBCONFIG_LIBS) $(BLAS_LIBS) -fopenmp -lm -lpthread
 ifeq ($(have_blas),)
@@ -127,6 +127,12 @@ $(BUILD)/tests/mpi/%: tests/mpi/%.c $(TEST_COMMON) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST  $@")
 	$(Q)$(MPICC) $(CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $< $(TEST_COMMON) $(LIB) -o $@ $(CMOCKA_LIBS) $(LDLIBS)
+
+# Benchmark programs (benchmarks/*.c), built by the benchmark scripts that use them.
+$(BUILD)/bench/%: benchmarks/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH $@")
+	$(Q)$(MPICC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
 
 tests-build: $(BIN) $(TEST_BIN) $(MPI_TEST_BIN)
 

@@ -11,6 +11,11 @@
 void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *c, int ldc);
 
+// y (m) = alpha * A (m, n) @ x (n) + beta * y, A row-major with leading dimension lda. One
+// thread. (OpenBLAS's sgemm packs A on every call, which for a single row costs several times
+// the product itself; sgemv streams A once.)
+void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y);
+
 // The share [*begin, *end) of n items that thread `thread` of `threads` works on.
 static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, size_t *end) {
     *begin = n * (size_t)thread / (size_t)threads;

@@ -1,6 +1,7 @@
 // CPU linear layers: out = in @ W^T (+ bias) and its backward, as GEMMs split among the
 // OpenMP threads (each thread one single-threaded BLAS call on its share). Many rows: split
-// the rows; few rows (decode): split the output columns so every thread still has work.
+// the rows; few rows (decode): split the output columns so every thread still has work, and
+// for one to three rows use matrix-vector products.
 #include <omp.h>
 
 #include "cpu/cpu.h"
@@ -8,6 +9,10 @@
 
 // Below this many rows per thread the split goes over columns instead of rows.
 #define MIN_ROWS_PER_THREAD 32
+// Up to this many rows (decode of a few sequences), one matrix-vector product per row: it
+// streams the weight once per row, while sgemm packs the whole weight on every call (measured
+// on Zen 2 for 288x768: 1 row 17 us vs 82 us, 4 rows even).
+#define MAX_GEMV_ROWS 3
 
 void ops_matmul_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                         int out_dim, int accumulate) {
@@ -28,8 +33,13 @@ void ops_matmul_forward(float *out, const float *in, const float *weight, const 
         } else {
             cpu_split((size_t)out_dim, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
             // out[:, b:e] (N, cols) = in (N, I) @ W[b:e]^T
-            cpu_sgemm(0, 1, n, (int)(e - b), in_dim, 1.0f, in, in_dim, weight + b * in_dim, in_dim,
-                      accumulate ? 1.0f : 0.0f, out + b, out_dim);
+            if (n <= MAX_GEMV_ROWS)
+                for (int i = 0; i < n; i++)
+                    cpu_sgemv((int)(e - b), in_dim, 1.0f, weight + b * in_dim, in_dim, in + (size_t)i * in_dim,
+                              accumulate ? 1.0f : 0.0f, out + (size_t)i * out_dim + b);
+            else
+                cpu_sgemm(0, 1, n, (int)(e - b), in_dim, 1.0f, in, in_dim, weight + b * in_dim, in_dim,
+                          accumulate ? 1.0f : 0.0f, out + b, out_dim);
             if (bias)
                 for (int i = 0; i < n; i++) {
                     float *row = out + (size_t)i * out_dim;

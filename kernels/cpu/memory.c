@@ -75,7 +75,16 @@ void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, a, lda, b, ldb, beta, c, ldc);
 }
+
+void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y) {
+    if (m <= 0) return;
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
 #else
+void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y) {
+    cpu_sgemm(0, 1, 1, m, n, alpha, x, n, a, lda, beta, y, m);
+}
+
 // Plain loops for builds without BLAS (correct, slow).
 void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *c, int ldc) {

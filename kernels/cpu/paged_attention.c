@@ -1,12 +1,21 @@
-// CPU paged KV cache for inference: writing new key/value rows into their cache slots, and
-// causal grouped-query attention of new query rows (decode or a prefill chunk) against the
-// cached keys and values, read block by block through each sequence's block table.
+// CPU paged KV cache for inference: writing new key/value rows into their cache slots (and
+// reading them back), and causal grouped-query attention of new query rows (decode or a
+// prefill chunk) against the cached keys and values, read block by block through each
+// sequence's block table.
 //
-// Attention runs one task per (query row, key/value head): the task scores the G = H / KVH
-// query heads of the group against every visible key (one pass over the keys, reading each
-// key once for the whole group), takes a two-pass softmax per head and sums the values. Every
-// (row, head) is computed by the same code in the same order whatever else is in the call, so
-// results are batch invariant (see ops.h). Scratch: G x (longest context) floats per thread.
+// Layout (private to this backend, see ops.h): block b, kv head g holds its keys transposed,
+// Kt (hd, bs), and its values as rows, V (bs, hd), both at offset ((b * KVH + g) * hd) * bs.
+// With transposed keys the score loop runs over consecutive keys (vectorised, no horizontal
+// sums), even for heads of 8 floats.
+//
+// Attention runs one task per (tile of up to ROWS consecutive query rows of one sequence,
+// kv head g): for each visible block, the tile's ROWS x G query heads are scored against its
+// keys (each key row of Kt read once for the whole tile), then each (row, head) takes a
+// softmax over its own causal range and sums the values. Every (row, head) is computed with
+// the same operations in the same order whatever else is in the call or the tile (scores are
+// elementwise over keys; sums run in key order; scratch rows are 64-byte aligned with a stride
+// that is a multiple of 16), so results are batch invariant. Scratch per thread: ROWS * G *
+// (longest context rounded up to 16) + 2 ROWS * G * hd floats.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -16,85 +25,156 @@
 #include "cpu/cpu.h"
 #include "ops.h"
 
+#define ROWS 4  // query rows per task (prefill chunks share each key read among them)
+
+static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim, int block_size) {
+    return ((size_t)block * n_kv_heads + g) * head_dim * block_size;
+}
+
 void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int kv_dim) {
-    const size_t bytes = (size_t)kv_dim * sizeof(float);
+                        int n_kv_heads, int head_dim, int block_size) {
+    const int kv_dim = n_kv_heads * head_dim;
 #pragma omp parallel for schedule(static) if (n >= 64)
     for (int i = 0; i < n; i++) {
-        memcpy(k_cache + (size_t)slots[i] * kv_dim, k + (size_t)i * kv_dim, bytes);
-        memcpy(v_cache + (size_t)slots[i] * kv_dim, v + (size_t)i * kv_dim, bytes);
+        const int block = slots[i] / block_size, t = slots[i] % block_size;
+        for (int g = 0; g < n_kv_heads; g++) {
+            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
+            const float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
+            const float *vr = v + (size_t)i * kv_dim + (size_t)g * head_dim;
+            for (int d = 0; d < head_dim; d++) k_cache[base + (size_t)d * block_size + t] = kr[d];
+            memcpy(v_cache + base + (size_t)t * head_dim, vr, (size_t)head_dim * sizeof(float));
+        }
     }
 }
 
-// The sequence whose rows contain `row`: the last s with query_start[s] <= row.
-static int sequence_of_row(const int32_t *query_start, int n_seqs, int row) {
-    int lo = 0, hi = n_seqs - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) / 2;
-        if (query_start[mid] <= row)
-            lo = mid;
-        else
-            hi = mid - 1;
+void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
+                       int n_kv_heads, int head_dim, int block_size) {
+    const int kv_dim = n_kv_heads * head_dim;
+    for (int i = 0; i < n; i++) {
+        const int block = slots[i] / block_size, t = slots[i] % block_size;
+        for (int g = 0; g < n_kv_heads; g++) {
+            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
+            float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
+            for (int d = 0; d < head_dim; d++) kr[d] = k_cache[base + (size_t)d * block_size + t];
+            memcpy(v + (size_t)i * kv_dim + (size_t)g * head_dim, v_cache + base + (size_t)t * head_dim,
+                   (size_t)head_dim * sizeof(float));
+        }
     }
-    return lo;
 }
 
-// Scores of the group's G query heads against keys 0 .. keys-1: scores (G, stride) =
-// scale * q_h . k_t, visiting the keys block by block in position order.
-static void group_scores(float *scores, int stride, const float *q, const float *k_cache, const int32_t *table,
-                         int keys, int block_size, int kv_dim, int g, int group, int head_dim, float scale) {
-    for (int t0 = 0; t0 < keys; t0 += block_size) {
-        const size_t base = (size_t)table[t0 / block_size] * block_size;
-        const int nt = keys - t0 < block_size ? keys - t0 : block_size;
-        for (int tt = 0; tt < nt; tt++) {
-            const float *kp = k_cache + (base + tt) * kv_dim + (size_t)g * head_dim;
-            for (int hh = 0; hh < group; hh++) {
-                const float *qh = q + (size_t)hh * head_dim;
-                float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                for (int d = 0; d < head_dim; d++) dot += qh[d] * kp[d];
-                scores[(size_t)hh * stride + t0 + tt] = dot * scale;
+// One task: rows row0 .. row0+n_rows-1 of a sequence, their first having position pos0.
+typedef struct {
+    int seq, row0, n_rows, pos0, g;
+} AttnTask;
+
+typedef struct {
+    const float *q, *k_cache, *v_cache;
+    const int32_t *table;  // the sequence's block ids
+    int block_size, n_heads, n_kv_heads, head_dim, group;
+    size_t stride;         // floats between two score rows (multiple of 16)
+    float scale;
+} AttnArgs;
+
+// qt (n_rows * G, hd) = scale * the tile's query heads (row-major by row, then head).
+static void tile_queries(float *qt, const AttnArgs *a, const AttnTask *t) {
+    const int hd = a->head_dim, q_stride = a->n_heads * hd;
+    for (int r = 0; r < t->n_rows; r++)
+        for (int hh = 0; hh < a->group; hh++) {
+            const float *qh = a->q + (size_t)(t->row0 + r) * q_stride + (size_t)(t->g * a->group + hh) * hd;
+            float *dst = qt + ((size_t)r * a->group + hh) * hd;
+            for (int d = 0; d < hd; d++) dst[d] = qh[d] * a->scale;
+        }
+}
+
+// scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
+// block; each score is a sum over d in order (a chunk of 8 keys is accumulated in registers).
+static void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
+    const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
+    for (int t0 = 0; t0 < keys; t0 += bs) {
+        const int nt = keys - t0 < bs ? keys - t0 : bs;
+        const float *kt = a->k_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (hd, bs)
+        for (int i = 0; i < n_q; i++) {
+            float *s = scores + (size_t)i * a->stride + t0;
+            const float *qi = qt + (size_t)i * hd;
+            int j0 = 0;
+            for (; j0 + 8 <= nt; j0 += 8) {
+                float acc[8];
+                for (int l = 0; l < 8; l++) acc[l] = qi[0] * kt[j0 + l];
+                for (int d = 1; d < hd; d++) {
+                    const float qd = qi[d];
+                    const float *krow = kt + (size_t)d * bs + j0;
+                    for (int l = 0; l < 8; l++) acc[l] += qd * krow[l];
+                }
+                for (int l = 0; l < 8; l++) s[j0 + l] = acc[l];
+            }
+            for (int j = j0; j < nt; j++) {
+                float acc = qi[0] * kt[j];
+                for (int d = 1; d < hd; d++) acc += qi[d] * kt[(size_t)d * bs + j];
+                s[j] = acc;
             }
         }
     }
 }
 
-// In place: p (keys) = exp(s - max s); returns 1 / sum p.
+// In place: p (keys) = exp(s - max s); returns 1 / sum p. The sum runs in a fixed order
+// (16 lanes j mod 16, then the lanes in order), whatever the alignment or vector width.
 static float softmax_unnormalised(float *p, int keys) {
     float mx = -INFINITY;
     for (int t = 0; t < keys; t++) mx = p[t] > mx ? p[t] : mx;
+#pragma omp simd
+    for (int t = 0; t < keys; t++) p[t] = cpu_expf(p[t] - mx);
+    float lanes[16] = {0};
+    int t = 0;
+    for (; t + 16 <= keys; t += 16)
+        for (int l = 0; l < 16; l++) lanes[l] += p[t + l];
+    for (int l = 0; t < keys; t++, l++) lanes[l] += p[t];
     float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int t = 0; t < keys; t++) {
-        p[t] = cpu_expf(p[t] - mx);
-        sum += p[t];
-    }
+    for (int l = 0; l < 16; l++) sum += lanes[l];
     return 1.0f / sum;
 }
 
-// out_h (hd) = inv_sum * sum_t p_h[t] v_t for each head of the group.
-static void group_values(float *out, const float *p, int stride, const float *inv_sum, const float *v_cache,
-                         const int32_t *table, int keys, int block_size, int kv_dim, int g, int group,
-                         int head_dim) {
-    for (int hh = 0; hh < group; hh++) memset(out + (size_t)hh * head_dim, 0, (size_t)head_dim * sizeof(float));
-    for (int t0 = 0; t0 < keys; t0 += block_size) {
-        const size_t base = (size_t)table[t0 / block_size] * block_size;
-        const int nt = keys - t0 < block_size ? keys - t0 : block_size;
-        for (int tt = 0; tt < nt; tt++) {
-            const float *vp = v_cache + (base + tt) * kv_dim + (size_t)g * head_dim;
-            for (int hh = 0; hh < group; hh++) {
-                float *oh = out + (size_t)hh * head_dim;
-                const float w = p[(size_t)hh * stride + t0 + tt];
-#pragma omp simd
-                for (int d = 0; d < head_dim; d++) oh[d] += w * vp[d];
-            }
+// o (hd) += sum_j p[j] * v_j over n value rows vb (n, hd), keys in order; 8 output floats
+// at a time in registers.
+static void accumulate_values(float *o, const float *p, const float *vb, int n, int hd) {
+    int d0 = 0;
+    for (; d0 + 8 <= hd; d0 += 8) {
+        float acc[8];
+        for (int l = 0; l < 8; l++) acc[l] = o[d0 + l];
+        for (int j = 0; j < n; j++) {
+            const float w = p[j];
+            const float *vr = vb + (size_t)j * hd + d0;
+            for (int l = 0; l < 8; l++) acc[l] += w * vr[l];
+        }
+        for (int l = 0; l < 8; l++) o[d0 + l] = acc[l];
+    }
+    for (int d = d0; d < hd; d++) {
+        float acc = o[d];
+        for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * hd + d];
+        o[d] = acc;
+    }
+}
+
+// out rows of the tile (n_rows, H*hd at the group's heads) = sum_t p[t] v_t * inv_sum, each
+// (row, head) over its own keys. acc: (n_rows * G, hd) scratch.
+static void tile_values(float *out, float *acc, const float *scores, const float *inv_sum, const AttnArgs *a,
+                        const AttnTask *t) {
+    const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
+    memset(acc, 0, (size_t)n_q * hd * sizeof(float));
+    const int keys_max = t->pos0 + t->n_rows;
+    for (int t0 = 0; t0 < keys_max; t0 += bs) {
+        const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
+        const float *vb = a->v_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (bs, hd)
+        for (int i = 0; i < n_q; i++) {
+            const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
+            const int n = keys - t0 < nt ? keys - t0 : nt;
+            if (n > 0) accumulate_values(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, n, hd);
         }
     }
-    for (int hh = 0; hh < group; hh++) {
-        float *oh = out + (size_t)hh * head_dim;
-        const float inv = inv_sum[hh];
-#pragma omp simd
-        for (int d = 0; d < head_dim; d++) oh[d] *= inv;
+    for (int i = 0; i < n_q; i++) {
+        const int r = i / a->group, hh = i % a->group;
+        float *dst = out + (size_t)(t->row0 + r) * q_stride + (size_t)(t->g * a->group + hh) * hd;
+        const float *o = acc + (size_t)i * hd;
+        for (int d = 0; d < hd; d++) dst[d] = o[d] * inv_sum[i];
     }
 }
 
@@ -102,35 +182,49 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
                                  const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
                                  int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
                                  int head_dim) {
-    if (n_seqs <= 0) return;
-    const int n = query_start[n_seqs];
-    if (n <= 0) return;
-    int max_ctx = 1;
-    for (int s = 0; s < n_seqs; s++) max_ctx = context_len[s] > max_ctx ? context_len[s] : max_ctx;
+    if (n_seqs <= 0 || query_start[n_seqs] <= 0) return;
     const int group = n_heads / n_kv_heads;
-    const int q_stride = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    const int threads = omp_get_max_threads();
-    const size_t per_thread = (size_t)group * max_ctx + (size_t)group;  // scores + 1/sum per head
-    float *scratch = malloc((size_t)threads * per_thread * sizeof(float));
-    CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context", "paged attention scratch of "
-          "%d x %zu floats", threads, per_thread);
-    const int n_tasks = n * n_kv_heads;
-
-#pragma omp parallel for schedule(dynamic, 4) if (n_tasks > 1)
-    for (int task = 0; task < n_tasks; task++) {
-        const int row = task / n_kv_heads, g = task % n_kv_heads;
-        const int s = sequence_of_row(query_start, n_seqs, row);
+    // Tasks: per sequence, tiles of ROWS rows, times the kv heads.
+    int n_tasks = 0, max_ctx = 1;
+    for (int s = 0; s < n_seqs; s++) {
+        n_tasks += (query_start[s + 1] - query_start[s] + ROWS - 1) / ROWS * n_kv_heads;
+        max_ctx = context_len[s] > max_ctx ? context_len[s] : max_ctx;
+    }
+    AttnTask *tasks = malloc((size_t)n_tasks * sizeof(AttnTask));
+    CHECK(tasks != NULL, "out of memory", "paged attention: %d tasks", n_tasks);
+    int ti = 0;
+    for (int s = 0; s < n_seqs; s++) {
         const int n_q = query_start[s + 1] - query_start[s];
-        const int keys = context_len[s] - n_q + (row - query_start[s]) + 1;  // positions 0 .. pos
-        const int32_t *table = block_tables + (size_t)s * max_blocks;
-        float *scores = scratch + (size_t)omp_get_thread_num() * per_thread;  // (G, max_ctx)
-        float *inv_sum = scores + (size_t)group * max_ctx;                     // (G)
-        const float *qg = q + (size_t)row * q_stride + (size_t)g * group * head_dim;  // (G, hd)
-        group_scores(scores, max_ctx, qg, k_cache, table, keys, block_size, kv_dim, g, group, head_dim, scale);
-        for (int hh = 0; hh < group; hh++) inv_sum[hh] = softmax_unnormalised(scores + (size_t)hh * max_ctx, keys);
-        group_values(out + (size_t)row * q_stride + (size_t)g * group * head_dim, scores, max_ctx, inv_sum, v_cache,
-                     table, keys, block_size, kv_dim, g, group, head_dim);
+        for (int r = 0; r < n_q; r += ROWS)
+            for (int g = 0; g < n_kv_heads; g++)
+                tasks[ti++] = (AttnTask){s, query_start[s] + r, n_q - r < ROWS ? n_q - r : ROWS,
+                                         context_len[s] - n_q + r, g};
+    }
+    const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
+    const size_t per_thread = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;  // 64-byte multiple
+    const int threads = omp_get_max_threads();
+    float *scratch = aligned_alloc(64, (size_t)threads * per_thread * sizeof(float));
+    CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",
+          "paged attention scratch of %d x %zu floats", threads, per_thread);
+    AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .block_size = block_size, .n_heads = n_heads,
+                     .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group, .stride = stride,
+                     .scale = 1.0f / sqrtf((float)head_dim)};
+
+#pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1)
+    for (int i = 0; i < n_tasks; i++) {
+        const AttnTask *t = &tasks[i];
+        AttnArgs a = base;
+        a.table = block_tables + (size_t)t->seq * max_blocks;
+        float *scores = scratch + (size_t)omp_get_thread_num() * per_thread;  // (ROWS * G, stride)
+        float *acc = scores + (size_t)ROWS * group * stride;                   // (ROWS * G, hd)
+        float *qt = acc + (size_t)ROWS * group * head_dim;                     // (ROWS * G, hd)
+        float *inv_sum = qt + (size_t)ROWS * group * head_dim;                 // (ROWS * G)
+        tile_queries(qt, &a, t);
+        tile_scores(scores, qt, &a, t, t->pos0 + t->n_rows);
+        for (int k = 0; k < t->n_rows * group; k++)
+            inv_sum[k] = softmax_unnormalised(scores + (size_t)k * stride, t->pos0 + k / group + 1);
+        tile_values(out, acc, scores, inv_sum, &a, t);
     }
     free(scratch);
+    free(tasks);
 }

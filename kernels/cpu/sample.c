@@ -2,12 +2,14 @@
 // top-k, top-p and min-p, one uniform per row from the counter-based stream (seed, counter),
 // and the logprob of the chosen token under the untruncated distribution at temperature T.
 //
-// Per row: one pass for the max and argmax of z = logits / T, one for w = exp(z - max) and
-// its sum (the logsumexp). Without top-k / top-p, the kept set is {w >= min_p} and one more
-// pass walks the cumulative sum. With them, the kept rank prefix is found by selection, not a
+// Per row: passes for z = logits / T, its max (and the first id reaching it), w = exp(z - max)
+// and its sum (the logsumexp), the kept weights wk, and the inverse-CDF walk, which skips
+// blocks of 256 ids by their sums. Sums run in double in a fixed order (8 interleaved lanes),
+// so every pass vectorises and a row's result never depends on the other rows. With them, the kept rank prefix is found by selection, not a
 // sort: a quickselect by rank for top-k, then a quickselect by probability mass for top-p,
 // expected O(V); the prefix is then described by its last token b, and "j is in the prefix"
-// is "j ranks before b or is b". Rows run in parallel; scratch is 2 V floats + V ints per thread.
+// is "j ranks before b or is b". Rows run in parallel; scratch per thread: 3 V floats, V ints
+// and V / 256 doubles.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -89,27 +91,86 @@ static double stream_uniform(uint64_t seed, uint64_t counter) {
     return (double)(rng_mix(seed, counter) >> 11) * 0x1.0p-53;
 }
 
-// Samples one row. z, w (V) and ids (V) are scratch. Returns the token; *logprob its logprob.
-static int32_t sample_row(const float *logits, int vocab, const OpsSampleParams *sp, float *z, float *w,
-                          int32_t *ids, float *logprob) {
-    const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
-    float zmax = -INFINITY;
-    int32_t argmax = 0;
-    for (int j = 0; j < vocab; j++) {
-        z[j] = logits[j] / T;
-        if (z[j] != z[j]) z[j] = -INFINITY;  // NaN: never sampled
-        if (z[j] > zmax) zmax = z[j], argmax = j;
+#define LANES 8        // interleaved partial sums / maxima: a fixed order that vectorises
+#define WALK_BLOCK 256  // the inverse-CDF walk skips whole blocks by their sums
+
+// Sum of x[0, n) in double: LANES interleaved partial sums, then the lanes in order.
+static double lane_sum(const float *x, int n) {
+    double lanes[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) lanes[l] += (double)x[j + l];
+    for (int l = 0; j < n; j++, l++) lanes[l] += (double)x[j];
+    double sum = 0.0;
+    for (int l = 0; l < LANES; l++) sum += lanes[l];
+    return sum;
+}
+
+// Max of z[0, n) (no NaN in z).
+static float lane_max(const float *z, int n) {
+    float lanes[LANES];
+    for (int l = 0; l < LANES; l++) lanes[l] = -INFINITY;
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) lanes[l] = z[j + l] > lanes[l] ? z[j + l] : lanes[l];
+    for (int l = 0; j < n; j++, l++) lanes[l] = z[j] > lanes[l] ? z[j] : lanes[l];
+    float mx = lanes[0];
+    for (int l = 1; l < LANES; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+    return mx;
+}
+
+// sums[b] = lane_sum of block b (WALK_BLOCK ids) of x (V); returns the sum of the block sums.
+static double block_sums(const float *x, int vocab, double *sums) {
+    double total = 0.0;
+    for (int b = 0, i = 0; b < vocab; b += WALK_BLOCK, i++) {
+        sums[i] = lane_sum(x + b, vocab - b < WALK_BLOCK ? vocab - b : WALK_BLOCK);
+        total += sums[i];
     }
+    return total;
+}
+
+// The first j whose cumulative weight sum_{k <= j} wk[k] exceeds target, skipping blocks by
+// their sums (from block_sums) and then walking the crossing block one id at a time; the
+// last j with wk[j] > 0 when rounding leaves none.
+static int32_t inverse_cdf(const float *wk, int vocab, const double *sums, double target) {
+    double acc = 0.0;
+    for (int b = 0, i = 0; b < vocab; b += WALK_BLOCK, i++) {
+        const int n = vocab - b < WALK_BLOCK ? vocab - b : WALK_BLOCK;
+        if (acc + sums[i] > target) {
+            double a = acc;
+            for (int j = b; j < b + n; j++) {
+                a += wk[j];
+                if (a > target && wk[j] > 0.0f) return j;
+            }
+        }
+        acc += sums[i];
+    }
+    for (int j = vocab - 1; j > 0; j--)
+        if (wk[j] > 0.0f) return j;
+    return 0;
+}
+
+// Samples one row. z, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob its
+// logprob. Every pass but the top-k / top-p selection is a plain loop the compiler vectorises.
+static int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp, float *restrict z,
+                          float *restrict w, float *restrict wk, int32_t *ids, double *sums, float *logprob) {
+    const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
+#pragma omp simd
+    for (int j = 0; j < vocab; j++) {
+        const float x = logits[j] / T;
+        z[j] = x == x ? x : -INFINITY;  // NaN: never sampled
+    }
+    const float zmax = lane_max(z, vocab);
+    int32_t argmax = 0;
+    while (argmax < vocab - 1 && z[argmax] != zmax) argmax++;
     if (!isfinite(zmax)) {  // garbage row (all NaN / -inf, or +inf): a valid id, NaN logprob
         *logprob = NAN;
         return argmax;
     }
-    double sum = 0.0;
-    for (int j = 0; j < vocab; j++) {
-        w[j] = cpu_expf(z[j] - zmax);
-        sum += w[j];
-    }
-    const double lse = (double)zmax + log(sum);
+#pragma omp simd
+    for (int j = 0; j < vocab; j++) w[j] = cpu_expf(z[j] - zmax);
+    const double sum_w = block_sums(w, vocab, sums);  // the logsumexp's sum, and the walk's without cuts
+    const double lse = (double)zmax + log(sum_w);
     int32_t tok = argmax;
     if (!sp->greedy) {
         // The kept rank prefix, described by its last token (-1: no cut).
@@ -132,21 +193,21 @@ static int32_t sample_row(const float *logits, int vocab, const OpsSampleParams 
             }
         }
         const float min_w = sp->min_p;
-        double kept = 0.0;
-        int32_t last_kept = argmax;
-        for (int j = 0; j < vocab; j++)
-            if (w[j] >= min_w && (last < 0 || j == last || ranks_before(z, j, last))) kept += w[j], last_kept = j;
-        const double target = stream_uniform(sp->seed, sp->counter) * kept;
-        double acc = 0.0;
-        tok = last_kept;
-        for (int j = 0; j < vocab; j++) {
-            if (!(w[j] >= min_w && (last < 0 || j == last || ranks_before(z, j, last)))) continue;
-            acc += w[j];
-            if (acc > target) {
-                tok = j;
-                break;
+        const float *kept = w;
+        double total = sum_w;
+        if (last >= 0 || min_w > 0.0f) {
+            // wk = w on the kept tokens (in the rank prefix up to `last`, and w >= min_p), else 0.
+            const float zl = last >= 0 ? z[last] : -INFINITY;
+            const int32_t jl = last >= 0 ? last : vocab;
+#pragma omp simd
+            for (int j = 0; j < vocab; j++) {
+                const int in_prefix = (z[j] > zl) | ((z[j] == zl) & (j <= jl));
+                wk[j] = in_prefix & (w[j] >= min_w) ? w[j] : 0.0f;
             }
+            kept = wk;
+            total = block_sums(wk, vocab, sums);
         }
+        tok = inverse_cdf(kept, vocab, sums, stream_uniform(sp->seed, sp->counter) * total);
     }
     *logprob = (float)((double)z[tok] - lse);
     return tok;
@@ -156,14 +217,16 @@ void ops_sample(int32_t *tokens, float *logprobs, const float *logits, const Ops
                 int vocab) {
     if (n <= 0 || vocab <= 0) return;
     const int threads = omp_get_max_threads();
-    const size_t per_thread = 3 * (size_t)vocab;  // z, w (floats) and ids (int32), 4 bytes each
+    // z, w, wk (floats), ids (int32) and the block sums (doubles) of one row.
+    const size_t per_thread = 4 * (size_t)vocab + 2 * ((size_t)vocab / WALK_BLOCK + 1);
     float *scratch = malloc((size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory", "sampling scratch of %d x %zu floats", threads, per_thread);
 #pragma omp parallel for schedule(dynamic, 1) if (n > 1)
     for (int i = 0; i < n; i++) {
-        float *z = scratch + (size_t)omp_get_thread_num() * per_thread, *w = z + vocab;
-        int32_t *ids = (int32_t *)(w + vocab);
-        tokens[i] = sample_row(logits + (size_t)i * vocab, vocab, &params[i], z, w, ids, &logprobs[i]);
+        float *z = scratch + (size_t)omp_get_thread_num() * per_thread, *w = z + vocab, *wk = w + vocab;
+        int32_t *ids = (int32_t *)(wk + vocab);
+        double *sums = (double *)(wk + 2 * (size_t)vocab);  // 4 V floats in: 8-byte aligned
+        tokens[i] = sample_row(logits + (size_t)i * vocab, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i]);
     }
     free(scratch);
 }

@@ -1,0 +1,161 @@
+// Decode and prefill throughput of the inference engine (src/infer/engine.h) on CPU.
+//
+//   bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] [--prefill-seqs S]
+//
+// MODEL: a llama2.c .bin file, or "stories15M-shape" (dim 288, 6 layers, 6 heads, hidden 768,
+// vocab 32000, context 256, tied embeddings: llama2.c's stories15M, random weights).
+// Decode: for each concurrency n, n requests with P-token prompts (random ids) sample G new
+// tokens each at temperature 1 (no stop tokens); the time from the step where every sequence
+// has its first token to the end counts the tokens generated in it (steady decoding; contexts
+// grow from P to P + G). Prefill: S requests of the longest prompt that fits (context - 8)
+// and 1 new token each: prompt tokens / time. One line per measurement:
+//   decode seqs=64 tok/s=12345.6 ...
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/rng.h"
+#include "infer/engine.h"
+#include "model/llama2c.h"
+#include "ops.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {  // CPU time of the process (all threads)
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static Model *load_model(const char *spec) {
+    ErrorBuf err;
+    Model *m;
+    if (strcmp(spec, "stories15M-shape") == 0) {
+        ModelConfig c = {.dim = 288, .n_layers = 6, .n_heads = 6, .n_kv_heads = 6, .hidden_dim = 768,
+                         .vocab_size = 32000, .max_seq_len = 256, .rope_theta = 10000.0, .norm_eps = 1e-5,
+                         .tied_embeddings = 1};
+        m = model_create(&c, &err);
+        if (m) model_init_random(m, 1, 0.02f);
+    } else {
+        m = llama2c_load(spec, &err);
+    }
+    if (!m) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        exit(2);
+    }
+    return m;
+}
+
+static Engine *make_engine(const Model *m, int max_seqs, int prefill_chunk) {
+    EngineConfig ec = {.max_seqs = max_seqs, .kv_block_size = 16, .kv_blocks = 0, .prefill_chunk = prefill_chunk,
+                       .swap_mode = ENGINE_SWAP_IN_FLIGHT, .max_updates = -1};
+    ErrorBuf err;
+    Engine *e = engine_create(&m->config, &ec, &err);
+    if (!e) {
+        fprintf(stderr, "error: %s\n", err.msg);
+        exit(2);
+    }
+    float *h = malloc(m->n_params * sizeof(float));
+    ops_copy_to_host(h, m->params, m->n_params * sizeof(float));
+    engine_set_weights(e, h, 0);
+    free(h);
+    return e;
+}
+
+static void add_requests(Engine *e, const Model *m, int n, int prompt_len, int new_tokens, uint64_t seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    int32_t *prompt = malloc((size_t)prompt_len * sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < prompt_len; j++) prompt[j] = (int32_t)rng_below(&rng, (uint64_t)m->config.vocab_size);
+        EngineRequest r = {.id = (uint64_t)i, .prompt = prompt, .n_prompt = prompt_len, .max_tokens = new_tokens,
+                           .temperature = 1.0f, .top_p = 1.0f, .seed = seed + (uint64_t)i};
+        ErrorBuf err;
+        if (engine_add(e, &r, &err) != 0) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            exit(2);
+        }
+    }
+    free(prompt);
+}
+
+static void drain(Engine *e) {
+    Completion *c;
+    const int n = engine_take_finished(e, &c);
+    completions_free(c, n);
+}
+
+static void bench_decode(const Model *m, int n, int prompt_len, int new_tokens) {
+    Engine *e = make_engine(m, n, 512);
+    add_requests(e, m, n, prompt_len, new_tokens, 1234);
+    // Until every sequence has its first token (prefill done).
+    EngineStats st;
+    do {
+        engine_step(e);
+        engine_stats(e, &st);
+    } while (st.decode_tokens < n);
+    const double t0 = now(), c0 = cpu_now(), tokens0 = st.decode_tokens;
+    int steps = 0;
+    while (engine_step(e) > 0) steps++;
+    const double dt = now() - t0, cpu = cpu_now() - c0;
+    engine_stats(e, &st);
+    const double tokens = st.decode_tokens - tokens0;
+    printf("decode seqs=%d tok/s=%.1f tokens=%.0f steps=%d seconds=%.3f ms/step=%.3f cpu_seconds=%.3f "
+           "context=%d..%d\n", n, tokens / dt, tokens, steps, dt, 1e3 * dt / (steps ? steps : 1), cpu, prompt_len + 1,
+           prompt_len + new_tokens);
+    fflush(stdout);
+    drain(e);
+    engine_free(e);
+}
+
+static void bench_prefill(const Model *m, int n, int prompt_len) {
+    Engine *e = make_engine(m, n, 512);
+    add_requests(e, m, n, prompt_len, 1, 99);
+    const double t0 = now(), c0 = cpu_now();
+    while (engine_step(e) > 0) {
+    }
+    const double dt = now() - t0, cpu = cpu_now() - c0;
+    EngineStats st;
+    engine_stats(e, &st);
+    printf("prefill seqs=%d prompt=%d tok/s=%.1f tokens=%.0f seconds=%.3f cpu_seconds=%.3f chunk=512\n", n,
+           prompt_len, (double)n * prompt_len / dt, (double)n * prompt_len, dt, cpu);
+    fflush(stdout);
+    drain(e);
+    engine_free(e);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] "
+                        "[--prefill-seqs S]\n");
+        return 2;
+    }
+    int threads = 2, prompt_len = 16, new_tokens = 128, prefill_seqs = 8;
+    char seqs[256] = "1,8,64,256";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--seqs") == 0) snprintf(seqs, sizeof seqs, "%s", argv[i + 1]);
+        else if (strcmp(argv[i], "--prompt") == 0) prompt_len = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--new") == 0) new_tokens = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--prefill-seqs") == 0) prefill_seqs = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    ops_init(threads);
+    Model *m = load_model(argv[1]);
+    char desc[256];
+    model_config_describe(&m->config, desc, sizeof desc);
+    printf("model %s: %s; %zu parameters; %d threads\n", argv[1], desc, m->n_params, ops_num_threads());
+    if (prompt_len + new_tokens > m->config.max_seq_len) new_tokens = m->config.max_seq_len - prompt_len;
+    for (char *tok = strtok(seqs, ","); tok; tok = strtok(NULL, ",")) bench_decode(m, atoi(tok), prompt_len, new_tokens);
+    if (prefill_seqs > 0) bench_prefill(m, prefill_seqs, m->config.max_seq_len - 8);
+    model_free(m);
+    return 0;
+}
