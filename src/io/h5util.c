@@ -115,6 +115,7 @@ char *h5_read_attr_string(hid_t loc, const char *name) {
         hid_t mem = H5Tcopy(H5T_C_S1);
         H5Tset_size(mem, n + 1);
         H5Tset_strpad(mem, H5T_STR_NULLTERM);
+        H5Tset_cset(mem, H5Tget_cset(type));  // HDF5 does not convert between character sets
         out = xcalloc(n + 2, 1);
         if (H5Aread(attr, mem, out) < 0) {
             free(out);
