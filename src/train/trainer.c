@@ -11,6 +11,7 @@
 #include "comm/transport.h"
 #include "comm/weights.h"
 #include "core/log.h"
+#include "io/checkpoint.h"
 #include "model/model_load.h"
 #include "ops.h"
 #include "train/loss.h"
@@ -28,6 +29,11 @@ typedef struct {
     WeightsSender sender;
     int bad_in_row;
     int sft_done;
+    int steps_done;          // RL steps trained (the current policy version)
+    // Deterministic mode: the last async_level published policies (host copies), which the
+    // next steps' rollouts are generated with; saved in checkpoints so a resume is exact.
+    PolicySnapshot *history;
+    int n_history, max_history;
     // Per micro-batch host scratch: (micro_rows * seq_len).
     int cap;
     int32_t *tokens, *positions, *targets, *samples;
@@ -35,6 +41,61 @@ typedef struct {
     float *logp_infer, *advantage, *logp, *entropy, *d_logp;
     double wait_s;        // waiting for the current batch
 } Trainer;
+
+// Publishes the current weights as `version` (root only), remembering them for the history.
+static void publish(Trainer *t, int version) {
+    if (!t->is_root) return;
+    if (t->max_history > 0) {
+        size_t bytes = sizeof(float) * t->model->n_params;
+        if (t->n_history == t->max_history) {  // drop the oldest, reuse its buffer
+            float *oldest = t->history[0].params;
+            memmove(t->history, t->history + 1, sizeof(PolicySnapshot) * (size_t)(t->n_history - 1));
+            t->n_history--;
+            t->history[t->n_history].params = oldest;
+        } else {
+            t->history[t->n_history].params = xmalloc(bytes);
+        }
+        ops_copy_to_host(t->history[t->n_history].params, t->model->params, bytes);
+        t->history[t->n_history].version = version;
+        t->n_history++;
+    }
+    weights_publish(&t->sender, t->model->params, version);
+}
+
+// How many history entries a checkpoint at this boundary keeps: all but the current policy
+// (which is the checkpoint's model). The history is in version order, the newest last.
+static int history_for_checkpoint(const Trainer *t) {
+    int n = t->n_history;
+    if (n > 0 && t->history[n - 1].version == t->steps_done) n--;
+    return n;
+}
+
+static void write_checkpoint(Trainer *t, const Control *req) {
+    Control ack = {.kind = CONTROL_CHECKPOINT_DONE, .step = req->step, .ok = 0};
+    if (req->step != t->steps_done) {
+        snprintf(ack.text, sizeof ack.text, "asked for step %d but the trainer is at step %d", req->step, t->steps_done);
+    } else {
+        CheckpointState st = {.step = t->steps_done, .optimizer_step = t->opt->step, .sft_done = t->sft_done,
+                              .bad_in_row = t->bad_in_row, .cursor = req->cursor, .sft_cursor = req->sft_cursor,
+                              .next_group = req->next_group, .next_request = req->next_request,
+                              .rr_rank = req->rr_rank, .seed = t->cfg->run.seed, .n_pending = req->n_pending,
+                              .pending = req->pending};
+        int n_hist = history_for_checkpoint(t);
+        char *text = config_to_text(t->cfg);
+        ErrorBuf err;
+        if (checkpoint_write(t->cfg->run.output_dir, t->model, t->opt, &st, t->history, n_hist, text,
+                             t->cfg->checkpoint.keep, ack.text, sizeof ack.text, &err) == 0)
+            ack.ok = 1;
+        else
+            snprintf(ack.text, sizeof ack.text, "%.500s", err.msg);
+        free(text);
+    }
+    ByteWriter w;
+    bw_init(&w, 700);
+    encode_control(&w, &ack);
+    msg_send_now(&w, 0, MSG_CONTROL, MPI_COMM_WORLD);
+    bw_free(&w);
+}
 
 static void scratch_init(Trainer *t) {
     t->cap = t->cfg->trainer.seq_len * t->cfg->trainer.micro_rows;
@@ -183,14 +244,49 @@ static void train_step(Trainer *t, const Batch *b) {
         if (t->sft_done == t->cfg->sft.steps) {
             optimizer_free(t->opt);  // RL starts with fresh moments and its own schedule
             t->opt = make_optimizer(t->cfg, t->model, 0);
-            if (t->is_root) weights_publish(&t->sender, t->model->params, 0);
+            publish(t, 0);
         }
-    } else if (t->is_root) {
-        weights_publish(&t->sender, t->model->params, b->step + 1);
+    } else {
+        CHECK(b->step == t->steps_done, "a bug in the step order", "trainer got step %d at step %d", b->step,
+              t->steps_done);
+        t->steps_done = b->step + 1;
+        publish(t, t->steps_done);
     }
 }
 
-int trainer_run(const Config *cfg, const Layout *L) {
+// Continues from a checkpoint: weights, AdamW moments and counters; re-publishes the policies the
+// next rollouts need.
+static void resume_from(Trainer *t, const char *path) {
+    ErrorBuf err;
+    CheckpointState st;
+    if (checkpoint_read_state(path, &st, NULL, &err) != 0 || checkpoint_read_model(path, t->model, &err) != 0)
+        FATAL("check checkpoint.resume and the model.* settings", "%s", err.msg);
+    t->steps_done = (int)st.step;
+    t->sft_done = (int)st.sft_done;
+    t->bad_in_row = (int)st.bad_in_row;
+    checkpoint_state_free(&st);
+    optimizer_free(t->opt);
+    t->opt = make_optimizer(t->cfg, t->model, 0);
+    if (checkpoint_read_optimizer(path, t->opt, t->model, &err) != 0)
+        FATAL("this checkpoint cannot continue training", "%s", err.msg);
+    if (t->is_root) {
+        PolicySnapshot *hist;
+        int n;
+        if (checkpoint_read_history(path, t->model->n_params, &hist, &n, &err) != 0) FATAL("", "%s", err.msg);
+        float *current = t->model->params;
+        for (int i = 0; i < n; i++) {  // the earlier policies first, in version order
+            t->model->params = hist[i].params;  // publish reads through ops_copy_to_host
+            publish(t, (int)hist[i].version);
+            t->model->params = current;
+            free(hist[i].params);
+        }
+        free(hist);
+        publish(t, t->steps_done);
+        LOG_INFO("trainer resumed at step %d (optimizer step %ld) from %s", t->steps_done, t->opt->step, path);
+    }
+}
+
+int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
@@ -216,8 +312,12 @@ int trainer_run(const Config *cfg, const Layout *L) {
         model_config_describe(&t.model->config, shape, sizeof shape);
         LOG_INFO("model: %s; %.2fM parameters; %d trainer rank(s)", shape, (double)t.model->n_params / 1e6,
                  L->n_trainers);
-        if (cfg->sft.steps == 0) weights_publish(&t.sender, t.model->params, 0);
     }
+    // The k policies before the current one, and the current one.
+    t.max_history = cfg->run.deterministic && cfg->run.async_level > 0 ? cfg->run.async_level + 1 : 0;
+    t.history = xcalloc((size_t)(t.max_history + 1), sizeof(PolicySnapshot));
+    if (resume_path[0]) resume_from(&t, resume_path);
+    else if (cfg->sft.steps == 0) publish(&t, 0);
 
     Backoff b;
     backoff_reset(&b);
@@ -234,6 +334,15 @@ int trainer_run(const Config *cfg, const Layout *L) {
             received_free(&msg);
             break;
         }
+        if (msg.tag == MSG_CONTROL) {
+            Control c;
+            if (decode_control(msg.data, msg.len, &c, &err) != 0) FATAL("a damaged message from the orchestrator", "%s", err.msg);
+            received_free(&msg);
+            CHECK(t.is_root && c.kind == CONTROL_CHECKPOINT, "a bug", "trainer got control kind %u", c.kind);
+            write_checkpoint(&t, &c);
+            free(c.pending);
+            continue;
+        }
         CHECK(msg.tag == MSG_BATCH, "ranks of different versions, or a bug", "trainer got a %s message",
               msg_type_name(msg.tag));
         Batch batch;
@@ -246,6 +355,8 @@ int trainer_run(const Config *cfg, const Layout *L) {
         idle_since = MPI_Wtime();
     }
     if (t.is_root) weights_sender_finish(&t.sender);
+    for (int i = 0; i < t.n_history; i++) free(t.history[i].params);
+    free(t.history);
     scratch_free(&t);
     devcomm_destroy(t.dc);
     optimizer_free(t.opt);
