@@ -193,6 +193,7 @@ static const long DENIED_SYSCALLS[] = {
     SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick, SYS_syslog, SYS_vhangup,
     SYS_pidfd_getfd, SYS_kcmp, SYS_connect, SYS_bind, SYS_listen, SYS_accept, SYS_accept4, SYS_settimeofday,
     SYS_clock_settime, SYS_clock_adjtime, SYS_adjtimex,
+    SYS_shmget, SYS_semget, SYS_msgget,  // System V IPC objects would outlive the program
 #if defined(__x86_64__)
     SYS_iopl, SYS_ioperm, SYS_uselib, SYS_lookup_dcookie,
 #endif
@@ -704,8 +705,10 @@ int sandbox_layers_for(const SandboxConfig *cfg, unsigned *layers, ErrorBuf *err
 // ---------------------------------------------------------------------------------------------
 // Directories: <tmp_root>/asyncrl-sandbox (0711, ours) and the job directories inside it.
 
+// Root's is <tmp_root>/asyncrl-sandbox; another user's <tmp_root>/asyncrl-sandbox-<uid>.
 static int base_dir(const SandboxConfig *cfg, char *out, size_t size, ErrorBuf *err) {
-    int n = snprintf(out, size, "%s/%s", cfg->tmp_root, BASE_DIR_NAME);
+    int n = geteuid() == 0 ? snprintf(out, size, "%s/%s", cfg->tmp_root, BASE_DIR_NAME)
+                           : snprintf(out, size, "%s/%s-%u", cfg->tmp_root, BASE_DIR_NAME, (unsigned)geteuid());
     if (n < 0 || (size_t)n >= size - 64) return error_set(err, "sandbox: tmp_root %s is too long", cfg->tmp_root);
     if (mkdir(out, 0711) != 0 && errno != EEXIST)
         return error_set(err, "sandbox: cannot create %s: %s", out, strerror(errno));
@@ -798,8 +801,9 @@ static void sweep_owned_at(int dirfd, long uid, int depth) {
 }
 
 static void sweep_owned(long uid) {
-    for (int i = 0; MASKED_DIRS[i]; i++) {
-        int fd = open(MASKED_DIRS[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    static const char *const SWEPT_DIRS[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock", NULL};
+    for (int i = 0; SWEPT_DIRS[i]; i++) {
+        int fd = open(SWEPT_DIRS[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd >= 0) sweep_owned_at(fd, uid, 0);
     }
 }

@@ -23,7 +23,8 @@
 // subreaper without one) which forks the program, waits for it, kills whatever is left
 // (kill(-1) inside the PID namespace, or by uid) and reaps every descendant before reporting
 // the status and resource use through a pipe. The working directory is a private directory
-// (0700) under <tmp_root>/asyncrl-sandbox (0711, owned by the caller) that is removed with
+// (0700) under <tmp_root>/asyncrl-sandbox (0711, owned by the caller; asyncrl-sandbox-<uid>
+// for a caller other than root) that is removed with
 // everything in it afterwards, even if the program made it unreadable.
 //
 // Use sandbox_run for one blocking run, or SandboxPool (sandbox_pool.h) for many at once.
@@ -65,7 +66,7 @@ enum {
 typedef struct {
     char interpreter[SANDBOX_PATH_MAX];  // absolute path and arguments, space separated
     char program_name[64];               // file name of the program in its directory ("main.py")
-    char tmp_root[SANDBOX_PATH_MAX];     // where <tmp_root>/asyncrl-sandbox lives ("/tmp")
+    char tmp_root[SANDBOX_PATH_MAX];     // where <tmp_root>/asyncrl-sandbox[-uid] lives ("/tmp")
     double timeout_s;                    // wall-clock limit; CPU limit is ceil(timeout_s)
     int memory_mb;                       // RLIMIT_AS (0 = none); python needs ~30 MB at least
     int file_mb;                         // RLIMIT_FSIZE, and size of the working tmpfs (mntns)
