@@ -119,7 +119,7 @@ void sandbox_config_defaults(SandboxConfig *cfg) {
     cfg->nproc = 16;
     cfg->nofile = 64;
     cfg->max_output_bytes = 1 << 16;
-    cfg->uid_base = 1500000;
+    cfg->uid_base = 0;  // auto
     cfg->uid_count = 4096;
 }
 
@@ -154,7 +154,7 @@ int sandbox_config_check(const SandboxConfig *cfg, ErrorBuf *err) {
         return error_set(err, "sandbox: limits out of range (memory_mb >= 0, file_mb >= 1, nproc >= 1, nofile >= 8)");
     if (cfg->max_output_bytes < 1 || cfg->max_output_bytes > ((size_t)1 << 30))
         return error_set(err, "sandbox: max_output_bytes %zu is out of range [1, 2^30]", cfg->max_output_bytes);
-    if (cfg->uid_count < 1 || (uint64_t)cfg->uid_base + cfg->uid_count > 0xFFFFFFFEull || cfg->uid_base == 0)
+    if (cfg->uid_count < 1 || (uint64_t)cfg->uid_base + cfg->uid_count > 0xFFFFFFFEull)
         return error_set(err, "sandbox: uid range %u + %u is invalid", cfg->uid_base, cfg->uid_count);
     return 0;
 }
@@ -688,13 +688,39 @@ static int uids_mapped(uint32_t base, uint32_t count) {
     return ok;
 }
 
+int sandbox_uid_range(const SandboxConfig *cfg, uint32_t *base, uint32_t *count, ErrorBuf *err) {
+    if (cfg->uid_base != 0) {
+        if (!uids_mapped(cfg->uid_base, cfg->uid_count))
+            return error_set(err,
+                             "sandbox: uids %u..%u are not mapped in this user namespace (see /proc/self/uid_map): "
+                             "set env.code.uid_base to a free range inside it, or 0 to choose one",
+                             cfg->uid_base, cfg->uid_base + cfg->uid_count - 1);
+        *base = cfg->uid_base;
+        *count = cfg->uid_count;
+        return 0;
+    }
+    // Auto: far above any real user; inside a container that maps only 65536 ids, Debian's
+    // on-demand range 60000-64999.
+    if (uids_mapped(SANDBOX_UID_AUTO_HIGH, cfg->uid_count)) {
+        *base = SANDBOX_UID_AUTO_HIGH;
+        *count = cfg->uid_count;
+        return 0;
+    }
+    uint32_t n = cfg->uid_count < 4096 ? cfg->uid_count : 4096;
+    if (uids_mapped(SANDBOX_UID_AUTO_LOW, n)) {
+        *base = SANDBOX_UID_AUTO_LOW;
+        *count = n;
+        return 0;
+    }
+    return error_set(err, "sandbox: neither uids %u.. nor %u.. are mapped in this user namespace (see "
+                     "/proc/self/uid_map): set env.code.uid_base to a free range inside it",
+                     SANDBOX_UID_AUTO_HIGH, SANDBOX_UID_AUTO_LOW);
+}
+
 int sandbox_layers_for(const SandboxConfig *cfg, unsigned *layers, ErrorBuf *err) {
     unsigned l = (sandbox_probe(NULL, 0) & ~cfg->disable) | SANDBOX_LAYER_RLIMITS;
-    if ((l & SANDBOX_LAYER_UID) && !uids_mapped(cfg->uid_base, cfg->uid_count))
-        return error_set(err,
-                         "sandbox: uids %u..%u are not mapped in this user namespace (see /proc/self/uid_map): "
-                         "set env.code.uid_base to a free range inside it",
-                         cfg->uid_base, cfg->uid_base + cfg->uid_count - 1);
+    uint32_t base, count;
+    if ((l & SANDBOX_LAYER_UID) && sandbox_uid_range(cfg, &base, &count, err)) return -1;
     if (geteuid() == 0 && !(l & SANDBOX_LAYER_UID))
         return error_set(err, "sandbox: refusing to run untrusted programs as root without the uid layer");
     if (!(l & SANDBOX_LAYER_UID) && (l & SANDBOX_LAYER_SECCOMP)) l |= SANDBOX_LAYER_NOFORK;
@@ -817,8 +843,10 @@ int sandbox_slot_acquire(const SandboxConfig *cfg, unsigned layers, SandboxSlot 
     slot->lock_fd = -1;
     if (base_dir(cfg, base, sizeof base, err)) return -1;
     if (!(layers & SANDBOX_LAYER_UID)) return 0;
-    for (uint32_t i = 0; i < cfg->uid_count; i++) {
-        uint32_t uid = cfg->uid_base + i;
+    uint32_t uid_base, uid_count;
+    if (sandbox_uid_range(cfg, &uid_base, &uid_count, err)) return -1;
+    for (uint32_t i = 0; i < uid_count; i++) {
+        uint32_t uid = uid_base + i;
         char path[SANDBOX_PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/uid-%u.lock", base, uid);
         int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -845,7 +873,7 @@ int sandbox_slot_acquire(const SandboxConfig *cfg, unsigned layers, SandboxSlot 
         return 0;
     }
     return error_set(err, "sandbox: all %u sandbox uids from %u are in use (lock files in %s): raise the uid count "
-                     "or run fewer sandboxes", cfg->uid_count, cfg->uid_base, base);
+                     "or run fewer sandboxes", uid_count, uid_base, base);
 }
 
 void sandbox_slot_release(SandboxSlot *slot) {

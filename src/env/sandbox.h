@@ -61,6 +61,8 @@ enum {
 };
 
 #define SANDBOX_PATH_MAX 512
+#define SANDBOX_UID_AUTO_HIGH 1500000u
+#define SANDBOX_UID_AUTO_LOW 60000u
 #define SANDBOX_MAX_ARGS 16
 
 typedef struct {
@@ -73,7 +75,9 @@ typedef struct {
     int nproc;                           // RLIMIT_NPROC of the sandbox uid (threads count too)
     int nofile;                          // RLIMIT_NOFILE
     size_t max_output_bytes;             // stdout and stderr each; more stops the program
-    uint32_t uid_base, uid_count;        // uids uid_base .. uid_base+uid_count-1 (root only)
+    uint32_t uid_base, uid_count;        // uids uid_base .. uid_base+uid_count-1 (root only);
+                                         // uid_base 0: SANDBOX_UID_AUTO_HIGH, or _LOW when that
+                                         // is not mapped (a container with 65536 ids)
     unsigned disable;                    // layers not to use even where available
 } SandboxConfig;
 
@@ -103,6 +107,9 @@ unsigned sandbox_probe(char *why, size_t why_size);
 // The layers a run with this config would use: sandbox_probe() minus cfg->disable, adjusted
 // (no uid layer => nofork). -1 with err when the config cannot run safely here.
 int sandbox_layers_for(const SandboxConfig *cfg, unsigned *layers, ErrorBuf *err);
+// The uids the sandboxes may use (uid_base 0 resolved), checked to be mapped in this user
+// namespace. 0, or -1 with err.
+int sandbox_uid_range(const SandboxConfig *cfg, uint32_t *base, uint32_t *count, ErrorBuf *err);
 // "uid,seccomp,netns,..." into buf (returns buf).
 char *sandbox_layers_string(unsigned layers, char *buf, size_t size);
 const char *sandbox_reason_name(SandboxReason reason);

@@ -40,8 +40,7 @@ static Config *make_config(const char *path) {
     snprintf(cfg.env.code.tmp_dir, sizeof cfg.env.code.tmp_dir, "%s", g_dir);
     cfg.env.code.timeout_s = 1.0;
     cfg.env.code.max_parallel = 4;
-    cfg.env.code.uid_base = 1700000;
-    cfg.env.code.uid_count = 64;
+    cfg.env.code.uid_base = 0;  // automatic
     return &cfg;
 }
 
