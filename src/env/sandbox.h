@@ -8,8 +8,9 @@
 //             held by a lock file so no two sandboxes on the machine share one), so it cannot
 //             read root-only files or write outside world-writable places, RLIMIT_NPROC
 //             applies, and every process it leaves behind is found by uid and killed
-//   seccomp   a BPF filter refusing sockets (any family), ptrace, mount, namespaces, bpf,
-//             io_uring, kernel modules, keyrings... and (without the uid layer) fork
+//   seccomp   a BPF filter refusing sockets (any family; socketpair only as AF_UNIX),
+//             ptrace, mount, namespaces, bpf, io_uring, kernel modules, keyrings, System V IPC
+//             (it would outlive the program)... and, without the uid layer, new processes
 //   netns     a new network namespace: no interface but a down loopback
 //   pidns     a new PID namespace: the program sees only its own processes, and everything in
 //             it dies with the sandbox's init
@@ -17,15 +18,19 @@
 //             directory is a tmpfs of file_mb (so disk use and file count are bounded)
 //   landlock  writes only beneath the working directory; reads only below /usr, /lib*, /bin,
 //             /sbin, /etc, /dev, /proc and the interpreter's prefix; no TCP bind/connect
-// Running as root without the uid layer is refused (the program would run as root).
+// Running as root without the uid layer is refused (the program would run as root). With the
+// uid layer but neither mntns nor Landlock, whatever the program leaves in /tmp, /var/tmp,
+// /dev/shm or /run/lock is removed by owner after the run. A caller other than root gets no
+// uid layer: the program runs as the caller, cannot fork (seccomp), and only Landlock (if
+// present) confines its writes.
 //
 // Processes: the caller forks a small supervisor (pid 1 of the PID namespace, or a child
 // subreaper without one) which forks the program, waits for it, kills whatever is left
 // (kill(-1) inside the PID namespace, or by uid) and reaps every descendant before reporting
 // the status and resource use through a pipe. The working directory is a private directory
 // (0700) under <tmp_root>/asyncrl-sandbox (0711, owned by the caller; asyncrl-sandbox-<uid>
-// for a caller other than root) that is removed with
-// everything in it afterwards, even if the program made it unreadable.
+// for a caller other than root), removed with everything in it afterwards, even if the
+// program made it unreadable or deep.
 //
 // Use sandbox_run for one blocking run, or SandboxPool (sandbox_pool.h) for many at once.
 #pragma once
