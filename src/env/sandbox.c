@@ -588,10 +588,17 @@ __attribute__((noreturn)) static void supervisor_main(Launch *L) {
             }
         }
     }
-    kill_all(L, program, 0);
-    for (;;) {  // reap every descendant: they are all dying
-        pid_t w = wait4(-1, NULL, __WALL, NULL);
-        if (w < 0 && errno != EINTR) break;
+    // Kill and reap every descendant. A sweep can be defeated once (the program's processes
+    // may kill the sweeping helper, which shares their uid), so repeat until none is left; if
+    // that never happens the caller's deadline ends this process and its namespace.
+    for (;;) {
+        kill_all(L, program, 0);
+        pid_t w;
+        while ((w = wait4(-1, NULL, WNOHANG | __WALL, NULL)) > 0) {
+        }
+        if (w < 0 && errno == ECHILD) break;
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
     }
     write_all(L->report_w, &r, sizeof r);
     _exit(0);

@@ -312,6 +312,25 @@ static void test_escaped_child(void **state) {
     assert_clean();
 }
 
+// Processes that outlive the program, keep forking and send kill(-1) (which would also hit a
+// helper sweeping their uid) are all gone once the run is reported.
+static void test_sweeper_killers(void **state) {
+    if (!have_python()) skip();
+    SandboxConfig cfg;
+    config(&cfg, *state);
+    SandboxResult r;
+    double t0 = sandbox_now();
+    run(&cfg,
+        "import os\ntry:\n    child = os.fork()\nexcept OSError:\n    child = 1\nif child == 0:\n    os.setsid()\n"
+        "    while True:\n        try:\n            os.kill(-1, 9)\n        except OSError:\n            pass\n"
+        "        try:\n            os.fork()\n        except OSError:\n            pass\nprint('bye')\n",
+        NULL, &r);
+    if (r.reason != SANDBOX_OK) expect_reason(&r, SANDBOX_KILLED_BY_SIGNAL);  // its child may kill it first
+    assert_true(sandbox_now() - t0 < cfg.timeout_s - 1);
+    sandbox_result_free(&r);
+    assert_clean();
+}
+
 static void test_network(void **state) {
     if (!have_python()) skip();
     SandboxConfig cfg;
@@ -655,6 +674,7 @@ int main(void) {
         BOTH(test_file_hog),
         BOTH(test_sleep_forever),
         BOTH(test_escaped_child),
+        BOTH(test_sweeper_killers),
         BOTH(test_network),
         BOTH(test_filesystem),
         BOTH(test_big_output),
