@@ -54,7 +54,9 @@ static void free_problem(Problem *p) {
 static void expect_load_error(const char *name, const char *text, const char *needle) {
     const char *path = write_file(name, text);
     ErrorBuf err;
-    Env *env = env_code_create(&make_config(path)->env, 1, &err);
+    Config *cfg = make_config(path);
+    snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/bin/sh");  // loading needs no python
+    Env *env = env_code_create(&cfg->env, 1, &err);
     if (env) env->destroy(env);
     assert_null(env);
     if (!strstr(err.msg, needle)) print_error("message \"%s\" lacks \"%s\"\n", err.msg, needle);
@@ -85,10 +87,12 @@ static void test_load_errors(void **state) {
     ErrorBuf err;
     char missing[300];
     snprintf(missing, sizeof missing, "%s/missing.jsonl", g_dir);
-    assert_null(env_code_create(&make_config(missing)->env, 1, &err));
+    Config *cfg = make_config(missing);
+    snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/bin/sh");
+    assert_null(env_code_create(&cfg->env, 1, &err));
     assert_non_null(strstr(err.msg, "cannot open"));
     assert_non_null(strstr(err.msg, "missing.jsonl"));
-    Config *cfg = make_config(PROBLEMS);  // a bad interpreter is found at creation, not at the first score
+    cfg = make_config(PROBLEMS);  // a bad interpreter is found at creation, not at the first score
     snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/no/such/python3");
     assert_null(env_code_create(&cfg->env, 1, &err));
     assert_non_null(strstr(err.msg, "not executable"));
@@ -282,6 +286,30 @@ static void test_timeouts_and_async(void **state) {
     env->destroy(env);
 }
 
+// Another interpreter: the prompt names it, the program file has no .py, and it runs.
+static void test_shell_interpreter(void **state) {
+    const char *path = write_file("shell.jsonl",
+        "{\"prompt\": \"Echo the line.\", \"tests\": [{\"input\": \"hi there\\n\", \"output\": \"hi there\\n\"}], "
+        "\"reference\": \"read x\\necho \\\"$x\\\"\\n\", \"split\": \"train\"}\n"
+        "{\"prompt\": \"Print 1.\", \"tests\": [{\"input\": \"\", \"output\": \"1\\n\"}], \"split\": \"eval\"}\n");
+    Config *cfg = make_config(path);
+    snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/bin/sh");
+    ErrorBuf err;
+    Env *env = env_code_create(&cfg->env, 1, &err);
+    if (!env) print_error("%s\n", err.msg);
+    assert_non_null(env);
+    Problem p;
+    assert_int_equal(env->problem(env, ENV_SPLIT_TRAIN, 0, &p, &err), 0);
+    assert_non_null(strstr(p.prompt, "Write a sh program"));
+    assert_non_null(strstr(p.prompt, "```sh code block"));
+    assert_string_equal(p.answer, "```sh\nread x\necho \"$x\"\n```");
+    EnvMetrics m;
+    assert_true(score_text(env, &p, p.answer, strlen(p.answer), &m) == 1.0);
+    assert_true(score_text(env, &p, "```sh\necho nope\n```", 20, &m) == 0.0);
+    free_problem(&p);
+    env->destroy(env);
+}
+
 // The committed problem set: both splits non-empty, problems deterministic, and every
 // reference answer (exactly as SFT would train on it) scores 1.
 static void test_problem_set(void **state) {
@@ -358,6 +386,7 @@ int main(void) {
         cmocka_unit_test(test_extract_and_compare),
         cmocka_unit_test(test_rewards),
         cmocka_unit_test(test_timeouts_and_async),
+        cmocka_unit_test(test_shell_interpreter),
         cmocka_unit_test(test_problem_set),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
