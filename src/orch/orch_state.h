@@ -9,6 +9,7 @@
 #include "comm/transport.h"
 #include "core/config.h"
 #include "env/env.h"
+#include "env/mix.h"
 #include "io/metrics.h"
 #include "orch/rollout.h"
 
@@ -48,9 +49,9 @@ typedef struct {
 typedef struct {
     const Config *cfg;
     const Layout *L;
-    Env **envs;
+    EnvMix mix;
+    Env **envs;              // mix.envs
     int n_envs;
-    double env_weight_total;
     TextCodec codec;
     void *tokenizer;
     RolloutLimits lim;
@@ -92,10 +93,8 @@ typedef struct {
 } Orch;
 
 uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
-// Picks the environment of problem `index` of a split by the env.weights mix.
-int orch_pick_env(const Orch *o, EnvSplit split, uint64_t index);
-// Creates a group for problem `index` of `split` from env `env`; NULL if the env failed.
-Group *orch_new_group(Orch *o, int env, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
+// Creates a group for problem `index` of `split` (from the environment the mix picks for it).
+Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
 // Sends every waiting sample of g to inference rank `rank` (with g->version).
 void orch_dispatch(Orch *o, Group *g, int rank);
 // Receives and handles every message that has arrived; returns how many.
