@@ -512,6 +512,7 @@ Env *env_code_create(const struct EnvConfig *cfg, uint64_t seed, ErrorBuf *err) 
     snprintf(env->name, sizeof env->name, "code");
     env->max_turns = 1;
     env->seed = seed;
+    env->metric_names = METRIC_NAMES;
     env->problem = code_problem;
     env->score = code_score;
     env->score_begin = code_score_begin;

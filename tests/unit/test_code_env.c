@@ -197,6 +197,8 @@ static void test_rewards(void **state) {
                metric(&m, "run_ms"));
         assert_true(fabs(r - cases[i].reward) < 1e-9);
         assert_int_equal(m.count, 8);
+        for (int k = 0; k < m.count; k++) assert_string_equal(m.names[k], env->metric_names[k]);  // fixed columns
+        assert_null(env->metric_names[m.count]);
         assert_true(metric(&m, "tests_total") == 4);
         assert_true(metric(&m, "sandbox_errors") == 0);
     }
