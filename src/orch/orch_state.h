@@ -61,6 +61,7 @@ typedef struct {
     double t_start;
 
     GroupList active;        // handed out and not yet scored (RL and eval)
+    GroupList scoring;       // finished groups whose scores are still being computed (sandbox)
     GroupList ready;         // scored RL groups with signal, waiting for a batch
     RequestMap map;
     uint64_t next_request, next_group;

@@ -181,8 +181,8 @@ static int least_loaded_rank(const Orch *o) {
 // ---------------------------------------------------------------------------------------------
 // Scoring
 
-static void finish_group(Orch *o, Group *g) {
-    group_score(g, o->envs[g->env]);
+// A scored group: advantages, then evaluation results, the ready buffer, or dropped.
+static void finalize_group(Orch *o, Group *g) {
     int lengths[4096];
     double rewards[4096], adv[4096];
     CHECK(g->n <= 4096, "orchestrator.group_size is at most 4096", "group of %d samples", g->n);
@@ -192,11 +192,6 @@ static void finish_group(Orch *o, Group *g) {
     }
     compute_advantages(rewards, lengths, g->n, o->cfg->loss.std_normalize, o->cfg->loss.length_weighted_mean, adv);
     for (int s = 0; s < g->n; s++) g->samples[s].advantage = adv[s];
-    for (int i = 0; i < o->active.count; i++)
-        if (o->active.items[i] == g) {
-            group_list_remove_at(&o->active, i);
-            break;
-        }
     if (g->eval) {
         group_list_push(&o->eval_done, g);
         o->eval_pending--;
@@ -209,6 +204,29 @@ static void finish_group(Orch *o, Group *g) {
         return;
     }
     group_list_push(&o->ready, g);
+}
+
+// Every sample of g is done: it leaves the active list and is scored (maybe asynchronously).
+static void finish_group(Orch *o, Group *g) {
+    for (int i = 0; i < o->active.count; i++)
+        if (o->active.items[i] == g) {
+            group_list_remove_at(&o->active, i);
+            break;
+        }
+    if (group_score_begin(g, o->envs[g->env])) finalize_group(o, g);
+    else group_list_push(&o->scoring, g);
+}
+
+static int poll_scoring(Orch *o) {
+    int done = 0;
+    for (int i = o->scoring.count - 1; i >= 0; i--) {
+        Group *g = o->scoring.items[i];
+        if (!group_score_poll(g, o->envs[g->env])) continue;
+        group_list_remove_at(&o->scoring, i);
+        finalize_group(o, g);
+        done++;
+    }
+    return done;
 }
 
 static void handle_completions(Orch *o, const Received *msg) {
@@ -288,10 +306,12 @@ static void handle_control(Orch *o, const Received *msg) {
 
 // Problem indices handed out but not trained: every RL group still ready or in flight.
 static int64_t *pending_problems(const Orch *o, uint32_t *n) {
-    int64_t *p = xmalloc(sizeof(int64_t) * (size_t)(o->ready.count + o->active.count + o->n_reissue + 1));
+    int64_t *p = xmalloc(sizeof(int64_t) * (size_t)(o->ready.count + o->active.count + o->scoring.count + o->n_reissue + 1));
     uint32_t k = 0;
     for (int i = o->reissue_head; i < o->n_reissue; i++) p[k++] = o->reissue[i];
     for (int i = 0; i < o->ready.count; i++) p[k++] = (int64_t)o->ready.items[i]->problem_index;
+    for (int i = 0; i < o->scoring.count; i++)
+        if (!o->scoring.items[i]->eval) p[k++] = (int64_t)o->scoring.items[i]->problem_index;
     for (int i = 0; i < o->active.count; i++)
         if (!o->active.items[i]->eval) p[k++] = (int64_t)o->active.items[i]->problem_index;
     *n = k;
@@ -337,6 +357,7 @@ int orch_poll(Orch *o) {
         received_free(&msg);
     }
     outbox_progress(&o->out);
+    handled += poll_scoring(o);
     // Multi-turn samples waiting for their next turn go back to their rank.
     for (int i = 0; i < o->active.count; i++) {
         Group *g = o->active.items[i];
@@ -353,10 +374,13 @@ int orch_poll(Orch *o) {
 // ---------------------------------------------------------------------------------------------
 // Scheduling of RL groups
 
+// Samples of RL groups handed out and not yet scored (generating, or being scored).
 static int rl_samples_in_flight(const Orch *o) {
     int n = 0;
     for (int i = 0; i < o->active.count; i++)
         if (!o->active.items[i]->eval) n += o->active.items[i]->n;
+    for (int i = 0; i < o->scoring.count; i++)
+        if (!o->scoring.items[i]->eval) n += o->scoring.items[i]->n;
     return n;
 }
 
@@ -492,6 +516,8 @@ static void teardown(Orch *o) {
     metrics_close(o->mw);
     for (int i = 0; i < o->active.count; i++) group_free(o->active.items[i]), free(o->active.items[i]);
     for (int i = 0; i < o->ready.count; i++) group_free(o->ready.items[i]), free(o->ready.items[i]);
+    for (int i = 0; i < o->scoring.count; i++) group_free(o->scoring.items[i]), free(o->scoring.items[i]);
+    free(o->scoring.items);
     free(o->active.items);
     free(o->ready.items);
     free(o->eval_done.items);
