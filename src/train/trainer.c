@@ -16,13 +16,14 @@
 #include "ops.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
+#include "train/train_step.h"
 
 typedef struct {
     const Config *cfg;
     const Layout *L;
     Model *model;
     Optimizer *opt;          // RL (and, during the warm-up, the SFT optimizer)
-    DeviceComm *dc;
+    TrainStep step;
     LossConfig rl_loss, sft_loss;
     ProtoLimits plim;
     int is_root;
@@ -34,11 +35,6 @@ typedef struct {
     // next steps' rollouts are generated with; saved in checkpoints so a resume is exact.
     PolicySnapshot *history;
     int n_history, max_history;
-    // Per micro-batch host scratch: (micro_rows * seq_len).
-    int cap;
-    int32_t *tokens, *positions, *targets, *samples;
-    uint8_t *mask;
-    float *logp_infer, *advantage, *logp, *entropy, *d_logp;
     double wait_s;        // waiting for the current batch
 } Trainer;
 
@@ -97,83 +93,6 @@ static void write_checkpoint(Trainer *t, const Control *req) {
     bw_free(&w);
 }
 
-static void scratch_init(Trainer *t) {
-    t->cap = t->cfg->trainer.seq_len * t->cfg->trainer.micro_rows;
-    size_t n = (size_t)t->cap;
-    t->tokens = xmalloc(sizeof(int32_t) * n);
-    t->positions = xmalloc(sizeof(int32_t) * n);
-    t->targets = xmalloc(sizeof(int32_t) * n);
-    t->samples = xmalloc(sizeof(int32_t) * n);
-    t->mask = xmalloc(n);
-    t->logp_infer = xmalloc(sizeof(float) * n);
-    t->advantage = xmalloc(sizeof(float) * n);
-    t->logp = xmalloc(sizeof(float) * n);
-    t->entropy = xmalloc(sizeof(float) * n);
-    t->d_logp = xmalloc(sizeof(float) * n);
-}
-
-static void scratch_free(Trainer *t) {
-    free(t->tokens); free(t->positions); free(t->targets); free(t->samples); free(t->mask);
-    free(t->logp_infer); free(t->advantage); free(t->logp); free(t->entropy); free(t->d_logp);
-}
-
-// Concatenates rows [r0, r1) of the batch into the scratch arrays; returns the token count.
-static int gather_rows(Trainer *t, const Batch *b, int r0, int r1) {
-    int n = 0;
-    for (int r = r0; r < r1; r++) {
-        size_t o = (size_t)r * (size_t)b->seq_len;
-        int len = b->row_len[r];
-        memcpy(t->tokens + n, b->input + o, sizeof(int32_t) * (size_t)len);
-        memcpy(t->positions + n, b->position + o, sizeof(int32_t) * (size_t)len);
-        memcpy(t->targets + n, b->target + o, sizeof(int32_t) * (size_t)len);
-        memcpy(t->samples + n, b->sample + o, sizeof(int32_t) * (size_t)len);  // unique per sample in a batch
-        memcpy(t->mask + n, b->mask + o, (size_t)len);
-        memcpy(t->logp_infer + n, b->logp_infer + o, sizeof(float) * (size_t)len);
-        memcpy(t->advantage + n, b->advantage + o, sizeof(float) * (size_t)len);
-        n += len;
-    }
-    return n;
-}
-
-static double batch_loss_tokens(const Batch *b) {
-    double n = 0;
-    for (int r = 0; r < b->n_rows; r++)
-        for (int i = 0; i < b->row_len[r]; i++) n += b->mask[(size_t)r * (size_t)b->seq_len + (size_t)i];
-    return n;
-}
-
-// Forward, loss and backward over every micro-batch of this rank's rows; gradients summed
-// over the trainer ranks. Returns the step's reduced statistics.
-static LossStats compute_gradients(Trainer *t, const Batch *b, const LossConfig *lc, double *tokens_out) {
-    // The global count of loss tokens normalises the loss on every rank alike.
-    double local = batch_loss_tokens(b), global = 0;
-    MPI_CHECK(MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_SUM, t->L->trainers));
-    model_zero_grads(t->model);
-    LossStats st = {0};
-    double tokens = 0;
-    const float temperature = (float)t->cfg->inference.temperature;
-    ErrorBuf err;
-    for (int r0 = 0; r0 < b->n_rows; r0 += t->cfg->trainer.micro_rows) {
-        int r1 = r0 + t->cfg->trainer.micro_rows < b->n_rows ? r0 + t->cfg->trainer.micro_rows : b->n_rows;
-        int n = gather_rows(t, b, r0, r1);
-        if (n == 0) continue;
-        tokens += n;
-        if (model_forward_train(t->model, t->tokens, t->positions, t->targets, n, temperature, t->logp, t->entropy,
-                                &err) != 0)
-            FATAL("the orchestrator sent a batch this model cannot take", "step %d: %s", b->step, err.msg);
-        loss_forward_backward(lc, n, t->logp, t->logp_infer, t->advantage, t->mask, t->samples, global, t->d_logp, &st);
-        for (int i = 0; i < n; i++)
-            if (t->mask[i]) st.entropy += t->entropy[i];
-        if (model_backward(t->model, t->d_logp, NULL, &err) != 0) FATAL("", "step %d backward: %s", b->step, err.msg);
-    }
-    devcomm_allreduce_sum(t->dc, t->model->grads, t->model->n_params);
-    double sums[8] = {st.loss, st.tokens, st.masked_low, st.masked_high, st.masked_seq, st.mismatch_kl, st.entropy, tokens};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, 8, MPI_DOUBLE, MPI_SUM, t->L->trainers));
-    LossStats out = {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6]};
-    *tokens_out = sums[7];
-    return out;
-}
-
 static void send_step_done(Trainer *t, const Batch *b, const LossStats *st, double grad_norm, double lr, int skipped,
                            int stop, double tokens, double train_s) {
     StepDone s = {.step = b->step, .version = (b->flags & BATCH_SFT) ? 0 : b->step + 1};
@@ -217,16 +136,19 @@ static Optimizer *make_optimizer(const Config *cfg, const Model *m, int sft) {
     return opt;
 }
 
+// The optimizer changes after the warm-up; the step core follows it.
+static void set_optimizer(Trainer *t, Optimizer *opt) {
+    optimizer_free(t->opt);
+    t->opt = opt;
+    t->step.opt = opt;
+}
+
 static void train_step(Trainer *t, const Batch *b) {
     const int sft = (b->flags & BATCH_SFT) != 0;
-    double t0 = MPI_Wtime(), tokens;
-    LossStats st = compute_gradients(t, b, sft ? &t->sft_loss : &t->rl_loss, &tokens);
-    OptimizerResult res = {.grad_norm = NAN, .lr = optimizer_lr(&t->opt->config, t->opt->step + 1), .skipped = 1};
-    if (isfinite(st.loss)) {
-        res = optimizer_step(t->opt, t->model);
-        if (!res.skipped) model_params_changed(t->model);
-    }
-    double norm = res.grad_norm, lr = res.lr;
+    double t0 = MPI_Wtime();
+    TrainStepResult res = train_step_run(&t->step, b, sft ? &t->sft_loss : &t->rl_loss);
+    const LossStats st = res.loss;
+    double norm = res.grad_norm, lr = res.lr, tokens = res.tokens;
     int skipped = res.skipped, stop = 0;
     if (skipped) {
         t->bad_in_row++;
@@ -242,8 +164,7 @@ static void train_step(Trainer *t, const Batch *b) {
     if (sft) {
         t->sft_done++;
         if (t->sft_done == t->cfg->sft.steps) {
-            optimizer_free(t->opt);  // RL starts with fresh moments and its own schedule
-            t->opt = make_optimizer(t->cfg, t->model, 0);
+            set_optimizer(t, make_optimizer(t->cfg, t->model, 0));  // RL: fresh moments, its own schedule
             publish(t, 0);
         }
     } else {
@@ -265,8 +186,7 @@ static void resume_from(Trainer *t, const char *path) {
     t->sft_done = (int)st.sft_done;
     t->bad_in_row = (int)st.bad_in_row;
     checkpoint_state_free(&st);
-    optimizer_free(t->opt);
-    t->opt = make_optimizer(t->cfg, t->model, 0);
+    set_optimizer(t, make_optimizer(t->cfg, t->model, 0));
     if (checkpoint_read_optimizer(path, t->opt, t->model, &err) != 0)
         FATAL("this checkpoint cannot continue training", "%s", err.msg);
     if (t->is_root) {
@@ -300,12 +220,12 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     if (model_reserve(t.model, cfg->trainer.seq_len * cfg->trainer.micro_rows, 1, &err) != 0)
         FATAL("lower trainer.seq_len or trainer.micro_rows", "%s", err.msg);
     t.opt = make_optimizer(cfg, t.model, cfg->sft.steps > 0);
-    t.dc = devcomm_create(L->trainers);
+    train_step_init(&t.step, t.model, t.opt, L->trainers, cfg->trainer.micro_rows, cfg->trainer.seq_len,
+                    (float)cfg->inference.temperature);
     loss_config_from(cfg, &t.rl_loss);
     t.sft_loss = t.rl_loss;
     t.sft_loss.type = LOSS_SFT;
     proto_limits_from_config(cfg, t.model->config.vocab_size, &t.plim);
-    scratch_init(&t);
     if (t.is_root) {
         weights_sender_init(&t.sender, L, t.model->n_params);
         char shape[256];
@@ -357,8 +277,7 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     if (t.is_root) weights_sender_finish(&t.sender);
     for (int i = 0; i < t.n_history; i++) free(t.history[i].params);
     free(t.history);
-    scratch_free(&t);
-    devcomm_destroy(t.dc);
+    train_step_free(&t.step);
     optimizer_free(t.opt);
     model_free(t.model);
     ops_finalize();
