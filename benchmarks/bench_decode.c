@@ -1,6 +1,7 @@
 // Decode and prefill throughput of the inference engine (src/infer/engine.h) on CPU.
 //
 //   bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] [--prefill-seqs S]
+//                [--repeat R] [--verbose 1]
 //
 // MODEL: a llama2.c .bin file, or "stories15M-shape" (dim 288, 6 layers, 6 heads, hidden 768,
 // vocab 32000, context 256, tied embeddings: llama2.c's stories15M, random weights).
@@ -8,8 +9,9 @@
 // tokens each at temperature 1 (no stop tokens); the time from the step where every sequence
 // has its first token to the end counts the tokens generated in it (steady decoding; contexts
 // grow from P to P + G). Prefill: S requests of the longest prompt that fits (context - 8)
-// and 1 new token each: prompt tokens / time. One line per measurement:
-//   decode seqs=64 tok/s=12345.6 ...
+// and 1 new token each: prompt tokens / time. Each measurement runs R times (default 3) and
+// reports the best (the machine may be shared) and every run, one line per measurement:
+//   decode seqs=64 context=17..144 tok/s=12345.6 (best of 3: ...)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +92,7 @@ static void drain(Engine *e) {
     completions_free(c, n);
 }
 
-static void bench_decode(const Model *m, int n, int prompt_len, int new_tokens) {
+static double bench_decode(const Model *m, int n, int prompt_len, int new_tokens, int verbose) {
     Engine *e = make_engine(m, n, 512);
     add_requests(e, m, n, prompt_len, new_tokens, 1234);
     // Until every sequence has its first token (prefill done).
@@ -105,15 +107,16 @@ static void bench_decode(const Model *m, int n, int prompt_len, int new_tokens) 
     const double dt = now() - t0, cpu = cpu_now() - c0;
     engine_stats(e, &st);
     const double tokens = st.decode_tokens - tokens0;
-    printf("decode seqs=%d tok/s=%.1f tokens=%.0f steps=%d seconds=%.3f ms/step=%.3f cpu_seconds=%.3f "
-           "context=%d..%d\n", n, tokens / dt, tokens, steps, dt, 1e3 * dt / (steps ? steps : 1), cpu, prompt_len + 1,
-           prompt_len + new_tokens);
-    fflush(stdout);
+    if (verbose)
+        printf("  run: decode seqs=%d tok/s=%.1f tokens=%.0f steps=%d seconds=%.3f ms/step=%.3f cpu_seconds=%.3f "
+               "context=%d..%d\n", n, tokens / dt, tokens, steps, dt, 1e3 * dt / (steps ? steps : 1), cpu,
+               prompt_len + 1, prompt_len + new_tokens);
     drain(e);
     engine_free(e);
+    return tokens / dt;
 }
 
-static void bench_prefill(const Model *m, int n, int prompt_len) {
+static double bench_prefill(const Model *m, int n, int prompt_len, int verbose) {
     Engine *e = make_engine(m, n, 512);
     add_requests(e, m, n, prompt_len, 1, 99);
     const double t0 = now(), c0 = cpu_now();
@@ -122,20 +125,32 @@ static void bench_prefill(const Model *m, int n, int prompt_len) {
     const double dt = now() - t0, cpu = cpu_now() - c0;
     EngineStats st;
     engine_stats(e, &st);
-    printf("prefill seqs=%d prompt=%d tok/s=%.1f tokens=%.0f seconds=%.3f cpu_seconds=%.3f chunk=512\n", n,
-           prompt_len, (double)n * prompt_len / dt, (double)n * prompt_len, dt, cpu);
-    fflush(stdout);
+    if (verbose)
+        printf("  run: prefill seqs=%d prompt=%d tok/s=%.1f tokens=%.0f seconds=%.3f cpu_seconds=%.3f chunk=512\n", n,
+               prompt_len, (double)n * prompt_len / dt, (double)n * prompt_len, dt, cpu);
     drain(e);
     engine_free(e);
+    return (double)n * prompt_len / dt;
+}
+
+// One result line: the best of the runs (the machine may be shared: the best run is the least
+// disturbed one), then every run.
+static void report(const char *label, const double *runs, int repeat) {
+    double best = 0.0;
+    for (int r = 0; r < repeat; r++) best = runs[r] > best ? runs[r] : best;
+    printf("%s tok/s=%.1f (best of %d:", label, best, repeat);
+    for (int r = 0; r < repeat; r++) printf(" %.1f", runs[r]);
+    printf(")\n");
+    fflush(stdout);
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] "
-                        "[--prefill-seqs S]\n");
+                        "[--prefill-seqs S] [--repeat R] [--verbose 1]\n");
         return 2;
     }
-    int threads = 2, prompt_len = 16, new_tokens = 128, prefill_seqs = 8;
+    int threads = 2, prompt_len = 16, new_tokens = 128, prefill_seqs = 8, repeat = 3, verbose = 0;
     char seqs[256] = "1,8,64,256";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
@@ -143,19 +158,34 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--prompt") == 0) prompt_len = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--new") == 0) new_tokens = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--prefill-seqs") == 0) prefill_seqs = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--verbose") == 0) verbose = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
     }
+    if (repeat < 1 || repeat > 100) repeat = 1;
     ops_init(threads);
     Model *m = load_model(argv[1]);
     char desc[256];
     model_config_describe(&m->config, desc, sizeof desc);
     printf("model %s: %s; %zu parameters; %d threads\n", argv[1], desc, m->n_params, ops_num_threads());
     if (prompt_len + new_tokens > m->config.max_seq_len) new_tokens = m->config.max_seq_len - prompt_len;
-    for (char *tok = strtok(seqs, ","); tok; tok = strtok(NULL, ",")) bench_decode(m, atoi(tok), prompt_len, new_tokens);
-    if (prefill_seqs > 0) bench_prefill(m, prefill_seqs, m->config.max_seq_len - 8);
+    double runs[100];
+    char label[128];
+    for (char *tok = strtok(seqs, ","); tok; tok = strtok(NULL, ",")) {
+        const int n = atoi(tok);
+        for (int r = 0; r < repeat; r++) runs[r] = bench_decode(m, n, prompt_len, new_tokens, verbose);
+        snprintf(label, sizeof label, "decode seqs=%d context=%d..%d", n, prompt_len + 1, prompt_len + new_tokens);
+        report(label, runs, repeat);
+    }
+    if (prefill_seqs > 0) {
+        const int prompt = m->config.max_seq_len - 8;
+        for (int r = 0; r < repeat; r++) runs[r] = bench_prefill(m, prefill_seqs, prompt, verbose);
+        snprintf(label, sizeof label, "prefill seqs=%d prompt=%d chunk=512", prefill_seqs, prompt);
+        report(label, runs, repeat);
+    }
     model_free(m);
     return 0;
 }

@@ -2,13 +2,14 @@
 """The PyTorch baseline of benchmarks/bench_decode.c: transformers' LlamaForCausalLM.generate
 with its KV cache on CPU, same model shapes, same thread count, same workload: n sequences
 with P-token random prompts, G new tokens each, sampled at temperature 1 (no stop tokens).
-Reports decode tokens/s (batch * G / time of generate minus the time of a 1-token generate,
-which is the prefill) and prefill tokens/s, one line per measurement like bench_decode:
+Reports decode tokens/s (batch * (G - 1) / (time of the G-token generate minus the time of a
+1-token generate, which is the prefill and the first token)) and prefill tokens/s, the best of
+R runs (the machine may be shared), one line per measurement like bench_decode:
 
-    decode seqs=8 tok/s=123.4 ...
+    decode seqs=8 context=17..144 tok/s=123.4 (best of 2: 120.1 123.4)
 
 Usage: python3 benchmarks/bench_decode_torch.py MODEL [--threads 2] [--seqs 1,8,64,256]
-       [--prompt 16] [--new 128] [--prefill-seqs 8]
+       [--prompt 16] [--new 128] [--prefill-seqs 8] [--repeat 2]
 MODEL: a llama2.c .bin (converted to the HF layout by tests/fixtures/make_model_fixtures.py's
 loader) or "stories15M-shape" (random weights, llama2.c's stories15M shape).
 """
@@ -55,6 +56,7 @@ def main():
     ap.add_argument("--prompt", type=int, default=16)
     ap.add_argument("--new", type=int, default=128)
     ap.add_argument("--prefill-seqs", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load(args.model)
@@ -65,17 +67,21 @@ def main():
     print(f"model {args.model} (transformers {__import__('transformers').__version__}, torch {torch.__version__}): "
           f"{params} parameters; {torch.get_num_threads()} threads", flush=True)
     generate(model, 1, args.prompt, 4)  # warm-up
+    def report(label, runs):
+        print(f"{label} tok/s={max(runs):.1f} (best of {len(runs)}: {' '.join(f'{r:.1f}' for r in runs)})",
+              flush=True)
+
     for n in [int(x) for x in args.seqs.split(",")]:
-        first = generate(model, n, args.prompt, 1)  # prefill + first token
-        total = generate(model, n, args.prompt, new)
-        dt = total - first
-        print(f"decode seqs={n} tok/s={n * (new - 1) / dt:.1f} tokens={n * (new - 1)} seconds={dt:.3f} "
-              f"context={args.prompt + 1}..{args.prompt + new}", flush=True)
+        runs = []
+        for _ in range(args.repeat):
+            first = generate(model, n, args.prompt, 1)  # prefill + first token
+            total = generate(model, n, args.prompt, new)
+            runs.append(n * (new - 1) / (total - first))
+        report(f"decode seqs={n} context={args.prompt + 1}..{args.prompt + new}", runs)
     if args.prefill_seqs > 0:
         prompt = ctx - 8
-        dt = generate(model, args.prefill_seqs, prompt, 1)
-        print(f"prefill seqs={args.prefill_seqs} prompt={prompt} tok/s={args.prefill_seqs * prompt / dt:.1f} "
-              f"tokens={args.prefill_seqs * prompt} seconds={dt:.3f}", flush=True)
+        runs = [args.prefill_seqs * prompt / generate(model, args.prefill_seqs, prompt, 1) for _ in range(args.repeat)]
+        report(f"prefill seqs={args.prefill_seqs} prompt={prompt}", runs)
 
 
 if __name__ == "__main__":

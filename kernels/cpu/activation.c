@@ -5,7 +5,7 @@
 #include "ops.h"
 
 void ops_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= CPU_MIN_PARALLEL_WORK)
     for (size_t i = 0; i < n; i++) {
         const float g = gate[i];
         out[i] = g / (1.0f + cpu_expf(-g)) * up[i];

@@ -16,6 +16,25 @@ void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 // the product itself; sgemv streams A once.)
 void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y);
 
+// Marks a hot kernel function to be compiled twice, for AVX2 and for the build's baseline, the
+// right one picked when the program loads (GCC/Clang function multi-versioning on x86-64): the
+// build flags stay portable while AVX2 machines run 8-wide vectors. Both versions do the same
+// operations in the same order (no FMA contraction under -std=c11), so results are identical.
+// Helpers called by such a function are marked CPU_INLINE so that they are compiled into each
+// version (a call to a separate function would run its baseline code).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define CPU_INLINE inline __attribute__((always_inline))
+#else
+#define CPU_VECTOR_CLONES
+#define CPU_INLINE inline
+#endif
+
+// Below this much work (floats touched, or multiply-adds for a matmul) a kernel runs on one
+// thread: a parallel region costs microseconds (tens when OpenMP threads sleep between
+// regions, OMP_WAIT_POLICY=passive), more than small decode steps take.
+#define CPU_MIN_PARALLEL_WORK 16384
+
 // The share [*begin, *end) of n items that thread `thread` of `threads` works on.
 static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, size_t *end) {
     *begin = n * (size_t)thread / (size_t)threads;

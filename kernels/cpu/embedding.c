@@ -8,7 +8,7 @@
 #include "ops.h"
 
 void ops_embedding_forward(float *out, const int32_t *tokens, const float *table, int n, int dim) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * dim >= CPU_MIN_PARALLEL_WORK)
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, table + (size_t)tokens[i] * dim, (size_t)dim * sizeof(float));
 }
 

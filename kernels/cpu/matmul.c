@@ -16,8 +16,11 @@
 
 void ops_matmul_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                         int out_dim, int accumulate) {
-    const int by_rows = n >= MIN_ROWS_PER_THREAD * omp_get_max_threads();
-#pragma omp parallel
+    // Each sgemm call packs the part of the weight it reads: splitting the rows makes every
+    // thread pack the whole weight, splitting the columns packs it once in all. So rows are
+    // split only when they outnumber the weight's rows (then packing the input dominates).
+    const int by_rows = n >= MIN_ROWS_PER_THREAD * omp_get_max_threads() && n >= out_dim;
+#pragma omp parallel if ((double)n * in_dim * out_dim >= 4.0 * CPU_MIN_PARALLEL_WORK)
     {
         size_t b, e;
         if (by_rows) {

@@ -10,7 +10,7 @@
 #include "ops.h"
 
 void ops_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int n, int dim, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * dim >= CPU_MIN_PARALLEL_WORK)
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * dim;
         float *y = out + (size_t)i * dim;

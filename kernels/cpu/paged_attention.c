@@ -76,7 +76,7 @@ typedef struct {
 } AttnArgs;
 
 // qt (n_rows * G, hd) = scale * the tile's query heads (row-major by row, then head).
-static void tile_queries(float *qt, const AttnArgs *a, const AttnTask *t) {
+static CPU_INLINE void tile_queries(float *qt, const AttnArgs *a, const AttnTask *t) {
     const int hd = a->head_dim, q_stride = a->n_heads * hd;
     for (int r = 0; r < t->n_rows; r++)
         for (int hh = 0; hh < a->group; hh++) {
@@ -86,9 +86,24 @@ static void tile_queries(float *qt, const AttnArgs *a, const AttnTask *t) {
         }
 }
 
+// The score of query qi (hd) against `width` consecutive keys of a transposed block kt (hd, bs)
+// from key j0: s[j] = (sum over even d of qi[d] k[d][j]) + (sum over odd d ...), each sum in d
+// order (two independent chains, hd is even). width is a constant 16 or 8 after inlining; the
+// scalar tail computes the same sums key by key, so every key's score is computed alike.
+static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, int bs, int hd, int j0, int width) {
+    float even[16], odd[16];
+    for (int l = 0; l < width; l++) even[l] = qi[0] * kt[j0 + l], odd[l] = qi[1] * kt[(size_t)bs + j0 + l];
+    for (int d = 2; d < hd; d += 2) {
+        const float qe = qi[d], qo = qi[d + 1];
+        const float *ke = kt + (size_t)d * bs + j0, *ko = ke + bs;
+        for (int l = 0; l < width; l++) even[l] += qe * ke[l], odd[l] += qo * ko[l];
+    }
+    for (int l = 0; l < width; l++) s[j0 + l] = even[l] + odd[l];
+}
+
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
-// block; each score is a sum over d in order (a chunk of 8 keys is accumulated in registers).
-static void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
+// block, 16 or 8 keys at a time in registers.
+static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const int nt = keys - t0 < bs ? keys - t0 : bs;
@@ -97,20 +112,12 @@ static void tile_scores(float *scores, const float *qt, const AttnArgs *a, const
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
             int j0 = 0;
-            for (; j0 + 8 <= nt; j0 += 8) {
-                float acc[8];
-                for (int l = 0; l < 8; l++) acc[l] = qi[0] * kt[j0 + l];
-                for (int d = 1; d < hd; d++) {
-                    const float qd = qi[d];
-                    const float *krow = kt + (size_t)d * bs + j0;
-                    for (int l = 0; l < 8; l++) acc[l] += qd * krow[l];
-                }
-                for (int l = 0; l < 8; l++) s[j0 + l] = acc[l];
-            }
+            for (; j0 + 16 <= nt; j0 += 16) score_keys(s, qi, kt, bs, hd, j0, 16);
+            for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8);
             for (int j = j0; j < nt; j++) {
-                float acc = qi[0] * kt[j];
-                for (int d = 1; d < hd; d++) acc += qi[d] * kt[(size_t)d * bs + j];
-                s[j] = acc;
+                float even = qi[0] * kt[j], odd = qi[1] * kt[(size_t)bs + j];
+                for (int d = 2; d < hd; d += 2) even += qi[d] * kt[(size_t)d * bs + j], odd += qi[d + 1] * kt[(size_t)(d + 1) * bs + j];
+                s[j] = even + odd;
             }
         }
     }
@@ -118,7 +125,7 @@ static void tile_scores(float *scores, const float *qt, const AttnArgs *a, const
 
 // In place: p (keys) = exp(s - max s); returns 1 / sum p. The sum runs in a fixed order
 // (16 lanes j mod 16, then the lanes in order), whatever the alignment or vector width.
-static float softmax_unnormalised(float *p, int keys) {
+static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
     float mx = -INFINITY;
     for (int t = 0; t < keys; t++) mx = p[t] > mx ? p[t] : mx;
 #pragma omp simd
@@ -133,20 +140,26 @@ static float softmax_unnormalised(float *p, int keys) {
     return 1.0f / sum;
 }
 
-// o (hd) += sum_j p[j] * v_j over n value rows vb (n, hd), keys in order; 8 output floats
-// at a time in registers.
-static void accumulate_values(float *o, const float *p, const float *vb, int n, int hd) {
-    int d0 = 0;
-    for (; d0 + 8 <= hd; d0 += 8) {
-        float acc[8];
-        for (int l = 0; l < 8; l++) acc[l] = o[d0 + l];
-        for (int j = 0; j < n; j++) {
-            const float w = p[j];
-            const float *vr = vb + (size_t)j * hd + d0;
-            for (int l = 0; l < 8; l++) acc[l] += w * vr[l];
-        }
-        for (int l = 0; l < 8; l++) o[d0 + l] = acc[l];
+// o[d0 .. d0+width) += sum_j p[j] * v_j[...] over n value rows vb (n, hd), keys in order, with
+// width (32, 16 or 8 after inlining) output floats in registers as independent chains.
+static CPU_INLINE void accumulate_chunk(float *o, const float *p, const float *vb, int n, int hd, int d0, int width) {
+    float acc[32];
+    for (int l = 0; l < width; l++) acc[l] = o[d0 + l];
+    for (int j = 0; j < n; j++) {
+        const float w = p[j];
+        const float *vr = vb + (size_t)j * hd + d0;
+        for (int l = 0; l < width; l++) acc[l] += w * vr[l];
     }
+    for (int l = 0; l < width; l++) o[d0 + l] = acc[l];
+}
+
+// o (hd) += sum_j p[j] * v_j over n value rows vb (n, hd); every output float sums over the
+// keys in order, whatever chunk it falls in.
+static CPU_INLINE void accumulate_values(float *o, const float *p, const float *vb, int n, int hd) {
+    int d0 = 0;
+    for (; d0 + 32 <= hd; d0 += 32) accumulate_chunk(o, p, vb, n, hd, d0, 32);
+    for (; d0 + 16 <= hd; d0 += 16) accumulate_chunk(o, p, vb, n, hd, d0, 16);
+    for (; d0 + 8 <= hd; d0 += 8) accumulate_chunk(o, p, vb, n, hd, d0, 8);
     for (int d = d0; d < hd; d++) {
         float acc = o[d];
         for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * hd + d];
@@ -156,7 +169,7 @@ static void accumulate_values(float *o, const float *p, const float *vb, int n, 
 
 // out rows of the tile (n_rows, H*hd at the group's heads) = sum_t p[t] v_t * inv_sum, each
 // (row, head) over its own keys. acc: (n_rows * G, hd) scratch.
-static void tile_values(float *out, float *acc, const float *scores, const float *inv_sum, const AttnArgs *a,
+static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum, const AttnArgs *a,
                         const AttnTask *t) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
     memset(acc, 0, (size_t)n_q * hd * sizeof(float));
@@ -178,6 +191,21 @@ static void tile_values(float *out, float *acc, const float *scores, const float
     }
 }
 
+// One task with its thread's scratch: (ROWS * G, stride) scores, then (ROWS * G, hd) value
+// sums, (ROWS * G, hd) scaled queries and (ROWS * G) softmax normalisers.
+CPU_VECTOR_CLONES
+static void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+    const int n_q = t->n_rows * a->group;
+    float *scores = scratch;
+    float *acc = scores + (size_t)ROWS * a->group * a->stride;
+    float *qt = acc + (size_t)ROWS * a->group * a->head_dim;
+    float *inv_sum = qt + (size_t)ROWS * a->group * a->head_dim;
+    tile_queries(qt, a, t);
+    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows);
+    for (int k = 0; k < n_q; k++) inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
+    tile_values(out, acc, scores, inv_sum, a, t);
+}
+
 void ops_paged_attention_forward(float *out, const float *q, const float *k_cache, const float *v_cache,
                                  const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
                                  int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
@@ -186,9 +214,12 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
     const int group = n_heads / n_kv_heads;
     // Tasks: per sequence, tiles of ROWS rows, times the kv heads.
     int n_tasks = 0, max_ctx = 1;
+    double work = 0.0;  // multiply-adds, roughly
     for (int s = 0; s < n_seqs; s++) {
-        n_tasks += (query_start[s + 1] - query_start[s] + ROWS - 1) / ROWS * n_kv_heads;
+        const int n_q = query_start[s + 1] - query_start[s];
+        n_tasks += (n_q + ROWS - 1) / ROWS * n_kv_heads;
         max_ctx = context_len[s] > max_ctx ? context_len[s] : max_ctx;
+        work += 2.0 * n_q * context_len[s] * n_heads * head_dim;
     }
     AttnTask *tasks = malloc((size_t)n_tasks * sizeof(AttnTask));
     CHECK(tasks != NULL, "out of memory", "paged attention: %d tasks", n_tasks);
@@ -210,20 +241,11 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
                      .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group, .stride = stride,
                      .scale = 1.0f / sqrtf((float)head_dim)};
 
-#pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1)
+#pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1 && work >= CPU_MIN_PARALLEL_WORK)
     for (int i = 0; i < n_tasks; i++) {
-        const AttnTask *t = &tasks[i];
         AttnArgs a = base;
-        a.table = block_tables + (size_t)t->seq * max_blocks;
-        float *scores = scratch + (size_t)omp_get_thread_num() * per_thread;  // (ROWS * G, stride)
-        float *acc = scores + (size_t)ROWS * group * stride;                   // (ROWS * G, hd)
-        float *qt = acc + (size_t)ROWS * group * head_dim;                     // (ROWS * G, hd)
-        float *inv_sum = qt + (size_t)ROWS * group * head_dim;                 // (ROWS * G)
-        tile_queries(qt, &a, t);
-        tile_scores(scores, qt, &a, t, t->pos0 + t->n_rows);
-        for (int k = 0; k < t->n_rows * group; k++)
-            inv_sum[k] = softmax_unnormalised(scores + (size_t)k * stride, t->pos0 + k / group + 1);
-        tile_values(out, acc, scores, inv_sum, &a, t);
+        a.table = block_tables + (size_t)tasks[i].seq * max_blocks;
+        attention_task(out, scratch + (size_t)omp_get_thread_num() * per_thread, &a, &tasks[i]);
     }
     free(scratch);
     free(tasks);

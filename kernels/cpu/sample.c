@@ -95,7 +95,7 @@ static double stream_uniform(uint64_t seed, uint64_t counter) {
 #define WALK_BLOCK 256  // the inverse-CDF walk skips whole blocks by their sums
 
 // Sum of x[0, n) in double: LANES interleaved partial sums, then the lanes in order.
-static double lane_sum(const float *x, int n) {
+static CPU_INLINE double lane_sum(const float *x, int n) {
     double lanes[LANES] = {0};
     int j = 0;
     for (; j + LANES <= n; j += LANES)
@@ -107,7 +107,7 @@ static double lane_sum(const float *x, int n) {
 }
 
 // Max of z[0, n) (no NaN in z).
-static float lane_max(const float *z, int n) {
+static CPU_INLINE float lane_max(const float *z, int n) {
     float lanes[LANES];
     for (int l = 0; l < LANES; l++) lanes[l] = -INFINITY;
     int j = 0;
@@ -120,7 +120,7 @@ static float lane_max(const float *z, int n) {
 }
 
 // sums[b] = lane_sum of block b (WALK_BLOCK ids) of x (V); returns the sum of the block sums.
-static double block_sums(const float *x, int vocab, double *sums) {
+static CPU_INLINE double block_sums(const float *x, int vocab, double *sums) {
     double total = 0.0;
     for (int b = 0, i = 0; b < vocab; b += WALK_BLOCK, i++) {
         sums[i] = lane_sum(x + b, vocab - b < WALK_BLOCK ? vocab - b : WALK_BLOCK);
@@ -150,8 +150,16 @@ static int32_t inverse_cdf(const float *wk, int vocab, const double *sums, doubl
     return 0;
 }
 
-// Samples one row. z, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob its
+// The first j with z[j] == value (0 if none).
+static int32_t first_index_of(const float *z, int vocab, float value) {
+    for (int32_t j = 0; j < vocab; j++)
+        if (z[j] == value) return j;
+    return 0;
+}
+
+// Samples one row (compiled for AVX2 too, see cpu.h). z, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob its
 // logprob. Every pass but the top-k / top-p selection is a plain loop the compiler vectorises.
+CPU_VECTOR_CLONES
 static int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp, float *restrict z,
                           float *restrict w, float *restrict wk, int32_t *ids, double *sums, float *logprob) {
     const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
@@ -161,18 +169,18 @@ static int32_t sample_row(const float *restrict logits, int vocab, const OpsSamp
         z[j] = x == x ? x : -INFINITY;  // NaN: never sampled
     }
     const float zmax = lane_max(z, vocab);
-    int32_t argmax = 0;
-    while (argmax < vocab - 1 && z[argmax] != zmax) argmax++;
     if (!isfinite(zmax)) {  // garbage row (all NaN / -inf, or +inf): a valid id, NaN logprob
         *logprob = NAN;
-        return argmax;
+        return first_index_of(z, vocab, zmax);
     }
 #pragma omp simd
     for (int j = 0; j < vocab; j++) w[j] = cpu_expf(z[j] - zmax);
     const double sum_w = block_sums(w, vocab, sums);  // the logsumexp's sum, and the walk's without cuts
     const double lse = (double)zmax + log(sum_w);
-    int32_t tok = argmax;
-    if (!sp->greedy) {
+    int32_t tok;
+    if (sp->greedy) {
+        tok = first_index_of(z, vocab, zmax);
+    } else {
         // The kept rank prefix, described by its last token (-1: no cut).
         int32_t last = -1;
         const int cut_k = sp->top_k > 0 && sp->top_k < vocab;
@@ -189,7 +197,7 @@ static int32_t sample_row(const float *restrict logits, int vocab, const OpsSamp
                 double mass = 0.0;
                 for (int i = 0; i < n; i++) mass += w[ids[i]];
                 const double target = (double)sp->top_p * mass;
-                last = target > 0.0 ? select_top_p(ids, n, z, w, target) : argmax;
+                last = target > 0.0 ? select_top_p(ids, n, z, w, target) : first_index_of(z, vocab, zmax);
             }
         }
         const float min_w = sp->min_p;
