@@ -7,7 +7,8 @@
 # temperature 1), and prefill of 8 prompts. Each number is the best of a few runs (REPEAT),
 # since the machine may be shared; the load average is printed before and after.
 # The PyTorch side needs python3 with torch and transformers (skipped otherwise); set
-# TORCH=0 to skip it.
+# TORCH=0 to skip it. Before each program, waits up to QUIET_WAIT seconds (default 120) for the
+# 1-minute load average to drop below 1, so that other work on a shared machine disturbs less.
 set -u
 BUILD=${1:-build}
 THREADS=${2:-2}
@@ -17,6 +18,14 @@ MODELS=${ASYNCRL_MODELS:-../shared/models}
 # own idle pool spins next to them for a while after start-up.
 export OPENBLAS_NUM_THREADS=1
 make --no-print-directory -s "$BUILD/bench/bench_decode" >&2 || exit 1
+
+wait_quiet() {
+    waited=0
+    while [ "$waited" -lt "${QUIET_WAIT:-120}" ] && ! awk '{ exit !($1 < 1.0) }' /proc/loadavg; do
+        sleep 5
+        waited=$((waited + 5))
+    done
+}
 
 models="stories15M-shape"
 [ -r "$MODELS/stories260K.bin" ] && models="$MODELS/stories260K.bin $models"
@@ -32,12 +41,16 @@ for m in $models; do
     echo "asyncrl engine, $m:"
     echo '```'
     echo "\$ $BUILD/bench/bench_decode $m --threads $THREADS --repeat $REPEAT"
+    wait_quiet
+    echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     "$BUILD/bench/bench_decode" "$m" --threads "$THREADS" --repeat "$REPEAT"
     echo '```'
     if [ "$have_torch" = 1 ]; then
         echo "transformers generate (KV cache), $m:"
         echo '```'
         echo "\$ python3 benchmarks/bench_decode_torch.py $m --threads $THREADS --repeat ${TORCH_REPEAT:-2}"
+        wait_quiet
+        echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
         python3 benchmarks/bench_decode_torch.py "$m" --threads "$THREADS" --repeat "${TORCH_REPEAT:-2}" 2>/dev/null
         echo '```'
     else
