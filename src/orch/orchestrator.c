@@ -491,7 +491,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
                                                     : cfg->inference.max_seqs + G;
     if (o->capacity < G) o->capacity = G;
     o->stats = xcalloc((size_t)(cfg->run.max_steps > 0 ? cfg->run.max_steps : 1), sizeof(StepStats));
-    o->trainer_version = -1;
+    o->trainer_version = 0;  // v0: the initial (or warmed-up) policy the trainer publishes
     o->steps_done = 0;
     o->ckpt_acked = -1;
     if (resume_path[0]) load_resume_state(o, resume_path);
@@ -536,8 +536,10 @@ static void teardown(Orch *o) {
     outbox_free(&o->out);
 }
 
-// Waits (sleeping) until every inference rank holds at least `version`.
+// Waits (sleeping) until every inference rank holds at least `version`. Deterministic mode
+// does not wait: each request names its version and inference switches to it when idle.
 static void wait_inference_version(Orch *o, int version) {
+    if (o->cfg->run.deterministic) return;
     Backoff b;
     backoff_reset(&b);
     while (min_inference_version(o) < version) {
