@@ -89,31 +89,46 @@ LIB := $(BUILD)/libasyncrl.a
 TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(wildcard tests/unit/common/*.c)
+MPI_TEST_SRC := $(wildcard tests/mpi/*.c)
+MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(MPI_TEST_SRC))
 
 .PHONY: all deps run test test-unit test-integration bench sanitize clean help tests-build test-gpu
 all: $(BIN)
 
+# V=1 shows the full commands.
+Q := $(if $(filter 1,$(V)),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(Q),echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 
 $(BIN): $(MAIN_OBJ) $(LIB)
-	$(MPICC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	@$(if $(Q),echo "  LINK  $@")
+	$(Q)$(MPICC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON) $(LIB)
 	@mkdir -p $(dir $@)
-	$(MPICC) $(CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $< $(TEST_COMMON) $(LIB) -o $@ $(CMOCKA_LIBS) $(LDLIBS)
+	@$(if $(Q),echo "  TEST  $@")
+	$(Q)$(MPICC) $(CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $< $(TEST_COMMON) $(LIB) -o $@ $(CMOCKA_LIBS) $(LDLIBS)
 
-tests-build: $(BIN) $(TEST_BIN)
+# Programs that integration tests run under mpirun (not run directly by tests/run.sh).
+$(BUILD)/tests/mpi/%: tests/mpi/%.c $(TEST_COMMON) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST  $@")
+	$(Q)$(MPICC) $(CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $< $(TEST_COMMON) $(LIB) -o $@ $(CMOCKA_LIBS) $(LDLIBS)
+
+tests-build: $(BIN) $(TEST_BIN) $(MPI_TEST_BIN)
 
 deps:
 	@sh scripts/deps.sh

@@ -49,6 +49,7 @@ done
 for s in tests/integration/*.sh; do
     [ -f "$s" ] || continue
     name=$(basename "$s" .sh)
+    [ "$name" = lib ] && continue
     case "$name" in
         gpu_*) [ "$MODE" = gpu ] || continue ;;
         *) [ "$MODE" = gpu ] && continue ;;

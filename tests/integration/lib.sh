@@ -1,6 +1,7 @@
 # Shared helpers for the integration tests (sourced). Each test prints TAP lines:
 # "ok - name", "not ok - name", "ok - name # SKIP reason".
-BIN=${ASYNCRL_BIN:-build/asyncrl}
+ASYNCRL_BUILD=${ASYNCRL_BUILD:-build}
+BIN=${ASYNCRL_BIN:-$ASYNCRL_BUILD/asyncrl}
 MODELS=${ASYNCRL_MODELS:-../shared/models}
 TMP_ROOT=$(mktemp -d "${TMPDIR:-/tmp}/asyncrl-test.XXXXXX")
 trap 'rm -rf "$TMP_ROOT"' EXIT

@@ -1,0 +1,76 @@
+// Weight flow from the trainer root to every inference rank (DESIGN.md section 1). The root
+// publishes version v: it sends each inference rank a notice (MSG_WEIGHTS, point-to-point) and
+// starts a non-blocking broadcast of the whole parameter buffer over the `weights`
+// communicator. An inference rank takes the notice between two decode steps, joins the
+// broadcast into a staging buffer, keeps decoding while it completes, and then swaps.
+// Nothing blocks on a peer that is busy computing, and nothing spins.
+//
+// Receiving keeps either only the newest complete version (default: older staged versions are
+// dropped) or every version in order (deterministic mode, where a request names the exact
+// version it must be generated with).
+#pragma once
+#include <mpi.h>
+#include <stddef.h>
+
+#include "comm/layout.h"
+
+#define WEIGHTS_MAX_CHUNKS 64
+
+typedef struct {
+    MPI_Request requests[WEIGHTS_MAX_CHUNKS];  // one broadcast per chunk of 2^30 floats
+    int n_requests;
+} WeightsTransfer;
+
+typedef struct {
+    MPI_Comm comm;          // the weights communicator (root is rank 0 in it)
+    int world_root;
+    const int *inference;   // world ranks of the inference ranks
+    int n_inference;
+    size_t n_floats;
+    float *staging;         // (n_floats) host copy being broadcast
+    WeightsTransfer transfer;
+    int in_flight;          // a broadcast is under way
+    int version;            // version of the broadcast under way or last sent
+    double bytes_sent, seconds;  // for the broadcast throughput metric
+    double started;
+} WeightsSender;
+
+void weights_sender_init(WeightsSender *s, const Layout *layout, size_t n_floats);
+// Publishes `params` (n_floats host floats) as `version`: waits (sleeping) for the previous
+// broadcast to finish, copies params, notifies every inference rank, starts the broadcast.
+void weights_publish(WeightsSender *s, const float *params, int version);
+int weights_sender_progress(WeightsSender *s);  // 1 while a broadcast is still in flight
+void weights_sender_finish(WeightsSender *s);   // completes the last broadcast, frees
+
+typedef struct {
+    int version;
+    float *data;            // (n_floats)
+} StagedWeights;
+
+typedef struct {
+    MPI_Comm comm;
+    int world_root;
+    size_t n_floats;
+    int keep_all;
+    // The broadcast being received.
+    int receiving;
+    WeightsTransfer transfer;
+    StagedWeights incoming;
+    // Complete versions not yet taken, oldest first.
+    StagedWeights *ready;
+    int n_ready;
+    float *spare;           // a buffer to reuse for the next broadcast
+} WeightsReceiver;
+
+void weights_receiver_init(WeightsReceiver *r, const Layout *layout, size_t n_floats, int keep_all);
+// Takes notices and progresses the broadcast; never blocks.
+void weights_receiver_poll(WeightsReceiver *r);
+// Blocks (sleeping) until a version >= min_version is complete.
+void weights_receiver_wait(WeightsReceiver *r, int min_version);
+// The newest complete version not yet taken (-1 if none).
+int weights_receiver_newest(const WeightsReceiver *r);
+// Takes version `version` (must be complete); older ones are dropped. The returned buffer
+// belongs to the caller until given back with weights_receiver_recycle.
+float *weights_receiver_take(WeightsReceiver *r, int version);
+void weights_receiver_recycle(WeightsReceiver *r, float *buffer);
+void weights_receiver_free(WeightsReceiver *r);

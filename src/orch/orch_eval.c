@@ -1,0 +1,97 @@
+// Evaluation on held-out problems: for each of eval.problems problems of the eval split, one
+// greedy completion and eval.samples sampled ones; logged as a row of /eval (see orch_state.h).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/transport.h"
+#include "core/log.h"
+#include "orch/orch_state.h"
+
+static const char *EVAL_BASE[] = {"step", "version", "greedy_reward", "greedy_pass", "sampled_reward", "sampled_pass",
+                                  "completion_len"};
+#define N_BASE ((int)(sizeof EVAL_BASE / sizeof EVAL_BASE[0]))
+
+const char *const *orch_eval_metric_names(const Orch *o, int *n) {
+    Orch *w = (Orch *)o;
+    if (!w->eval_names) {
+        w->eval_names = xcalloc((size_t)(N_BASE + 2 * o->n_envs), sizeof(char *));
+        int k = 0;
+        for (int i = 0; i < N_BASE; i++) w->eval_names[k++] = EVAL_BASE[i];
+        for (int e = 0; e < o->n_envs; e++) {
+            char *a = xmalloc(64), *b = xmalloc(64);
+            snprintf(a, 64, "greedy_reward/%s", o->envs[e]->name);
+            snprintf(b, 64, "sampled_reward/%s", o->envs[e]->name);
+            w->eval_names[k++] = a;
+            w->eval_names[k++] = b;
+        }
+        w->n_eval_names = k;
+    }
+    *n = o->n_eval_names;
+    return o->eval_names;
+}
+
+double orch_evaluate(Orch *o, int step, const char *label) {
+    const Config *cfg = o->cfg;
+    const int problems = cfg->eval.problems, per = 1 + cfg->eval.samples;
+    if (problems <= 0) return NAN;
+    int version = o->inf_version[0];
+    for (int r = 1; r < o->n_inf; r++)
+        if (o->inf_version[r] < version) version = o->inf_version[r];
+    o->eval_step = step;
+    o->eval_pending = problems;
+    for (int p = 0; p < problems; p++) {
+        Group *g = orch_new_group(o, ENV_SPLIT_EVAL, (uint64_t)p, per, step, 1);
+        g->version = cfg->run.deterministic ? version : -1;
+        group_list_push(&o->active, g);
+        orch_dispatch(o, g, p % o->n_inf);
+    }
+    Backoff b;
+    backoff_reset(&b);
+    while (o->eval_pending > 0) {
+        if (orch_poll(o)) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+    double greedy = 0, greedy_pass = 0, sampled = 0, sampled_pass = 0, length = 0, n_sampled = 0;
+    double env_greedy[16] = {0}, env_sampled[16] = {0}, env_g_n[16] = {0}, env_s_n[16] = {0};
+    for (int i = 0; i < o->eval_done.count; i++) {
+        Group *g = o->eval_done.items[i];
+        for (int s = 0; s < g->n; s++) {
+            double r = g->samples[s].reward;
+            int pass = r >= cfg->eval.pass_threshold;
+            length += sample_completion_tokens(&g->samples[s]);
+            int e = g->env < 16 ? g->env : 15;
+            if (s == 0) {
+                greedy += r, greedy_pass += pass;
+                env_greedy[e] += r, env_g_n[e] += 1;
+            } else {
+                sampled += r, sampled_pass += pass, n_sampled += 1;
+                env_sampled[e] += r, env_s_n[e] += 1;
+            }
+        }
+        group_free(g);
+        free(g);
+    }
+    o->eval_done.count = 0;
+    int n_names;
+    const char *const *names = orch_eval_metric_names(o, &n_names);
+    double *values = xcalloc((size_t)n_names, sizeof(double));
+    values[0] = step;
+    values[1] = version;
+    values[2] = greedy / problems;
+    values[3] = greedy_pass / problems;
+    values[4] = n_sampled ? sampled / n_sampled : NAN;
+    values[5] = n_sampled ? sampled_pass / n_sampled : NAN;
+    values[6] = length / (problems * per);
+    for (int e = 0; e < o->n_envs && e < 16; e++) {
+        values[N_BASE + 2 * e] = env_g_n[e] ? env_greedy[e] / env_g_n[e] : NAN;
+        values[N_BASE + 2 * e + 1] = env_s_n[e] ? env_sampled[e] / env_s_n[e] : NAN;
+    }
+    metrics_write_row(o->mw, 0, step, names, values, n_names);
+    printf("eval (%s, step %d, policy v%d): greedy reward %.4f pass %.3f | sampled reward %.4f pass %.3f | %d problems\n",
+           label, step, version, values[2], values[3], values[4], values[5], problems);
+    fflush(stdout);
+    double result = values[2];
+    free(values);
+    return result;
+}

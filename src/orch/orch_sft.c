@@ -1,0 +1,193 @@
+// The supervised warm-up (`sft.steps` steps before RL, or `asyncrl sft`): batches of prompts with
+// their reference answers, from the environments (sft.data = "env") or from a JSONL file of
+// {"prompt": ..., "completion": ...} lines; the loss is cross-entropy on the answer tokens.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/transport.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "orch/orch_state.h"
+#include "orch/packing.h"
+
+static const char *SFT_COLUMNS[] = {"step", "loss", "grad_norm", "lr", "trainer_tokens"};
+const MetricsTable ORCH_SFT_TABLE = {"sft", SFT_COLUMNS, 5};
+
+typedef struct {
+    char **prompts, **answers;
+    int count;
+} SftData;
+
+// Loads a JSONL file; every bad line is an error naming the file and line.
+static void load_jsonl(const char *path, SftData *d) {
+    FILE *f = fopen(path, "r");
+    if (!f) FATAL_ERRNO("sft.data is \"env\" or a JSONL file of {\"prompt\", \"completion\"} lines",
+                        "cannot open SFT data %s", path);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0;
+    memset(d, 0, sizeof *d);
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0) continue;
+        ErrorBuf err;
+        Json *j = json_parse(line, (size_t)len, &err);
+        if (!j) FATAL("each line must be one JSON object", "%s:%d: %s", path, lineno, err.msg);
+        const char *p = json_get_string(j, "prompt"), *c = json_get_string(j, "completion");
+        if (!p || !c) FATAL("each line needs string fields \"prompt\" and \"completion\"", "%s:%d: missing field %s",
+                            path, lineno, !p ? "\"prompt\"" : "\"completion\"");
+        d->prompts = xrealloc(d->prompts, sizeof(char *) * (size_t)(d->count + 1));
+        d->answers = xrealloc(d->answers, sizeof(char *) * (size_t)(d->count + 1));
+        d->prompts[d->count] = xstrdup(p);
+        d->answers[d->count] = xstrdup(c);
+        d->count++;
+        json_free(j);
+    }
+    free(line);
+    fclose(f);
+    if (d->count == 0) FATAL("give at least one {\"prompt\", \"completion\"} line", "SFT data %s is empty", path);
+}
+
+typedef struct {
+    int32_t *tokens;
+    uint8_t *mask;
+    float *logp;
+    int n;
+} SftSample;
+
+static int sample_reserve_all(SftSample *s, int max) {
+    s->tokens = xmalloc(sizeof(int32_t) * (size_t)max);
+    s->mask = xcalloc((size_t)max, 1);
+    s->logp = xcalloc((size_t)max, sizeof(float));
+    s->n = 0;
+    return 0;
+}
+
+// Appends text (no BOS); mask 1 marks tokens the model should learn to produce. -1 if it
+// does not fit in max tokens.
+static int append_text(Orch *o, SftSample *s, const char *text, size_t len, uint8_t mask, int bos, int max) {
+    int got = o->codec.encode(o->codec.ctx, text, len, bos, s->tokens + s->n, max - s->n);
+    if (got < 0) return -1;
+    for (int i = 0; i < got; i++) s->mask[s->n + i] = mask;
+    s->n += got;
+    return 0;
+}
+
+static int append_eos(Orch *o, SftSample *s, int max) {
+    if (s->n >= max) return -1;
+    s->mask[s->n] = 1;
+    s->tokens[s->n++] = o->codec.eos;
+    return 0;
+}
+
+// Tokenizes BOS + prompt + answer + EOS; the loss covers the answer and EOS. A multi-turn
+// reference (answer_turns) becomes model turns (each ended by EOS, in the loss) and environment
+// turns (masked out), as the rollouts of that environment look.
+static int make_sample(Orch *o, const char *prompt, const char *answer, const Turn *turns, int n_turns,
+                       SftSample *s) {
+    int max = o->lim.max_total;
+    sample_reserve_all(s, max);
+    if (append_text(o, s, prompt, strlen(prompt), 0, 1, max)) return -1;
+    if (n_turns == 0) {
+        if (append_text(o, s, answer, strlen(answer), 1, 0, max) || append_eos(o, s, max)) return -1;
+        return 0;
+    }
+    for (int t = 0; t < n_turns; t++) {
+        int model = turns[t].role == TURN_MODEL;
+        if (append_text(o, s, turns[t].text, turns[t].len, (uint8_t)model, 0, max)) return -1;
+        if (model && append_eos(o, s, max)) return -1;
+    }
+    return 0;
+}
+
+static void send_sft_batch(Orch *o, const SftData *data, int step) {
+    const Config *cfg = o->cfg;
+    const int n = cfg->sft.batch_size, T = o->L->n_trainers;
+    SftSample *samples = xcalloc((size_t)n, sizeof(SftSample));
+    PackSample *ps = xcalloc((size_t)n, sizeof(PackSample));
+    for (int i = 0; i < n; i++) {
+        uint64_t index = o->sft_cursor++;
+        int rc;
+        if (data) {
+            rc = make_sample(o, data->prompts[index % (uint64_t)data->count],
+                             data->answers[index % (uint64_t)data->count], NULL, 0, &samples[i]);
+        } else {
+            int e = 0;
+            Problem p;
+            ErrorBuf err;
+            memset(&p, 0, sizeof p);
+            if (env_mix_problem(&o->mix, ENV_SPLIT_TRAIN, index, &e, &p, &err) != 0)
+                FATAL("check the env.* settings", "SFT problem %llu: %s", (unsigned long long)index, err.msg);
+            if (!p.answer) FATAL("use sft.data = a JSONL file, or sft.steps = 0", "environment %s has no reference "
+                                 "answers for the warm-up", o->envs[e]->name);
+            rc = make_sample(o, p.prompt, p.answer, p.answer_turns, p.n_answer_turns, &samples[i]);
+            problem_free(&p);
+        }
+        if (rc != 0) FATAL("raise trainer.seq_len or shorten the data", "SFT sample %llu does not fit in "
+                           "trainer.seq_len = %d tokens", (unsigned long long)index, cfg->trainer.seq_len);
+        ps[i] = (PackSample){samples[i].n, samples[i].tokens, samples[i].mask, samples[i].logp, 1.0f};
+    }
+    Batch *batches = xcalloc((size_t)T, sizeof(Batch));
+    ErrorBuf err;
+    if (pack_samples(ps, n, cfg->trainer.seq_len, T, step, BATCH_SFT, batches, &err) < 0)
+        FATAL("raise trainer.seq_len", "SFT step %d: %s", step, err.msg);
+    for (int t = 0; t < T; t++) {
+        ByteWriter w;
+        bw_init(&w, 1 << 16);
+        encode_batch(&w, &batches[t]);
+        outbox_send(&o->out, &w, o->L->trainer_root + t, MSG_BATCH, MPI_COMM_WORLD);
+        batch_free(&batches[t]);
+    }
+    for (int i = 0; i < n; i++) {
+        free(samples[i].tokens);
+        free(samples[i].mask);
+        free(samples[i].logp);
+    }
+    free(samples);
+    free(ps);
+    free(batches);
+}
+
+void orch_sft_step_done(Orch *o, const StepDone *s) {
+    const char *names[] = {"loss", "grad_norm", "lr", "trainer_tokens"};
+    double values[4];
+    for (int i = 0; i < 4; i++) values[i] = step_done_get(s, names[i], 0);
+    metrics_write_row(o->mw, 1, s->step, names, values, 4);
+    int every = o->cfg->sft.steps >= 20 ? o->cfg->sft.steps / 10 : 1;
+    if (s->step % every == 0 || s->step + 1 == o->cfg->sft.steps)
+        printf("sft step %4d | loss %.4f | grad_norm %.3f | lr %.2e\n", s->step, values[0], values[1], values[2]);
+    fflush(stdout);
+    o->sft_done = s->step + 1;
+}
+
+void orch_sft(Orch *o) {
+    const Config *cfg = o->cfg;
+    SftData jsonl;
+    const SftData *data = NULL;
+    if (strcmp(cfg->sft.data, "env") != 0) {
+        load_jsonl(cfg->sft.data, &jsonl);
+        data = &jsonl;
+        LOG_INFO("SFT warm-up: %d steps of %d samples from %s (%d examples)", cfg->sft.steps, cfg->sft.batch_size,
+                 cfg->sft.data, jsonl.count);
+    } else {
+        LOG_INFO("SFT warm-up: %d steps of %d samples on the environments' reference answers", cfg->sft.steps,
+                 cfg->sft.batch_size);
+    }
+    // Keep up to two batches queued at the trainers so they never wait for the next one.
+    int sent = 0;
+    Backoff b;
+    backoff_reset(&b);
+    while (o->sft_done < cfg->sft.steps) {
+        while (sent < cfg->sft.steps && sent < o->sft_done + 2) send_sft_batch(o, data, sent++);
+        if (orch_poll(o)) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+    if (data) {
+        for (int i = 0; i < jsonl.count; i++) free(jsonl.prompts[i]), free(jsonl.answers[i]);
+        free(jsonl.prompts);
+        free(jsonl.answers);
+    }
+}

@@ -1,0 +1,123 @@
+// The orchestrator's state, shared by its files: orchestrator.c (the loop and scheduling),
+// orch_batch.c (turning scored groups into a step's batch and its metrics), orch_eval.c
+// (evaluation) and orch_sft.c (the supervised warm-up).
+#pragma once
+#include <stdint.h>
+
+#include "comm/layout.h"
+#include "comm/protocol.h"
+#include "comm/transport.h"
+#include "core/config.h"
+#include "env/env.h"
+#include "env/mix.h"
+#include "io/metrics.h"
+#include "orch/rollout.h"
+
+typedef struct {
+    Group **items;
+    int count, cap;
+} GroupList;
+
+void group_list_push(GroupList *l, Group *g);
+void group_list_remove_at(GroupList *l, int i);
+
+// Request id -> (group, sample): open addressing, ids are never 0.
+typedef struct {
+    uint64_t id;
+    Group *group;
+    int sample;
+} RequestSlot;
+
+typedef struct {
+    RequestSlot *slots;
+    int cap, count;
+} RequestMap;
+
+// Orchestrator-side statistics of a step's batch, kept until the trainer's step-done arrives.
+typedef struct {
+    int step;
+    int valid;
+    double reward_sum, reward_n;
+    double env_reward_sum[16], env_reward_n[16];
+    double completion_len_sum, seq_len_sum, seq_len_max, truncated;
+    double off_policy_sum, off_policy_n, off_policy_max;
+    double dropped_groups, rescheduled_groups, samples;
+    double sent_time;        // when the batch went to the trainers
+    double rollout_wait_s;   // how long the batch waited for rollouts after the previous one
+} StepStats;
+
+typedef struct {
+    const Config *cfg;
+    const Layout *L;
+    EnvMix mix;
+    Env **envs;              // mix.envs
+    int n_envs;
+    TextCodec codec;
+    void *tokenizer;
+    RolloutLimits lim;
+    ProtoLimits plim;
+    MetricsWriter *mw;
+    Outbox out;
+    double t_start;
+
+    GroupList active;        // handed out and not yet scored (RL and eval)
+    GroupList ready;         // scored RL groups with signal, waiting for a batch
+    RequestMap map;
+    uint64_t next_request, next_group;
+    uint64_t cursor;         // next training problem index
+    uint64_t sft_cursor;
+
+    int n_inf;
+    int *inf_version;        // policy version each inference rank holds
+    int *inf_load;           // requests outstanding per inference rank
+    int capacity;            // requests kept outstanding per inference rank
+    int rr_rank;             // round-robin rank for deterministic mode
+
+    int step_fill;           // the step whose batch is being filled
+    int steps_done;          // steps the trainer has finished
+    int trainer_version;     // newest policy version the trainer has produced
+    int stop;                // the trainer asked to stop (too many bad steps)
+    int sft_done;            // warm-up steps the trainer has finished
+    StepStats *stats;        // (max_steps) per-step orchestrator statistics
+    double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
+    const char **step_names, **eval_names;
+    int n_step_names, n_eval_names;
+    double inference_tokens; // completion tokens received, for the throughput metric
+    double inference_tokens_at_step;
+    double inference_time_at_step;
+
+    // Evaluation in progress.
+    int eval_pending;        // eval groups not yet scored
+    int eval_step;           // step the running evaluation belongs to
+    GroupList eval_done;
+} Orch;
+
+uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
+// Creates a group for problem `index` of `split` (from the environment the mix picks for it).
+Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
+// Sends every waiting sample of g to inference rank `rank` (with g->version).
+void orch_dispatch(Orch *o, Group *g, int rank);
+// Receives and handles every message that has arrived; returns how many.
+int orch_poll(Orch *o);
+double orch_now(const Orch *o);
+
+// orch_batch.c
+// Takes batch_size samples of ready groups, packs and sends them as step o->step_fill.
+void orch_send_batch(Orch *o);
+int orch_ready_samples(const Orch *o);
+// Merges the trainer's step-done with the step's statistics; writes metrics; prints the line.
+void orch_step_done(Orch *o, const StepDone *s);
+const char *const *orch_step_metric_names(const Orch *o, int *n);
+
+// orch_eval.c
+// Evaluates eval.problems held-out problems (greedy + eval.samples sampled each), blocking
+// until done, and logs the result under step `step`. Returns the mean greedy reward.
+double orch_evaluate(Orch *o, int step, const char *label);
+const char *const *orch_eval_metric_names(const Orch *o, int *n);
+
+// orch_sft.c
+// Runs sft.steps supervised steps on reference answers (or a JSONL file).
+void orch_sft(Orch *o);
+// The trainer finished a warm-up step: logs it.
+void orch_sft_step_done(Orch *o, const StepDone *s);
+extern const MetricsTable ORCH_SFT_TABLE;
