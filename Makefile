@@ -63,7 +63,7 @@ ifeq ($(CUDA),1)
   BUILD := build/cuda
   BACKEND_SRC := $(wildcard kernels/cuda/*.cu)
   NVCC := $(CUDA_HOME)/bin/nvcc
-  NVCCFLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Isrc -Ikernels -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+  NVCCFLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Isrc -Ikernels -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
                -Werror all-warnings $(shell $(MPICC) --showme:compile 2>/dev/null)
   CFLAGS += -DASYNCRL_CUDA -I$(CUDA_HOME)/include
   LDLIBS += -L$(CUDA_HOME)/lib64 -L$(dir $(NCCL_HOME)) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(dir $(NCCL_HOME)) \
