@@ -202,7 +202,8 @@ int cuda_device(void) {
 
 void cuda_launch_check_at(const char *file, int line, const char *kernel) {
     cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess)
+    // cudaErrorNotReady is a polling answer (cudaEventQuery), never a failed launch.
+    if (err != cudaSuccess && err != cudaErrorNotReady)
         fatal_at(file, line, cuda_error_hint(err), "launching %s failed: %s (%s)", kernel, cudaGetErrorString(err),
                  cudaGetErrorName(err));
     if (g_ctx.sync_each_launch) {
