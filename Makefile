@@ -179,7 +179,7 @@ gpu-tests-on-cpu: $(GPU_ON_CPU_BIN)
 	@test "$(CUDA)" != 1 || { echo "gpu-tests-on-cpu is for the CPU build"; exit 2; }
 	@for t in $(GPU_ON_CPU_BIN); do echo "# $$t"; CMOCKA_MESSAGE_OUTPUT=TAP OMP_NUM_THREADS=2 $$t || exit 1; done
 
-tests-build: $(BIN) $(TEST_BIN) $(MPI_TEST_BIN)
+tests-build: $(BIN) $(TEST_BIN) $(MPI_TEST_BIN) $(if $(filter 1,$(CUDA)),,$(GPU_ON_CPU_BIN))
 
 deps:
 	@sh scripts/deps.sh
