@@ -95,7 +95,7 @@ TEST_COMMON := $(wildcard tests/unit/common/*.c)
 MPI_TEST_SRC := $(wildcard tests/mpi/*.c)
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(MPI_TEST_SRC))
 
-.PHONY: all deps run test test-unit test-integration bench sanitize clean help tests-build test-gpu gpu-tests-on-cpu
+.PHONY: all deps run test test-unit test-integration bench sanitize clean help tests-build test-gpu gpu-tests-on-cpu bench-gpu
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -178,6 +178,18 @@ $(BUILD)/gpu-on-cpu/%: tests/unit/%.c $(TEST_COMMON) $(REF_LIB) $(REF_HDR) $(LIB
 gpu-tests-on-cpu: $(GPU_ON_CPU_BIN)
 	@test "$(CUDA)" != 1 || { echo "gpu-tests-on-cpu is for the CPU build"; exit 2; }
 	@for t in $(GPU_ON_CPU_BIN); do echo "# $$t"; CMOCKA_MESSAGE_OUTPUT=TAP OMP_NUM_THREADS=2 $$t || exit 1; done
+
+# GPU benchmarks (benchmarks/gpu/*.c -> BUILD/bench/gpu/NAME): make CUDA=1 bench-gpu.
+GPU_BENCH_BIN := $(patsubst benchmarks/gpu/%.c,$(BUILD)/bench/gpu/%,$(wildcard benchmarks/gpu/*.c))
+$(BUILD)/bench/gpu/%: benchmarks/gpu/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  BENCH $@")
+	$(Q)$(MPICC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+
+bench-gpu:
+	@test "$(CUDA)" = 1 || { echo "bench-gpu needs CUDA=1: make CUDA=1 bench-gpu"; exit 2; }
+	@$(MAKE) --no-print-directory CUDA=1 $(BIN) $(GPU_BENCH_BIN)
+	@sh benchmarks/gpu/run.sh $(BUILD)
 
 tests-build: $(BIN) $(TEST_BIN) $(MPI_TEST_BIN) $(if $(filter 1,$(CUDA)),,$(GPU_ON_CPU_BIN))
 
