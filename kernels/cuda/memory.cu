@@ -10,6 +10,11 @@
 // comes first because the orchestrator rank never calls ops_init; a collective there would
 // hang the job.)
 //
+// Copies: ops_copy_to_device / ops_copy_to_host / ops_copy pass cudaMemcpyDefault, so the
+// direction comes from the pointers themselves (unified virtual addressing): a device pointer
+// where ops.h says "host" (a received weight buffer handed to code written for host floats)
+// still copies correctly.
+//
 // Waiting: the device is initialised with cudaDeviceScheduleBlockingSync, so every
 // synchronisation sleeps in the driver instead of spinning a core (several ranks may share
 // the node's cores). ASYNCRL_CUDA_SPIN=1 selects spinning instead, for latency measurements.
@@ -383,14 +388,14 @@ void ops_copy_to_device(void *dst, const void *src_host, size_t bytes) {
     if (!bytes) return;
     cudaStream_t stream = cuda_stream();
     cuda_note_write(dst, bytes);
-    CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyHostToDevice, stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src_host, bytes, cudaMemcpyDefault, stream));
     CUDA_CHECK(cudaStreamSynchronize(stream));  // the caller may reuse src_host at once
 }
 
 void ops_copy_to_host(void *dst_host, const void *src, size_t bytes) {
     if (!bytes) return;
     cudaStream_t stream = cuda_stream();
-    CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst_host, src, bytes, cudaMemcpyDefault, stream));
     CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
@@ -402,13 +407,13 @@ void ops_copy(void *dst, const void *src, size_t bytes) {
     if (d < s + bytes && s < d + bytes) {  // overlapping (memmove semantics): go through a copy
         void *tmp = NULL;
         CUDA_CHECK(cudaMalloc(&tmp, bytes));
-        CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, stream));
-        CUDA_CHECK(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, stream));
+        CUDA_CHECK(cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDefault, stream));
+        CUDA_CHECK(cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDefault, stream));
         CUDA_CHECK(cudaStreamSynchronize(stream));
         CUDA_CHECK(cudaFree(tmp));
         return;
     }
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream));
 }
 
 void ops_zero(void *ptr, size_t bytes) {

@@ -150,6 +150,9 @@ static void test_memory(void **state) {
     ops_zero(d + 5, 100 * sizeof(float));
     memset(x + 5, 0, 100 * sizeof(float));
     expect_equal("ops_zero of a range", d, x, n);
+    // A device pointer where ops.h says host still copies (the direction comes from the pointers).
+    ops_copy_to_device(e, d, n * sizeof(float));
+    expect_equal("ops_copy_to_device from device memory", e, x, n);
     void *tiny = ops_alloc(0);
     assert_non_null(tiny);
     ops_free(tiny);
