@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm/mpi_check.h"
 #include "comm/protocol.h"
 #include "comm/transport.h"
 #include "core/log.h"
