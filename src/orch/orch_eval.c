@@ -20,8 +20,8 @@ const char *const *orch_eval_metric_names(const Orch *o, int *n) {
         for (int i = 0; i < N_BASE; i++) w->eval_names[k++] = EVAL_BASE[i];
         for (int e = 0; e < o->n_envs; e++) {
             char *a = xmalloc(64), *b = xmalloc(64);
-            snprintf(a, 64, "greedy_reward/%s", o->envs[e]->name);
-            snprintf(b, 64, "sampled_reward/%s", o->envs[e]->name);
+            snprintf(a, 64, "by_env/%s/greedy_reward", o->envs[e]->name);
+            snprintf(b, 64, "by_env/%s/sampled_reward", o->envs[e]->name);
             w->eval_names[k++] = a;
             w->eval_names[k++] = b;
         }
