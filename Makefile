@@ -90,7 +90,7 @@ TEST_SRC := $(wildcard tests/unit/test_*.c)
 TEST_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON := $(wildcard tests/unit/common/*.c)
 
-.PHONY: all deps run test test-unit test-integration bench sanitize clean help tests-build test-gpu
+.PHONY: all deps run test test-unit test-integration bench bench-build sanitize clean help tests-build test-gpu
 all: $(BIN)
 
 $(BUILD)/obj/%.o: %.c
@@ -115,6 +115,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON) $(LIB)
 
 tests-build: $(BIN) $(TEST_BIN)
 
+# Benchmark harnesses: each benchmarks/*.c becomes BUILD/bench/NAME, linked like the tests.
+BENCH_BIN := $(patsubst benchmarks/%.c,$(BUILD)/bench/%,$(wildcard benchmarks/*.c))
+$(BUILD)/bench/%: benchmarks/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+bench-build: $(BIN) $(BENCH_BIN)
+
 deps:
 	@sh scripts/deps.sh
 
@@ -137,7 +144,7 @@ test-gpu:
 	@sh tests/run.sh $(BUILD) gpu
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory bench-build
 	@sh benchmarks/run.sh $(BUILD)
 
 clean:
