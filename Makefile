@@ -95,7 +95,8 @@ TEST_COMMON := $(wildcard tests/unit/common/*.c)
 MPI_TEST_SRC := $(wildcard tests/mpi/*.c)
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(MPI_TEST_SRC))
 
-.PHONY: all deps run test test-unit test-integration bench sanitize clean help tests-build test-gpu gpu-tests-on-cpu bench-gpu
+.PHONY: all deps run test test-unit test-integration bench bench-build sanitize clean help tests-build test-gpu \
+        gpu-tests-on-cpu bench-gpu
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -193,6 +194,13 @@ bench-gpu:
 
 tests-build: $(BIN) $(TEST_BIN) $(MPI_TEST_BIN) $(if $(filter 1,$(CUDA)),,$(GPU_ON_CPU_BIN))
 
+# Benchmark harnesses: each benchmarks/*.c becomes BUILD/bench/NAME, linked like the tests.
+BENCH_BIN := $(patsubst benchmarks/%.c,$(BUILD)/bench/%,$(wildcard benchmarks/*.c))
+$(BUILD)/bench/%: benchmarks/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) $< $(LIB) -o $@ $(LDLIBS)
+bench-build: $(BIN) $(BENCH_BIN)
+
 deps:
 	@sh scripts/deps.sh
 
@@ -215,7 +223,7 @@ test-gpu:
 	@sh tests/run.sh $(BUILD) gpu
 
 bench: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory bench-build
 	@sh benchmarks/run.sh $(BUILD)
 
 clean:
