@@ -134,9 +134,10 @@ $(BUILD)/tests/mpi/%: tests/mpi/%.c $(TEST_COMMON) $(LIB)
 
 # GPU tests (tests/unit/test_gpu_*.c) compare each CUDA op with the CPU op on the same inputs.
 # Both backends define the same ops_* symbols, so the CPU kernels are compiled a second time
-# into a reference archive whose global ops_* / cpu_* symbols are renamed ref_ops_* / ref_cpu_*
-# (objcopy --redefine-syms, the list taken from nm), and a header generated from kernels/ops.h
-# declares them (ref_ops.h). Only the test_gpu_* binaries link it.
+# into a reference archive in which every global symbol they define gets the prefix ref_
+# (objcopy --redefine-syms, the list taken from nm, so ops_* become ref_ops_* and no helper can
+# clash with the build's own), and a header generated from kernels/ops.h declares them
+# (ref_ops.h). Only the test_gpu_* binaries link it.
 REF_SRC := $(filter-out kernels/cpu/collective.c,$(wildcard kernels/cpu/*.c))
 REF_RAW := $(patsubst kernels/cpu/%.c,$(BUILD)/ref/raw/%.o,$(REF_SRC))
 REF_OBJ := $(patsubst kernels/cpu/%.c,$(BUILD)/ref/%.o,$(REF_SRC))
@@ -149,10 +150,10 @@ $(BUILD)/ref/raw/%.o: kernels/cpu/%.c
 	$(Q)$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(REF_LIB): $(REF_RAW)
-	$(Q)nm -g --defined-only $(REF_RAW) | awk 'NF == 3 && $$3 ~ /^(ops|cpu)_/ { print $$3, "ref_" $$3 }' | sort -u >$(BUILD)/ref/rename.txt
+	$(Q)nm -g --defined-only $(REF_RAW) | awk 'NF == 3 { print $$3, "ref_" $$3 }' | sort -u >$(BUILD)/ref/rename.txt
 	$(Q)for o in $(REF_RAW); do objcopy --redefine-syms=$(BUILD)/ref/rename.txt $$o $(BUILD)/ref/$$(basename $$o) || exit 1; done
 	$(Q)rm -f $@ && ar rcs $@ $(REF_OBJ)
-	$(Q)if nm -g --defined-only $@ | awk '$$3 ~ /^(ops|cpu)_/' | grep .; then echo "$@: symbols left unrenamed"; exit 1; fi
+	$(Q)if nm -g --defined-only $@ | awk 'NF == 3 && $$3 !~ /^ref_/' | grep .; then echo "$@: symbols left unrenamed"; exit 1; fi
 
 $(REF_HDR): kernels/ops.h
 	@mkdir -p $(dir $@)
