@@ -168,6 +168,23 @@ void step_done_free(StepDone *s);
 void step_done_add(StepDone *s, const char *name, double value);  // appends a metric
 double step_done_get(const StepDone *s, const char *name, double fallback);
 
+// Control between the orchestrator and the trainer root: checkpoint requests (with the
+// orchestrator's part of the state at that step boundary) and their acknowledgement.
+typedef enum { CONTROL_CHECKPOINT = 1, CONTROL_CHECKPOINT_DONE = 2 } ControlKind;
+
+typedef struct {
+    uint32_t kind;           // ControlKind
+    int32_t step;            // the step boundary: the checkpoint holds the policy after `step` steps
+    int32_t ok;              // CHECKPOINT_DONE: 1 written, 0 failed (text says why)
+    char text[512];          // CHECKPOINT_DONE: the path, or the error
+    int64_t cursor, sft_cursor, next_group, next_request, rr_rank;
+    uint32_t n_pending;
+    int64_t *pending;        // (n_pending) problem indices handed out but not trained
+} Control;
+
+void encode_control(ByteWriter *w, const Control *c);
+int decode_control(const void *buf, size_t len, Control *c, ErrorBuf *err);
+
 void encode_weights_notice(ByteWriter *w, const WeightsNotice *m);
 int decode_weights_notice(const void *buf, size_t len, WeightsNotice *m, ErrorBuf *err);
 void encode_weights_loaded(ByteWriter *w, const WeightsLoaded *m);

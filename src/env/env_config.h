@@ -48,6 +48,19 @@ typedef struct EnvConfig {
         char alphabet[96];
         int min_chars, max_chars;
     } reverse;
+    // code: model-written programs run in a sandbox against test cases (src/env/code.h)
+    struct {
+        char path[CFG_STR_MAX];          // JSONL problems
+        char interpreter[CFG_STR_MAX];   // absolute path, optional arguments
+        double timeout_s;
+        int memory_mb, file_mb, nproc, max_output_bytes;
+        int max_parallel;                // sandboxes at once (0 = cores)
+        double eval_fraction;
+        char tmp_dir[CFG_STR_MAX];
+        int64_t uid_base;
+        int uid_count;
+        int namespaces, landlock;        // use them where available
+    } code;
 } EnvConfig;
 
 extern const ConfigTable ENV_CONFIG_TABLE;

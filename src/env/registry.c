@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "env/builtin.h"
-// #include "env/code.h"  -- with the "code" entry below, once src/env/code.{h,c} are merged
+#include "env/code.h"
 
 static const EnvEntry ENVS[] = {
     {"reverse", env_reverse_create, "reverse a short random text; reward = LCS similarity to the reversed text"},
@@ -16,9 +16,7 @@ static const EnvEntry ENVS[] = {
     {"tool", env_tool_create, "multi-turn: compute an expression, with a calculator called by `CALL <expr>`"},
     {"jsonl", env_jsonl_create, "questions and answers from a JSONL file (env.jsonl.path); exact or numeric match"},
     {"stories", env_stories_create, "continue a TinyStories opening; reward = share of its name/object words reused"},
-    // CODE ENV: the sandboxed code environment goes here, as the one line
-    //     {"code", env_code_create, "write a program that passes the tests, run in a sandbox"},
-    // together with the #include "env/code.h" above (src/env/code.{h,c}, written on the sandbox branch).
+    {"code", env_code_create, "write a program that passes the tests, run in a sandbox (env.code.*)"},
 };
 #define N_ENVS ((int)(sizeof ENVS / sizeof ENVS[0]))
 

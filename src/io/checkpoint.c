@@ -192,7 +192,8 @@ static void prune(const char *out_dir, int keep) {
 }
 
 int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, const CheckpointState *st,
-                     const char *config_text, int keep, char *path_out, size_t path_size, ErrorBuf *err) {
+                     const PolicySnapshot *history, int n_history, const char *config_text, int keep, char *path_out,
+                     size_t path_size, ErrorBuf *err) {
     char dir[CFG_STR_MAX + 32], tmp[CFG_STR_MAX + 64], final[CFG_STR_MAX + 64];
     snprintf(dir, sizeof dir, "%s/checkpoints", out_dir);
     if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
@@ -210,6 +211,12 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     if (opt) {
         w_tensors(&w, m, opt->m, "optimizer/m");
         w_tensors(&w, m, opt->v, "optimizer/v");
+    }
+    for (int i = 0; i < n_history; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "history/v_%06lld", (long long)history[i].version);
+        hsize_t n = (hsize_t)m->n_params;
+        w_dataset(&w, name, H5T_NATIVE_FLOAT, 1, &n, history[i].params);
     }
     hsize_t np = (hsize_t)st->n_pending;
     int64_t none = 0;
@@ -425,4 +432,59 @@ int checkpoint_read_optimizer(const char *path, Optimizer *opt, const Model *m, 
     if (rc == 0) opt->step = (long)step;
     H5Fclose(f);
     return rc;
+}
+
+typedef struct {
+    int64_t versions[64];
+    int n;
+} HistoryList;
+
+static herr_t collect_history(hid_t group, const char *name, const H5L_info_t *info, void *data) {
+    (void)group;
+    (void)info;
+    HistoryList *l = data;
+    long long v;
+    if (l->n < 64 && sscanf(name, "v_%lld", &v) == 1) l->versions[l->n++] = v;
+    return 0;
+}
+
+int checkpoint_read_history(const char *path, size_t n_params, PolicySnapshot **out, int *n, ErrorBuf *err) {
+    *out = NULL;
+    *n = 0;
+    hid_t f = open_checkpoint(path, err);
+    if (f < 0) return -1;
+    if (!h5_exists(f, "history")) {
+        H5Fclose(f);
+        return 0;
+    }
+    HistoryList l = {.n = 0};
+    hid_t g = H5Gopen2(f, "history", H5P_DEFAULT);
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_history, &l);
+    int rc = 0;
+    PolicySnapshot *snaps = xcalloc((size_t)(l.n ? l.n : 1), sizeof(PolicySnapshot));
+    for (int i = 0; i < l.n && rc == 0; i++) {  // names are zero-padded, so in version order
+        char name[64];
+        snprintf(name, sizeof name, "v_%06lld", (long long)l.versions[i]);
+        hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+        if (ds < 0 || h5_length(ds) != (hsize_t)n_params) {
+            rc = error_set(err, "checkpoint %s: /history/%s is missing or of another size", path, name);
+        } else {
+            snaps[i].version = l.versions[i];
+            snaps[i].params = xmalloc(sizeof(float) * n_params);
+            if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, snaps[i].params) < 0)
+                rc = error_set(err, "checkpoint %s: /history/%s is unreadable", path, name);
+            *n = i + 1;
+        }
+        if (ds >= 0) H5Dclose(ds);
+    }
+    H5Gclose(g);
+    H5Fclose(f);
+    if (rc) {
+        for (int i = 0; i < *n; i++) free(snaps[i].params);
+        free(snaps);
+        *n = 0;
+        return -1;
+    }
+    *out = snaps;
+    return 0;
 }

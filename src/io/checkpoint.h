@@ -4,6 +4,9 @@
 //   /optimizer/m/<tensor>, /optimizer/v/<tensor>   AdamW moments, same names and shapes
 //   /orchestrator/pending      problem indices handed out but not trained yet (re-issued first
 //                              on resume, so no problem is replayed or skipped)
+//   /history/v_<version>       deterministic mode with async_level k: the params (flat, float32)
+//                              of the k policies before this one, which the next steps' rollouts
+//                              use, so a resumed run reproduces the uninterrupted one exactly
 //   attributes on /: step (RL steps trained = policy version), optimizer_step, sft_done,
 //   bad_in_row, cursor, sft_cursor, next_group, next_request, rr_rank, seed, the model shape
 //   (dim, n_layers, n_heads, n_kv_heads, head_dim, hidden_dim, vocab_size, max_seq_len,
@@ -34,12 +37,18 @@ typedef struct {
 
 void checkpoint_state_free(CheckpointState *st);
 
+typedef struct {
+    int64_t version;
+    float *params;           // host, n_params floats
+} PolicySnapshot;
+
 // Writes checkpoint `st->step` under out_dir/checkpoints (created if needed) and removes the
 // oldest complete ones beyond `keep` (0 = keep all). opt may be NULL (no /optimizer). On error
 // nothing is left behind (the temporary file is removed) and the previous checkpoints are
 // untouched. path_out (may be NULL) receives the final path.
 int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, const CheckpointState *st,
-                     const char *config_text, int keep, char *path_out, size_t path_size, ErrorBuf *err);
+                     const PolicySnapshot *history, int n_history, const char *config_text, int keep, char *path_out,
+                     size_t path_size, ErrorBuf *err);
 
 // Resolves checkpoint.resume: "none" -> 0; "latest" -> the newest complete checkpoint (1, path
 // filled; incomplete or unreadable ones are skipped with a warning; 0 when there is none);
@@ -53,3 +62,5 @@ int checkpoint_read_config(const char *path, ModelConfig *mc, ErrorBuf *err);
 // Loads /model into m; the checkpoint's shape must equal m's (names the first difference).
 int checkpoint_read_model(const char *path, Model *m, ErrorBuf *err);
 int checkpoint_read_optimizer(const char *path, Optimizer *opt, const Model *m, ErrorBuf *err);
+// The stored earlier policies (oldest first, heap arrays of n_params floats each); *n may be 0.
+int checkpoint_read_history(const char *path, size_t n_params, PolicySnapshot **out, int *n, ErrorBuf *err);

@@ -61,6 +61,7 @@ typedef struct {
     double t_start;
 
     GroupList active;        // handed out and not yet scored (RL and eval)
+    GroupList scoring;       // finished groups whose scores are still being computed (sandbox)
     GroupList ready;         // scored RL groups with signal, waiting for a batch
     RequestMap map;
     uint64_t next_request, next_group;
@@ -78,6 +79,12 @@ typedef struct {
     int trainer_version;     // newest policy version the trainer has produced
     int stop;                // the trainer asked to stop (too many bad steps)
     int sft_done;            // warm-up steps the trainer has finished
+    // Checkpoints and resume.
+    int resumed;             // started from a checkpoint
+    int64_t *reissue;        // problem indices to hand out before the cursor (from a checkpoint)
+    int n_reissue, reissue_head;
+    int ckpt_acked;          // step of the last checkpoint acknowledged by the trainer root (-1 none)
+    int ckpt_ok;             // whether it was written
     StepStats *stats;        // (max_steps) per-step orchestrator statistics
     double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
     const char **step_names, **eval_names;
@@ -108,6 +115,12 @@ int orch_ready_samples(const Orch *o);
 // Merges the trainer's step-done with the step's statistics; writes metrics; prints the line.
 void orch_step_done(Orch *o, const StepDone *s);
 const char *const *orch_step_metric_names(const Orch *o, int *n);
+
+// Sends the trainer root a checkpoint request for the boundary after `step` steps, with the
+// orchestrator's state at that boundary (call right after sending batch step-1).
+void orch_request_checkpoint(Orch *o, int step);
+// Waits (sleeping, handling messages) until the checkpoint of `step` is acknowledged; returns ok.
+int orch_wait_checkpoint(Orch *o, int step);
 
 // orch_eval.c
 // Evaluates eval.problems held-out problems (greedy + eval.samples sampled each), blocking

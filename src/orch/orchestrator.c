@@ -13,6 +13,8 @@
 #include "orch/advantage.h"
 #include "orch/codec.h"
 #include "orch/orch_state.h"
+#include "core/signals.h"
+#include "io/checkpoint.h"
 
 // ---------------------------------------------------------------------------------------------
 // Small containers
@@ -179,8 +181,8 @@ static int least_loaded_rank(const Orch *o) {
 // ---------------------------------------------------------------------------------------------
 // Scoring
 
-static void finish_group(Orch *o, Group *g) {
-    group_score(g, o->envs[g->env]);
+// A scored group: advantages, then evaluation results, the ready buffer, or dropped.
+static void finalize_group(Orch *o, Group *g) {
     int lengths[4096];
     double rewards[4096], adv[4096];
     CHECK(g->n <= 4096, "orchestrator.group_size is at most 4096", "group of %d samples", g->n);
@@ -190,11 +192,6 @@ static void finish_group(Orch *o, Group *g) {
     }
     compute_advantages(rewards, lengths, g->n, o->cfg->loss.std_normalize, o->cfg->loss.length_weighted_mean, adv);
     for (int s = 0; s < g->n; s++) g->samples[s].advantage = adv[s];
-    for (int i = 0; i < o->active.count; i++)
-        if (o->active.items[i] == g) {
-            group_list_remove_at(&o->active, i);
-            break;
-        }
     if (g->eval) {
         group_list_push(&o->eval_done, g);
         o->eval_pending--;
@@ -207,6 +204,29 @@ static void finish_group(Orch *o, Group *g) {
         return;
     }
     group_list_push(&o->ready, g);
+}
+
+// Every sample of g is done: it leaves the active list and is scored (maybe asynchronously).
+static void finish_group(Orch *o, Group *g) {
+    for (int i = 0; i < o->active.count; i++)
+        if (o->active.items[i] == g) {
+            group_list_remove_at(&o->active, i);
+            break;
+        }
+    if (group_score_begin(g, o->envs[g->env])) finalize_group(o, g);
+    else group_list_push(&o->scoring, g);
+}
+
+static int poll_scoring(Orch *o) {
+    int done = 0;
+    for (int i = o->scoring.count - 1; i >= 0; i--) {
+        Group *g = o->scoring.items[i];
+        if (!group_score_poll(g, o->envs[g->env])) continue;
+        group_list_remove_at(&o->scoring, i);
+        finalize_group(o, g);
+        done++;
+    }
+    return done;
 }
 
 static void handle_completions(Orch *o, const Received *msg) {
@@ -272,6 +292,54 @@ static void handle_step_done(Orch *o, const Received *msg) {
     step_done_free(&s);
 }
 
+static void handle_control(Orch *o, const Received *msg) {
+    Control c;
+    ErrorBuf err;
+    if (decode_control(msg->data, msg->len, &c, &err) != 0) FATAL("the trainer root sent a damaged message", "%s", err.msg);
+    CHECK(c.kind == CONTROL_CHECKPOINT_DONE, "", "orchestrator got control message kind %u", c.kind);
+    o->ckpt_acked = c.step;
+    o->ckpt_ok = c.ok;
+    if (c.ok) LOG_INFO("checkpoint of step %d written: %s", c.step, c.text);
+    else LOG_ERROR("checkpoint of step %d failed: %s (the previous checkpoints are intact)", c.step, c.text);
+    free(c.pending);
+}
+
+// Problem indices handed out but not trained: every RL group still ready or in flight.
+static int64_t *pending_problems(const Orch *o, uint32_t *n) {
+    int64_t *p = xmalloc(sizeof(int64_t) * (size_t)(o->ready.count + o->active.count + o->scoring.count + o->n_reissue + 1));
+    uint32_t k = 0;
+    for (int i = o->reissue_head; i < o->n_reissue; i++) p[k++] = o->reissue[i];
+    for (int i = 0; i < o->ready.count; i++) p[k++] = (int64_t)o->ready.items[i]->problem_index;
+    for (int i = 0; i < o->scoring.count; i++)
+        if (!o->scoring.items[i]->eval) p[k++] = (int64_t)o->scoring.items[i]->problem_index;
+    for (int i = 0; i < o->active.count; i++)
+        if (!o->active.items[i]->eval) p[k++] = (int64_t)o->active.items[i]->problem_index;
+    *n = k;
+    return p;
+}
+
+void orch_request_checkpoint(Orch *o, int step) {
+    Control c = {.kind = CONTROL_CHECKPOINT, .step = step, .cursor = (int64_t)o->cursor,
+                 .sft_cursor = (int64_t)o->sft_cursor, .next_group = (int64_t)o->next_group,
+                 .next_request = (int64_t)o->next_request, .rr_rank = o->rr_rank};
+    c.pending = pending_problems(o, &c.n_pending);
+    ByteWriter w;
+    bw_init(&w, 256);
+    encode_control(&w, &c);
+    outbox_send(&o->out, &w, o->L->trainer_root, MSG_CONTROL, MPI_COMM_WORLD);
+    free(c.pending);
+}
+
+int orch_wait_checkpoint(Orch *o, int step) {
+    Backoff b;
+    backoff_reset(&b);
+    while (o->ckpt_acked < step) {
+        if (orch_poll(o)) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+    return o->ckpt_ok;
+}
+
 int orch_poll(Orch *o) {
     int handled = 0;
     Received msg;
@@ -281,6 +349,7 @@ int orch_poll(Orch *o) {
             case MSG_COMPLETIONS: handle_completions(o, &msg); break;
             case MSG_WEIGHTS_LOADED: handle_weights_loaded(o, &msg); break;
             case MSG_STEP_DONE: handle_step_done(o, &msg); break;
+            case MSG_CONTROL: handle_control(o, &msg); break;
             default:
                 FATAL("ranks of different versions, or a bug", "orchestrator got an unexpected %s message (tag %d) "
                       "from rank %d", msg_type_name(msg.tag), msg.tag, msg.source);
@@ -288,6 +357,7 @@ int orch_poll(Orch *o) {
         received_free(&msg);
     }
     outbox_progress(&o->out);
+    handled += poll_scoring(o);
     // Multi-turn samples waiting for their next turn go back to their rank.
     for (int i = 0; i < o->active.count; i++) {
         Group *g = o->active.items[i];
@@ -304,10 +374,13 @@ int orch_poll(Orch *o) {
 // ---------------------------------------------------------------------------------------------
 // Scheduling of RL groups
 
+// Samples of RL groups handed out and not yet scored (generating, or being scored).
 static int rl_samples_in_flight(const Orch *o) {
     int n = 0;
     for (int i = 0; i < o->active.count; i++)
         if (!o->active.items[i]->eval) n += o->active.items[i]->n;
+    for (int i = 0; i < o->scoring.count; i++)
+        if (!o->scoring.items[i]->eval) n += o->scoring.items[i]->n;
     return n;
 }
 
@@ -317,6 +390,12 @@ static int target_step(const Orch *o) {
 }
 
 // Hands out new groups while inference has room and the staleness bound allows.
+// The next training problem: those a checkpoint left untrained first, then the cursor.
+static uint64_t next_problem(Orch *o) {
+    if (o->reissue_head < o->n_reissue) return (uint64_t)o->reissue[o->reissue_head++];
+    return o->cursor++;
+}
+
 static void schedule_async(Orch *o) {
     const int G = o->cfg->orchestrator.group_size, k = o->cfg->run.async_level;
     for (;;) {
@@ -325,7 +404,7 @@ static void schedule_async(Orch *o) {
         if (min_inference_version(o) < target - k) return;
         int rank = least_loaded_rank(o);
         if (o->inf_load[rank] + G > o->capacity) return;
-        uint64_t index = o->cursor++;
+        uint64_t index = next_problem(o);
         Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, target, 0);
         g->version = -1;
         group_list_push(&o->active, g);
@@ -344,7 +423,7 @@ static void schedule_deterministic(Orch *o) {
     if (o->trainer_version < version) return;  // the trainer has not produced it yet
     int groups = (cfg->orchestrator.batch_size - have) / G;
     for (int j = 0; j < groups; j++) {
-        uint64_t index = o->cursor++;
+        uint64_t index = next_problem(o);
         Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, n, 0);
         g->version = version;
         group_list_push(&o->active, g);
@@ -362,7 +441,31 @@ static void schedule(Orch *o) {
 // ---------------------------------------------------------------------------------------------
 // The run
 
-static void setup(Orch *o, const Config *cfg, const Layout *L) {
+// Continues from a checkpoint: counters, problems to hand out again, steps already trained.
+static void load_resume_state(Orch *o, const char *path) {
+    CheckpointState st;
+    ErrorBuf err;
+    if (checkpoint_read_state(path, &st, NULL, &err) != 0) FATAL("pick another checkpoint (checkpoint.resume)", "%s", err.msg);
+    CHECK(st.step <= o->cfg->run.max_steps, "raise run.max_steps to continue this run",
+          "the checkpoint is at step %lld, beyond run.max_steps = %d", (long long)st.step, o->cfg->run.max_steps);
+    o->resumed = 1;
+    o->step_fill = o->steps_done = (int)st.step;
+    o->trainer_version = (int)st.step;
+    o->sft_done = (int)st.sft_done;
+    o->cursor = (uint64_t)st.cursor;
+    o->sft_cursor = (uint64_t)st.sft_cursor;
+    o->next_group = (uint64_t)st.next_group;
+    o->next_request = (uint64_t)st.next_request;
+    o->rr_rank = (int)st.rr_rank % o->n_inf;
+    o->reissue = st.pending;
+    o->n_reissue = (int)st.n_pending;
+    st.pending = NULL;
+    o->ckpt_acked = (int)st.step;
+    LOG_INFO("resumed at step %lld: %d problem(s) handed out before the checkpoint are asked again, then problem %llu on",
+             (long long)st.step, o->n_reissue, (unsigned long long)o->cursor);
+}
+
+static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resume_path) {
     memset(o, 0, sizeof *o);
     o->cfg = cfg;
     o->L = L;
@@ -388,6 +491,8 @@ static void setup(Orch *o, const Config *cfg, const Layout *L) {
     o->stats = xcalloc((size_t)(cfg->run.max_steps > 0 ? cfg->run.max_steps : 1), sizeof(StepStats));
     o->trainer_version = -1;
     o->steps_done = 0;
+    o->ckpt_acked = -1;
+    if (resume_path[0]) load_resume_state(o, resume_path);
 
     mkdir(cfg->run.output_dir, 0755);
     char path[CFG_STR_MAX + 32];
@@ -402,7 +507,8 @@ static void setup(Orch *o, const Config *cfg, const Layout *L) {
         strncat(env_names, o->envs[e]->name, sizeof env_names - strlen(env_names) - 1);
     }
     char *text = config_to_text(cfg);
-    o->mw = metrics_open(path, step_names, n_step, tables, 2, text, env_names, cfg->log.rollouts, -1);
+    o->mw = metrics_open(path, step_names, n_step, tables, 2, text, env_names, cfg->log.rollouts,
+                         o->resumed ? o->steps_done : -1);
     free(text);
 }
 
@@ -410,6 +516,8 @@ static void teardown(Orch *o) {
     metrics_close(o->mw);
     for (int i = 0; i < o->active.count; i++) group_free(o->active.items[i]), free(o->active.items[i]);
     for (int i = 0; i < o->ready.count; i++) group_free(o->ready.items[i]), free(o->ready.items[i]);
+    for (int i = 0; i < o->scoring.count; i++) group_free(o->scoring.items[i]), free(o->scoring.items[i]);
+    free(o->scoring.items);
     free(o->active.items);
     free(o->ready.items);
     free(o->eval_done.items);
@@ -419,6 +527,9 @@ static void teardown(Orch *o) {
     free(o->inf_version);
     free(o->inf_load);
     free(o->stats);
+    free(o->reissue);
+    free(o->step_names);
+    free(o->eval_names);
     outbox_free(&o->out);
 }
 
@@ -447,50 +558,97 @@ static void shutdown_ranks(Orch *o) {
     outbox_flush(&o->out);
 }
 
-int orchestrator_run(const Config *cfg, const Layout *L) {
-    Orch o;
-    setup(&o, cfg, L);
-    LOG_INFO("orchestrator: %d environment(s), %d inference rank(s), %d trainer(s); %d steps of %d samples",
-             o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
-    if (cfg->sft.steps > 0) orch_sft(&o);
-    wait_inference_version(&o, 0);
-    double before = orch_evaluate(&o, 0, "before RL");
+// Cancels every RL group still in flight (their problems stay pending for a checkpoint).
+static void drop_rl_groups(Orch *o) {
+    for (int i = o->active.count - 1; i >= 0; i--) {
+        Group *g = o->active.items[i];
+        cancel_group_requests(o, g);
+        group_list_remove_at(&o->active, i);
+        group_free(g);
+        free(g);
+    }
+}
 
+// Runs RL steps until max_steps, or until a stop signal or the trainer's stop flag. Returns the
+// signal number that stopped it, or 0.
+static int rl_loop(Orch *o) {
+    const Config *cfg = o->cfg;
     Backoff b;
     backoff_reset(&b);
-    o.trainer_idle_since = orch_now(&o);
-    while (o.steps_done < cfg->run.max_steps && !o.stop) {
-        schedule(&o);
-        int progressed = orch_poll(&o);
-        while (o.step_fill < cfg->run.max_steps && orch_ready_samples(&o) >= cfg->orchestrator.batch_size &&
-               (!cfg->run.deterministic || rl_samples_in_flight(&o) == 0)) {
-            orch_send_batch(&o);
+    o->trainer_idle_since = orch_now(o);
+    while (o->steps_done < cfg->run.max_steps && !o->stop) {
+        int sig = signals_stop_requested();
+        if (sig) return sig;
+        schedule(o);
+        int progressed = orch_poll(o);
+        while (o->step_fill < cfg->run.max_steps && orch_ready_samples(o) >= cfg->orchestrator.batch_size &&
+               (!cfg->run.deterministic || rl_samples_in_flight(o) == 0)) {
+            orch_send_batch(o);
+            int boundary = o->step_fill;
+            if (cfg->checkpoint.interval > 0 && boundary % cfg->checkpoint.interval == 0 && boundary < cfg->run.max_steps)
+                orch_request_checkpoint(o, boundary);
             progressed = 1;
         }
-        if (cfg->eval.interval > 0 && o.eval_pending == 0 && o.steps_done > 0 &&
-            o.steps_done % cfg->eval.interval == 0 && o.eval_step != o.steps_done && o.steps_done < cfg->run.max_steps) {
-            orch_evaluate(&o, o.steps_done, "periodic");
+        if (cfg->eval.interval > 0 && o->eval_pending == 0 && o->steps_done > 0 &&
+            o->steps_done % cfg->eval.interval == 0 && o->eval_step != o->steps_done && o->steps_done < cfg->run.max_steps) {
+            orch_evaluate(o, o->steps_done, "periodic");
             progressed = 1;
         }
         if (progressed) backoff_reset(&b);
         else backoff_sleep(&b);
     }
-    if (o.stop) LOG_WARN("the trainer stopped the run after %d bad steps in a row", cfg->trainer.max_bad_steps);
-    // Every RL request still running is cancelled; evaluation runs on the final policy.
-    for (int i = o.active.count - 1; i >= 0; i--) {
-        Group *g = o.active.items[i];
-        cancel_group_requests(&o, g);
-        group_list_remove_at(&o.active, i);
-        group_free(g);
-        free(g);
-    }
-    wait_inference_version(&o, o.trainer_version);
-    double after = orch_evaluate(&o, o.steps_done, "after RL");
-    LOG_INFO("eval reward before RL: %.4f   after RL: %.4f   (greedy, %d held-out problems)", before, after,
-             cfg->eval.problems);
-    printf("eval reward before RL: %.4f\neval reward after RL:  %.4f\n", before, after);
+    return 0;
+}
+
+// After a stop signal: the batches already sent are trained, a checkpoint of that boundary is
+// written, and the job ends with status 0 (the rollouts in flight are asked again on resume).
+static int stop_for_signal(Orch *o, int sig) {
+    int boundary = o->step_fill;
+    LOG_WARN("signal %d: finishing step %d, writing a checkpoint, then exiting", sig, boundary - 1);
+    orch_request_checkpoint(o, boundary);
+    drop_rl_groups(o);
+    int ok = orch_wait_checkpoint(o, boundary);
+    if (ok)
+        printf("stopped by signal %d after step %d; checkpoint written. Resume with the same command and "
+               "--set checkpoint.resume=latest\n", sig, boundary);
+    else
+        printf("stopped by signal %d after step %d; the checkpoint FAILED (see above). Resume with "
+               "--set checkpoint.resume=latest continues from the previous one\n", sig, boundary);
     fflush(stdout);
+    return ok ? 0 : 1;
+}
+
+int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path) {
+    Orch o;
+    setup(&o, cfg, L, resume_path);
+    LOG_INFO("orchestrator: %d environment(s), %d inference rank(s), %d trainer(s); %d steps of %d samples",
+             o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
+    if (cfg->sft.steps > o.sft_done) orch_sft(&o);
+    wait_inference_version(&o, o.resumed ? o.steps_done : 0);
+    double before = o.resumed ? NAN : orch_evaluate(&o, 0, "before RL");
+
+    int status = 0, sig = rl_loop(&o);
+    if (sig) {
+        status = stop_for_signal(&o, sig);
+    } else {
+        if (o.stop) LOG_WARN("the trainer stopped the run after %d bad steps in a row", cfg->trainer.max_bad_steps);
+        drop_rl_groups(&o);
+        wait_inference_version(&o, o.trainer_version);
+        double after = orch_evaluate(&o, o.steps_done, "after RL");
+        if (cfg->checkpoint.at_end && o.ckpt_acked < o.steps_done) {
+            orch_request_checkpoint(&o, o.steps_done);
+            if (!orch_wait_checkpoint(&o, o.steps_done)) status = 1;
+        }
+        if (!o.resumed) {
+            LOG_INFO("eval reward before RL: %.4f   after RL: %.4f   (greedy, %d held-out problems)", before, after,
+                     cfg->eval.problems);
+            printf("eval reward before RL: %.4f\n", before);
+        }
+        printf("eval reward after RL:  %.4f\n", after);
+        fflush(stdout);
+        if (o.stop) status = 1;
+    }
     shutdown_ranks(&o);
     teardown(&o);
-    return o.stop ? 1 : 0;
+    return status;
 }

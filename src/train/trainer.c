@@ -11,106 +11,86 @@
 #include "comm/transport.h"
 #include "comm/weights.h"
 #include "core/log.h"
+#include "io/checkpoint.h"
 #include "model/model_load.h"
 #include "ops.h"
 #include "train/loss.h"
 #include "train/optimizer.h"
+#include "train/train_step.h"
 
 typedef struct {
     const Config *cfg;
     const Layout *L;
     Model *model;
     Optimizer *opt;          // RL (and, during the warm-up, the SFT optimizer)
-    DeviceComm *dc;
+    TrainStep step;
     LossConfig rl_loss, sft_loss;
     ProtoLimits plim;
     int is_root;
     WeightsSender sender;
     int bad_in_row;
     int sft_done;
-    // Per micro-batch host scratch: (micro_rows * seq_len).
-    int cap;
-    int32_t *tokens, *positions, *targets, *samples;
-    uint8_t *mask;
-    float *logp_infer, *advantage, *logp, *entropy, *d_logp;
+    int steps_done;          // RL steps trained (the current policy version)
+    // Deterministic mode: the last async_level published policies (host copies), which the
+    // next steps' rollouts are generated with; saved in checkpoints so a resume is exact.
+    PolicySnapshot *history;
+    int n_history, max_history;
     double wait_s;        // waiting for the current batch
 } Trainer;
 
-static void scratch_init(Trainer *t) {
-    t->cap = t->cfg->trainer.seq_len * t->cfg->trainer.micro_rows;
-    size_t n = (size_t)t->cap;
-    t->tokens = xmalloc(sizeof(int32_t) * n);
-    t->positions = xmalloc(sizeof(int32_t) * n);
-    t->targets = xmalloc(sizeof(int32_t) * n);
-    t->samples = xmalloc(sizeof(int32_t) * n);
-    t->mask = xmalloc(n);
-    t->logp_infer = xmalloc(sizeof(float) * n);
-    t->advantage = xmalloc(sizeof(float) * n);
-    t->logp = xmalloc(sizeof(float) * n);
-    t->entropy = xmalloc(sizeof(float) * n);
-    t->d_logp = xmalloc(sizeof(float) * n);
-}
-
-static void scratch_free(Trainer *t) {
-    free(t->tokens); free(t->positions); free(t->targets); free(t->samples); free(t->mask);
-    free(t->logp_infer); free(t->advantage); free(t->logp); free(t->entropy); free(t->d_logp);
-}
-
-// Concatenates rows [r0, r1) of the batch into the scratch arrays; returns the token count.
-static int gather_rows(Trainer *t, const Batch *b, int r0, int r1) {
-    int n = 0;
-    for (int r = r0; r < r1; r++) {
-        size_t o = (size_t)r * (size_t)b->seq_len;
-        int len = b->row_len[r];
-        memcpy(t->tokens + n, b->input + o, sizeof(int32_t) * (size_t)len);
-        memcpy(t->positions + n, b->position + o, sizeof(int32_t) * (size_t)len);
-        memcpy(t->targets + n, b->target + o, sizeof(int32_t) * (size_t)len);
-        memcpy(t->samples + n, b->sample + o, sizeof(int32_t) * (size_t)len);  // unique per sample in a batch
-        memcpy(t->mask + n, b->mask + o, (size_t)len);
-        memcpy(t->logp_infer + n, b->logp_infer + o, sizeof(float) * (size_t)len);
-        memcpy(t->advantage + n, b->advantage + o, sizeof(float) * (size_t)len);
-        n += len;
+// Publishes the current weights as `version` (root only), remembering them for the history.
+static void publish(Trainer *t, int version) {
+    if (!t->is_root) return;
+    if (t->max_history > 0) {
+        size_t bytes = sizeof(float) * t->model->n_params;
+        if (t->n_history == t->max_history) {  // drop the oldest, reuse its buffer
+            float *oldest = t->history[0].params;
+            memmove(t->history, t->history + 1, sizeof(PolicySnapshot) * (size_t)(t->n_history - 1));
+            t->n_history--;
+            t->history[t->n_history].params = oldest;
+        } else {
+            t->history[t->n_history].params = xmalloc(bytes);
+        }
+        ops_copy_to_host(t->history[t->n_history].params, t->model->params, bytes);
+        t->history[t->n_history].version = version;
+        t->n_history++;
     }
+    weights_publish(&t->sender, t->model->params, version);
+}
+
+// How many history entries a checkpoint at this boundary keeps: all but the current policy
+// (which is the checkpoint's model). The history is in version order, the newest last.
+static int history_for_checkpoint(const Trainer *t) {
+    int n = t->n_history;
+    if (n > 0 && t->history[n - 1].version == t->steps_done) n--;
     return n;
 }
 
-static double batch_loss_tokens(const Batch *b) {
-    double n = 0;
-    for (int r = 0; r < b->n_rows; r++)
-        for (int i = 0; i < b->row_len[r]; i++) n += b->mask[(size_t)r * (size_t)b->seq_len + (size_t)i];
-    return n;
-}
-
-// Forward, loss and backward over every micro-batch of this rank's rows; gradients summed
-// over the trainer ranks. Returns the step's reduced statistics.
-static LossStats compute_gradients(Trainer *t, const Batch *b, const LossConfig *lc, double *tokens_out) {
-    // The global count of loss tokens normalises the loss on every rank alike.
-    double local = batch_loss_tokens(b), global = 0;
-    MPI_CHECK(MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_SUM, t->L->trainers));
-    model_zero_grads(t->model);
-    LossStats st = {0};
-    double tokens = 0;
-    const float temperature = (float)t->cfg->inference.temperature;
-    ErrorBuf err;
-    for (int r0 = 0; r0 < b->n_rows; r0 += t->cfg->trainer.micro_rows) {
-        int r1 = r0 + t->cfg->trainer.micro_rows < b->n_rows ? r0 + t->cfg->trainer.micro_rows : b->n_rows;
-        int n = gather_rows(t, b, r0, r1);
-        if (n == 0) continue;
-        tokens += n;
-        if (model_forward_train(t->model, t->tokens, t->positions, t->targets, n, temperature, t->logp, t->entropy,
-                                &err) != 0)
-            FATAL("the orchestrator sent a batch this model cannot take", "step %d: %s", b->step, err.msg);
-        loss_forward_backward(lc, n, t->logp, t->logp_infer, t->advantage, t->mask, t->samples, global, t->d_logp, &st);
-        for (int i = 0; i < n; i++)
-            if (t->mask[i]) st.entropy += t->entropy[i];
-        if (model_backward(t->model, t->d_logp, NULL, &err) != 0) FATAL("", "step %d backward: %s", b->step, err.msg);
+static void write_checkpoint(Trainer *t, const Control *req) {
+    Control ack = {.kind = CONTROL_CHECKPOINT_DONE, .step = req->step, .ok = 0};
+    if (req->step != t->steps_done) {
+        snprintf(ack.text, sizeof ack.text, "asked for step %d but the trainer is at step %d", req->step, t->steps_done);
+    } else {
+        CheckpointState st = {.step = t->steps_done, .optimizer_step = t->opt->step, .sft_done = t->sft_done,
+                              .bad_in_row = t->bad_in_row, .cursor = req->cursor, .sft_cursor = req->sft_cursor,
+                              .next_group = req->next_group, .next_request = req->next_request,
+                              .rr_rank = req->rr_rank, .seed = t->cfg->run.seed, .n_pending = req->n_pending,
+                              .pending = req->pending};
+        int n_hist = history_for_checkpoint(t);
+        char *text = config_to_text(t->cfg);
+        ErrorBuf err;
+        if (checkpoint_write(t->cfg->run.output_dir, t->model, t->opt, &st, t->history, n_hist, text,
+                             t->cfg->checkpoint.keep, ack.text, sizeof ack.text, &err) == 0)
+            ack.ok = 1;
+        else
+            snprintf(ack.text, sizeof ack.text, "%.500s", err.msg);
+        free(text);
     }
-    devcomm_allreduce_sum(t->dc, t->model->grads, t->model->n_params);
-    double sums[8] = {st.loss, st.tokens, st.masked_low, st.masked_high, st.masked_seq, st.mismatch_kl, st.entropy, tokens};
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, sums, 8, MPI_DOUBLE, MPI_SUM, t->L->trainers));
-    LossStats out = {sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6]};
-    *tokens_out = sums[7];
-    return out;
+    ByteWriter w;
+    bw_init(&w, 700);
+    encode_control(&w, &ack);
+    msg_send_now(&w, 0, MSG_CONTROL, MPI_COMM_WORLD);
+    bw_free(&w);
 }
 
 static void send_step_done(Trainer *t, const Batch *b, const LossStats *st, double grad_norm, double lr, int skipped,
@@ -156,16 +136,19 @@ static Optimizer *make_optimizer(const Config *cfg, const Model *m, int sft) {
     return opt;
 }
 
+// The optimizer changes after the warm-up; the step core follows it.
+static void set_optimizer(Trainer *t, Optimizer *opt) {
+    optimizer_free(t->opt);
+    t->opt = opt;
+    t->step.opt = opt;
+}
+
 static void train_step(Trainer *t, const Batch *b) {
     const int sft = (b->flags & BATCH_SFT) != 0;
-    double t0 = MPI_Wtime(), tokens;
-    LossStats st = compute_gradients(t, b, sft ? &t->sft_loss : &t->rl_loss, &tokens);
-    OptimizerResult res = {.grad_norm = NAN, .lr = optimizer_lr(&t->opt->config, t->opt->step + 1), .skipped = 1};
-    if (isfinite(st.loss)) {
-        res = optimizer_step(t->opt, t->model);
-        if (!res.skipped) model_params_changed(t->model);
-    }
-    double norm = res.grad_norm, lr = res.lr;
+    double t0 = MPI_Wtime();
+    TrainStepResult res = train_step_run(&t->step, b, sft ? &t->sft_loss : &t->rl_loss);
+    const LossStats st = res.loss;
+    double norm = res.grad_norm, lr = res.lr, tokens = res.tokens;
     int skipped = res.skipped, stop = 0;
     if (skipped) {
         t->bad_in_row++;
@@ -181,16 +164,49 @@ static void train_step(Trainer *t, const Batch *b) {
     if (sft) {
         t->sft_done++;
         if (t->sft_done == t->cfg->sft.steps) {
-            optimizer_free(t->opt);  // RL starts with fresh moments and its own schedule
-            t->opt = make_optimizer(t->cfg, t->model, 0);
-            if (t->is_root) weights_publish(&t->sender, t->model->params, 0);
+            set_optimizer(t, make_optimizer(t->cfg, t->model, 0));  // RL: fresh moments, its own schedule
+            publish(t, 0);
         }
-    } else if (t->is_root) {
-        weights_publish(&t->sender, t->model->params, b->step + 1);
+    } else {
+        CHECK(b->step == t->steps_done, "a bug in the step order", "trainer got step %d at step %d", b->step,
+              t->steps_done);
+        t->steps_done = b->step + 1;
+        publish(t, t->steps_done);
     }
 }
 
-int trainer_run(const Config *cfg, const Layout *L) {
+// Continues from a checkpoint: weights, AdamW moments and counters; re-publishes the policies the
+// next rollouts need.
+static void resume_from(Trainer *t, const char *path) {
+    ErrorBuf err;
+    CheckpointState st;
+    if (checkpoint_read_state(path, &st, NULL, &err) != 0 || checkpoint_read_model(path, t->model, &err) != 0)
+        FATAL("check checkpoint.resume and the model.* settings", "%s", err.msg);
+    t->steps_done = (int)st.step;
+    t->sft_done = (int)st.sft_done;
+    t->bad_in_row = (int)st.bad_in_row;
+    checkpoint_state_free(&st);
+    set_optimizer(t, make_optimizer(t->cfg, t->model, 0));
+    if (checkpoint_read_optimizer(path, t->opt, t->model, &err) != 0)
+        FATAL("this checkpoint cannot continue training", "%s", err.msg);
+    if (t->is_root) {
+        PolicySnapshot *hist;
+        int n;
+        if (checkpoint_read_history(path, t->model->n_params, &hist, &n, &err) != 0) FATAL("", "%s", err.msg);
+        float *current = t->model->params;
+        for (int i = 0; i < n; i++) {  // the earlier policies first, in version order
+            t->model->params = hist[i].params;  // publish reads through ops_copy_to_host
+            publish(t, (int)hist[i].version);
+            t->model->params = current;
+            free(hist[i].params);
+        }
+        free(hist);
+        publish(t, t->steps_done);
+        LOG_INFO("trainer resumed at step %d (optimizer step %ld) from %s", t->steps_done, t->opt->step, path);
+    }
+}
+
+int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     Trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
@@ -204,20 +220,24 @@ int trainer_run(const Config *cfg, const Layout *L) {
     if (model_reserve(t.model, cfg->trainer.seq_len * cfg->trainer.micro_rows, 1, &err) != 0)
         FATAL("lower trainer.seq_len or trainer.micro_rows", "%s", err.msg);
     t.opt = make_optimizer(cfg, t.model, cfg->sft.steps > 0);
-    t.dc = devcomm_create(L->trainers);
+    train_step_init(&t.step, t.model, t.opt, L->trainers, cfg->trainer.micro_rows, cfg->trainer.seq_len,
+                    (float)cfg->inference.temperature);
     loss_config_from(cfg, &t.rl_loss);
     t.sft_loss = t.rl_loss;
     t.sft_loss.type = LOSS_SFT;
     proto_limits_from_config(cfg, t.model->config.vocab_size, &t.plim);
-    scratch_init(&t);
     if (t.is_root) {
         weights_sender_init(&t.sender, L, t.model->n_params);
         char shape[256];
         model_config_describe(&t.model->config, shape, sizeof shape);
         LOG_INFO("model: %s; %.2fM parameters; %d trainer rank(s)", shape, (double)t.model->n_params / 1e6,
                  L->n_trainers);
-        if (cfg->sft.steps == 0) weights_publish(&t.sender, t.model->params, 0);
     }
+    // The k policies before the current one, and the current one.
+    t.max_history = cfg->run.deterministic && cfg->run.async_level > 0 ? cfg->run.async_level + 1 : 0;
+    t.history = xcalloc((size_t)(t.max_history + 1), sizeof(PolicySnapshot));
+    if (resume_path[0]) resume_from(&t, resume_path);
+    else if (cfg->sft.steps == 0) publish(&t, 0);
 
     Backoff b;
     backoff_reset(&b);
@@ -234,6 +254,15 @@ int trainer_run(const Config *cfg, const Layout *L) {
             received_free(&msg);
             break;
         }
+        if (msg.tag == MSG_CONTROL) {
+            Control c;
+            if (decode_control(msg.data, msg.len, &c, &err) != 0) FATAL("a damaged message from the orchestrator", "%s", err.msg);
+            received_free(&msg);
+            CHECK(t.is_root && c.kind == CONTROL_CHECKPOINT, "a bug", "trainer got control kind %u", c.kind);
+            write_checkpoint(&t, &c);
+            free(c.pending);
+            continue;
+        }
         CHECK(msg.tag == MSG_BATCH, "ranks of different versions, or a bug", "trainer got a %s message",
               msg_type_name(msg.tag));
         Batch batch;
@@ -246,8 +275,9 @@ int trainer_run(const Config *cfg, const Layout *L) {
         idle_since = MPI_Wtime();
     }
     if (t.is_root) weights_sender_finish(&t.sender);
-    scratch_free(&t);
-    devcomm_destroy(t.dc);
+    for (int i = 0; i < t.n_history; i++) free(t.history[i].params);
+    free(t.history);
+    train_step_free(&t.step);
     optimizer_free(t.opt);
     model_free(t.model);
     ops_finalize();

@@ -8,4 +8,5 @@
 #include "comm/layout.h"
 #include "core/config.h"
 
-int trainer_run(const Config *cfg, const Layout *layout);
+// resume_path: the checkpoint to continue from ("" for a fresh run).
+int trainer_run(const Config *cfg, const Layout *layout, const char *resume_path);

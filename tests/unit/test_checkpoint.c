@@ -57,7 +57,7 @@ static void write_ok(const Model *m, const Optimizer *opt, int64_t step, int kee
     CheckpointState st = make_state(step);
     ErrorBuf err;
     char path[512];
-    if (checkpoint_write(g_dir, m, opt, &st, "run = { seed = 1L; };", keep, path, sizeof path, &err) != 0) {
+    if (checkpoint_write(g_dir, m, opt, &st, NULL, 0, "run = { seed = 1L; };", keep, path, sizeof path, &err) != 0) {
         print_error("%s\n", err.msg);
         fail();
     }
@@ -179,6 +179,32 @@ static void test_other_shape_and_corruption(void **state) {
     model_free(m);
 }
 
+static void test_history(void **state) {
+    Model *m = make_model(16, 1);
+    float *a = malloc(sizeof(float) * m->n_params), *b = malloc(sizeof(float) * m->n_params);
+    for (size_t i = 0; i < m->n_params; i++) a[i] = (float)i, b[i] = -(float)i;
+    PolicySnapshot hist[2] = {{8, a}, {9, b}};
+    CheckpointState st = make_state(10);
+    ErrorBuf err;
+    char path[512];
+    assert_int_equal(checkpoint_write(g_dir, m, NULL, &st, hist, 2, "", 0, path, sizeof path, &err), 0);
+    PolicySnapshot *got;
+    int n;
+    assert_int_equal(checkpoint_read_history(path, m->n_params, &got, &n, &err), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(got[0].version, 8);
+    assert_int_equal(got[1].version, 9);
+    assert_memory_equal(got[0].params, a, sizeof(float) * m->n_params);
+    assert_memory_equal(got[1].params, b, sizeof(float) * m->n_params);
+    for (int i = 0; i < 2; i++) free(got[i].params);
+    free(got);
+    assert_int_equal(checkpoint_read_history(path, m->n_params + 1, &got, &n, &err), -1);  // another model size
+    free(a);
+    free(b);
+    checkpoint_state_free(&st);
+    model_free(m);
+}
+
 static void test_full_disk(void **state) {
     Model *m = make_model(16, 1);
     write_ok(m, NULL, 1, 0);
@@ -190,7 +216,7 @@ static void test_full_disk(void **state) {
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
     CheckpointState st = make_state(2);
     ErrorBuf err;
-    int rc = checkpoint_write(g_dir, m, NULL, &st, "", 0, NULL, 0, &err);
+    int rc = checkpoint_write(g_dir, m, NULL, &st, NULL, 0, "", 0, NULL, 0, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     assert_int_equal(rc, -1);
     assert_non_null(strstr(err.msg, "disk full"));
@@ -200,7 +226,7 @@ static void test_full_disk(void **state) {
     assert_int_equal(checkpoint_resolve(g_dir, "latest", path, sizeof path, &err), 1);
     assert_non_null(strstr(path, "step_000001.h5"));
     // A directory that cannot be created is an error naming it.
-    assert_int_equal(checkpoint_write("/proc/asyncrl-nope", m, NULL, &st, "", 0, NULL, 0, &err), -1);
+    assert_int_equal(checkpoint_write("/proc/asyncrl-nope", m, NULL, &st, NULL, 0, "", 0, NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, "/proc/asyncrl-nope"));
     checkpoint_state_free(&st);
     model_free(m);
@@ -220,6 +246,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_skips_incomplete_and_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_shape_and_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
     };
     return cmocka_run_group_tests_name("checkpoint", tests, NULL, NULL);

@@ -160,6 +160,17 @@ static void test_small_messages_round_trip(void **state) {
     assert_int_equal(wn2.n_params, 123456789ULL);
     bw_free(&w);
 
+    int64_t pending[2] = {41, 42};
+    Control ctl = {.kind = CONTROL_CHECKPOINT, .step = 6, .cursor = 99, .rr_rank = 1, .n_pending = 2, .pending = pending}, ctl2;
+    bw_init(&w, 0);
+    encode_control(&w, &ctl);
+    assert_int_equal(decode_control(w.data, w.len, &ctl2, &err), 0);
+    assert_int_equal(ctl2.step, 6);
+    assert_int_equal(ctl2.cursor, 99);
+    assert_int_equal(ctl2.pending[1], 42);
+    free(ctl2.pending);
+    bw_free(&w);
+
     WeightsLoaded wl = {.version = 3, .rank = 2}, wl2;
     bw_init(&w, 0);
     encode_weights_loaded(&w, &wl);
@@ -190,6 +201,7 @@ static int decode_any(int type, const void *buf, size_t len, ErrorBuf *err) {
         case 4: { WeightsNotice m; rc = decode_weights_notice(buf, len, &m, err); break; }
         case 5: { WeightsLoaded m; rc = decode_weights_loaded(buf, len, &m, err); break; }
         case 6: { Cancel m; rc = decode_cancel(buf, len, &lim, &m, err); if (!rc) free(m.ids); break; }
+        case 7: { Control m; rc = decode_control(buf, len, &m, err); if (!rc) free(m.pending); break; }
     }
     return rc;
 }
@@ -204,11 +216,13 @@ static void encode_sample(int type, ByteWriter *w) {
         case 4: { WeightsNotice m = {1, 10}; encode_weights_notice(w, &m); break; }
         case 5: { WeightsLoaded m = {1, 2}; encode_weights_loaded(w, &m); break; }
         case 6: { uint64_t ids[2] = {1, 2}; Cancel m = {0, 2, ids}; encode_cancel(w, &m); break; }
+        case 7: { int64_t p[3] = {7, 8, 9}; Control m = {.kind = CONTROL_CHECKPOINT, .step = 4, .cursor = 12,
+                                                        .n_pending = 3, .pending = p}; encode_control(w, &m); break; }
     }
 }
 
 static void test_truncated_buffers(void **state) {
-    for (int type = 0; type < 7; type++) {
+    for (int type = 0; type < 8; type++) {
         ByteWriter w;
         encode_sample(type, &w);
         ErrorBuf err;
@@ -236,7 +250,7 @@ static void test_corrupted_buffers(void **state) {
     Rng rng;
     rng_seed(&rng, 42);
     int rejected = 0, total = 0;
-    for (int type = 0; type < 7; type++) {
+    for (int type = 0; type < 8; type++) {
         ByteWriter w;
         encode_sample(type, &w);
         for (int trial = 0; trial < 3000; trial++) {
@@ -296,12 +310,12 @@ static void test_random_buffers(void **state) {
         uint8_t *buf = malloc(len ? len : 1);
         for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)rng_u32(&rng);
         if (len >= 8 && trial % 2) {  // a valid header, so the decoders go deeper
-            uint32_t magic = 0x4c525341u, type = 101 + (uint32_t)(trial % 7);
+            uint32_t magic = 0x4c525341u, type = 101 + (uint32_t)(trial % 9);
             memcpy(buf, &magic, 4);
             memcpy(buf + 4, &type, 4);
         }
         ErrorBuf err;
-        decode_any(trial % 7, buf, len, &err);
+        decode_any(trial % 8, buf, len, &err);
         free(buf);
     }
 }
