@@ -2,13 +2,14 @@
 // scratch buffers, the bf16 shadow of the registered parameter buffer, error hints, and two
 // small helper kernels used by several ops (fp32 -> bf16, column sums of partial results).
 //
-// Device choice: rank r of a node uses GPU (node-local rank mod GPU count). The node-local
-// rank comes from the launcher's environment (ASYNCRL_LOCAL_RANK, then Open MPI's
-// OMPI_COMM_WORLD_LOCAL_RANK, MPICH's MPI_LOCALRANKID, Slurm's SLURM_LOCALID); only when none
-// is set and MPI is running is it computed with MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) on
-// MPI_COMM_WORLD, which is collective: every rank must then call ops_init. (The environment
-// comes first because the orchestrator rank never calls ops_init; a collective there would
-// hang the job.)
+// Device choice: a rank uses GPU (node-local rank mod GPU count). The node-local rank is
+// ASYNCRL_LOCAL_RANK, which job_start (comm/layout.c) sets from its own collective
+// MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) unless the user set it; else a launcher's variable
+// (Open MPI's OMPI_COMM_WORLD_LOCAL_RANK, MPICH's MPI_LOCALRANKID, MVAPICH's
+// MV2_COMM_WORLD_LOCAL_RANK, Slurm's SLURM_LOCALID); only when none is set and MPI is running
+// does ops_init call MPI_Comm_split_type on MPI_COMM_WORLD itself, which is collective: every
+// rank must then call ops_init. (ops_init never comes first because the orchestrator rank
+// does not call ops_init: a collective there would hang the job.)
 //
 // Copies: ops_copy_to_device / ops_copy_to_host / ops_copy pass cudaMemcpyDefault, so the
 // direction comes from the pointers themselves (unified virtual addressing): a device pointer
@@ -135,7 +136,7 @@ static int env_int(const char *name, int *value) {
 
 static int node_local_rank(const char **source) {
     static const char *vars[] = {"ASYNCRL_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
-                                 "SLURM_LOCALID"};
+                                 "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"};
     int value = 0;
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (env_int(vars[i], &value)) {
