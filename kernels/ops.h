@@ -157,3 +157,70 @@ double ops_sum_squares(const float *x, size_t n);
 // params, m, v (n) updated in place; grads (n) read only; step >= 1 counts this update.
 void ops_adamw(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                float eps, float weight_decay, float grad_scale, long step);
+
+// ---------------------------------------------------------------------------------------
+// Inference: paged KV cache, attention of new query rows against it, sampling.
+//
+// The cache of one layer holds n_slots = n_blocks * block_size rows of keys and as many of
+// values: k_cache, v_cache (n_slots, KVH*hd). A sequence owns a list of blocks, its row of a
+// block table (S, max_blocks) of block ids; the key / value of its token at position p lie in
+// slot table[p / block_size] * block_size + p % block_size. Keys are stored after RoPE.
+
+// k_cache[slots[i]] = k[i] and v_cache[slots[i]] = v[i] for i < n; k, v (N, kv_dim) with
+// kv_dim = KVH*hd; slots (N) distinct, in [0, n_slots) (callers check).
+void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
+                        int kv_dim);
+
+// Causal attention of new query rows against the paged cache (decode: one row per sequence;
+// chunked prefill: several consecutive rows of one sequence), grouped-query, scores scaled by
+// 1/sqrt(hd). The rows of sequence s are q rows query_start[s] .. query_start[s+1]-1 (n_q >= 1
+// of them); its context ctx = context_len[s] counts the tokens in its cache INCLUDING these
+// rows (their k/v were written by ops_kv_cache_write before the call), so row j (0-based) of
+// s has position ctx - n_q + j and attends to the keys at positions 0 .. ctx - n_q + j.
+// Query head h reads key/value head h / (H / KVH).
+//   out (N, H*hd) =; q (N, H*hd) with N = query_start[S]; k_cache, v_cache (n_slots, KVH*hd);
+//   block_tables (S, max_blocks) with ctx <= max_blocks * block_size for every s;
+//   query_start (S+1) with query_start[0] = 0, increasing; context_len (S) >= n_q.
+// Memory: never a (T x T) matrix; the CPU backend uses per-thread scratch of O(G * max ctx)
+// floats (G = H / KVH). Batch invariance: the CPU backend computes each (row, head) with the
+// same arithmetic in the same order whatever else is in the call (so a sequence's outputs do
+// not depend on its batch, and recomputing a cache by prefill gives the values decode gave).
+void ops_paged_attention_forward(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                 const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
+                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
+                                 int head_dim);
+
+// Per-row sampling settings (an array of these lives in device memory).
+typedef struct {
+    float temperature;  // T > 0 (greedy rows: T <= 0 is read as 1, for the logprob only)
+    float top_p;        // keep the shortest rank prefix holding this much probability; >= 1: off
+    float min_p;        // drop tokens with p < min_p * p_max; <= 0: off
+    int32_t top_k;      // keep the top_k first tokens of the rank order; <= 0 or >= V: off
+    int32_t greedy;     // 1: the first token of the rank order (argmax, lowest id on ties)
+    int32_t pad_;
+    uint64_t seed;      // the row's random stream ...
+    uint64_t counter;   // ... and the draw within it (a sequence uses its token index)
+} OpsSampleParams;
+
+// Samples one token per logits row and returns its logprob under the UNTRUNCATED distribution
+// at temperature T: logprobs[i] = z[tok] - logsumexp(z) with z = logits[i] / T (what the
+// trainer recomputes as log_softmax(logits / T)), also for greedy and filtered rows.
+//   tokens (N) =, logprobs (N) =; logits (N, V); params (N).
+// Rule (row by row, independent of the other rows):
+//   1. z_j = logits_j / T. Rank order: j before k iff z_j > z_k, or z_j == z_k and j < k.
+//   2. greedy: tok = the first token of the rank order. Otherwise the kept set K is a prefix of
+//      the rank order: the first top_k tokens; then, of those, the shortest prefix whose mass
+//      under softmax(z) renormalised over them reaches top_p * (their total mass); then drop
+//      every token with w_j = exp(z_j - max z) < min_p.
+//   3. u = uniform(seed, counter) in [0, 1), target = u * sum_{j in K} w_j; tok = the first j
+//      in ascending id order such that sum_{k in K, k <= j} w_k > target (the last kept id if
+//      rounding leaves none).
+//   uniform(seed, counter) = (rng_mix(seed, counter) >> 11) * 2^-53, with src/core/rng.h's
+//   splitmix64-based rng_mix: h(x) = splitmix64 finaliser of x + 0x9e3779b97f4a7c15,
+//   rng_mix(a, b) = h(h(a) ^ (b + 0x632be59bd9b4e019)). Counter-based, so a device reproduces
+//   the stream from (seed, counter) alone and a preempted sequence resumes its stream exactly.
+// Sums of w run in double on the CPU. NaN logits count as -inf (never sampled); a row with no
+// finite maximum (all NaN / -inf, or a +inf) gives its first maximal id (else 0) and a NaN
+// logprob: garbage never gives an id outside [0, V).
+void ops_sample(int32_t *tokens, float *logprobs, const float *logits, const OpsSampleParams *params, int n,
+                int vocab);

@@ -15,6 +15,23 @@
 // When the KV budget runs out, sequences are preempted (their blocks freed) and resumed later
 // by recomputing their cache: never dropped, never a crash. A prompt that does not fit the
 // context finishes at once with FINISH_REJECTED and the reason.
+//
+// Details of this implementation:
+// - Context: a sequence (prompt + completion) holds at most engine_context() tokens; a prompt
+//   of that many or more is REJECTED, and generation stops with FINISH_LENGTH when it is full
+//   (or at max_tokens). The KV budget must give every one of max_seqs sequences a block.
+// - Sampling (kernels/ops.h, ops_sample): the logprob is log_softmax(logits / T)[token] of the
+//   full, untruncated distribution at the request's temperature (greedy requests with
+//   temperature 0 report it at T = 1). The random stream is counter-based: token i of a
+//   request draws uniform(seed, i), so outputs do not depend on the batch or on preemption.
+// - Preemption frees the youngest running sequence (latest arrival); it is requeued ahead of
+//   newer requests and recomputes its cache (prompt + tokens so far) by prefill when resumed.
+// - Weight updates count for sequences that have started (been admitted once); with IN_FLIGHT
+//   the recomputation of a preempted sequence uses the weights of the moment.
+// - No sequence is admitted before the first engine_set_weights.
+// - Batch invariance: attention and sampling compute each sequence alone; the GEMMs (OpenBLAS
+//   on CPU) may round a row differently with a different number of rows, so a sequence's
+//   logprobs match its solo run to ~1e-6, not always bit for bit.
 #pragma once
 #include <stdint.h>
 
@@ -77,3 +94,19 @@ typedef struct {
     double kv_blocks_used, kv_blocks_total;
 } EngineStats;
 void engine_stats(const Engine *e, EngineStats *out);
+
+// ---------------------------------------------------------------------------------------
+// Extensions (compatible additions to the interface above).
+
+// The EngineConfig of a job's config: inference.max_seqs / kv_block_size / kv_blocks /
+// prefill_chunk; IN_FLIGHT swaps when orchestrator.in_flight_updates and not
+// run.deterministic, else DRAIN; max_updates = orchestrator.max_off_policy_steps.
+void engine_config_from(const Config *cfg, EngineConfig *ec);
+// Longest sequence (prompt + completion) the engine runs: the model's max_seq_len, or less
+// when the KV cache (kv_blocks x kv_block_size tokens) is smaller.
+int engine_context(const Engine *e);
+// The engine's model (its weights are the current version's).
+const Model *engine_model(const Engine *e);
+// The tokens generated so far by a queued or running request (for streaming): returns their
+// count and points *tokens at them (valid until the next engine call), or -1 if unknown.
+int engine_peek(const Engine *e, uint64_t id, const int32_t **tokens);

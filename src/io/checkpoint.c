@@ -121,6 +121,32 @@ static void checkpoint_name(char *buf, size_t size, const char *out_dir, int64_t
     snprintf(buf, size, "%s/checkpoints/step_%06lld.h5%s", out_dir, (long long)step, suffix);
 }
 
+// Writes len bytes to path (created 0644), retrying short writes; -1 with errno on failure.
+static int write_all(const char *path, const void *data, size_t len) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return -1;
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            int saved = n < 0 ? errno : ENOSPC;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return close(fd);
+}
+
 static int fsync_path(const char *path) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return -1;
@@ -202,11 +228,16 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
         return error_set(err, "cannot create the checkpoint directory %s: %s", dir, strerror(errno));
     checkpoint_name(tmp, sizeof tmp, out_dir, st->step, ".tmp");
     checkpoint_name(final, sizeof final, out_dir, st->step, "");
+    // The file is built in memory (HDF5's core driver) and written out by write_all: a full disk
+    // or an I/O error then never leaves HDF5 itself in a failed state.
     h5_quiet();
     unlink(tmp);
     Writer w = {.err = err, .path = tmp};
-    w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (w.file < 0) return error_set(err, "cannot create checkpoint file %s (is the directory writable?)", tmp);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_core(fapl, (size_t)64 << 20, 0);
+    w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (w.file < 0) return error_set(err, "cannot create the in-memory checkpoint image for %s", tmp);
     w_tensors(&w, m, m->params, "model");
     if (opt) {
         w_tensors(&w, m, opt->m, "optimizer/m");
@@ -234,10 +265,21 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     w_attr_i64(&w, "seed", st->seed);
     w_model_shape(&w, &m->config);
     w_attr_str(&w, "config", config_text ? config_text : "");
-    if (!w.failed && H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0) w_fail(&w, "flush");
     w_attr_i64(&w, "complete", 1);  // last: a file without it is never resumed from
-    if (H5Fclose(w.file) < 0) w_fail(&w, "close");
-    if (!w.failed && fsync_path(tmp) != 0) w_fail(&w, "fsync");
+    void *image = NULL;
+    ssize_t size = -1;
+    if (!w.failed && H5Fflush(w.file, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(w.file, NULL, 0);
+    if (!w.failed && size > 0) {
+        image = xmalloc((size_t)size);
+        if (H5Fget_file_image(w.file, image, (size_t)size) != size) size = -1;
+    }
+    if (!w.failed && size <= 0) w_fail(&w, "building the file image");
+    H5Fclose(w.file);
+    if (!w.failed && write_all(tmp, image, (size_t)size) != 0) {
+        error_set(err, "writing checkpoint %s failed: %s (is the disk full?)", tmp, strerror(errno));
+        w.failed = 1;
+    }
+    free(image);
     if (!w.failed && rename(tmp, final) != 0) {
         error_set(err, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
         w.failed = 1;
