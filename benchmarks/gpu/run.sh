@@ -1,13 +1,14 @@
 #!/bin/sh
 # GPU benchmarks of the CUDA build: op throughput, training tokens/s and MFU for the Llama shape
-# of benchmarks/gpu/README.md, and weight-broadcast / all-reduce bandwidth. Appends a section
+# of benchmarks/gpu/README.md, decode tokens/s at 1, 64 and 256 sequences against the HBM
+# bound, and weight-broadcast / all-reduce bandwidth. Appends a section
 # with the GPU's name, the commit and the commands to benchmarks/RESULTS.md.
 # Usage: sh benchmarks/gpu/run.sh [BUILD]   (BUILD defaults to build/cuda; make CUDA=1 bench-gpu)
 # ASYNCRL_PEAK_TFLOPS overrides the dense bf16 peak used for MFU (guessed from the GPU name).
 set -u
 BUILD=${1:-build/cuda}
 RESULTS=benchmarks/RESULTS.md
-for b in bench_gpu_ops bench_gpu_train bench_gpu_broadcast; do
+for b in bench_gpu_ops bench_gpu_train bench_gpu_decode bench_gpu_broadcast; do
     [ -x "$BUILD/bench/gpu/$b" ] || { echo "missing $BUILD/bench/gpu/$b: run make CUDA=1 bench-gpu"; exit 2; }
 done
 command -v nvidia-smi >/dev/null 2>&1 || { echo "nvidia-smi not found: these benchmarks need a GPU"; exit 2; }
@@ -41,8 +42,10 @@ out=$(mktemp)
         echo "\$ mpirun -np $np $BUILD/bench/gpu/bench_gpu_broadcast 370000000 5"
         sh scripts/mpirun.sh "$np" "$BUILD/bench/gpu/bench_gpu_broadcast" 370000000 5 2>&1 | grep -v '^\[' | tail -4
     done
-    echo "# decode tokens/s at 1/64/256 sequences vs the HBM bound: TODO, needs the inference engine"
-    echo "# (src/infer) -- see benchmarks/gpu/README.md"
+    for seqs in 1 64 256; do
+        echo "\$ $BUILD/bench/gpu/bench_gpu_decode $seqs 128 64 $hbm"
+        "$BUILD/bench/gpu/bench_gpu_decode" "$seqs" 128 64 "$hbm" 2>&1 | tail -1
+    done
     echo '```'
     echo
 } | tee "$out"

@@ -3,11 +3,8 @@
 // sample, causally); query head h reads key/value head h / (H / KVH); scores are scaled by
 // 1/sqrt(hd). Head sizes up to ATT_MAX_HD are supported.
 //
-// Forward: one warp per (query row, head). The warp walks its sample's keys 32 at a time:
-// each lane scores one key (a dot product over hd with the scaled query, which sits in shared
-// memory), the warp keeps an online softmax (running max m and sum l, rescaling the output
-// accumulator when m grows), and each lane accumulates the output dimensions d = lane + 32 t.
-// It writes out = acc / l and lse = m + log l.
+// Forward: one warp per (query row, head), attend_row (attention_row.cuh, shared with the
+// paged attention of inference) over the rows i - positions[i] .. i of the row's sample.
 //
 // Backward (probabilities recomputed from lse, P_ij = exp(s_ij - lse_i)):
 //   D_i   = sum_d dO_i[d] O_i[d]
@@ -19,12 +16,14 @@
 // results are deterministic.
 #include <math.h>
 
-#include "cuda/cuda_common.h"
+#include "cuda/attention_row.cuh"
 
-#define ATT_MAX_HD 256
-#define ATT_PER_LANE (ATT_MAX_HD / 32)
-#define ATT_WARPS 4
-#define ATT_THREADS (ATT_WARPS * 32)
+// Float offset of key t of a sample that starts at row `first`, key/value head g.
+struct PackedKeyOffset {
+    int first;
+    size_t kv_stride, head_offset;
+    __device__ size_t operator()(int t) const { return (size_t)(first + t) * kv_stride + head_offset; }
+};
 
 __global__ void __launch_bounds__(ATT_THREADS)
     attention_forward_kernel(float *out, float *lse, const float *q, const float *k, const float *v,
@@ -37,52 +36,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
     const int g = h / (n_heads / n_kv_heads);
     const int first = max(0, i - positions[i]);
     const size_t q_stride = (size_t)n_heads * head_dim, kv_stride = (size_t)n_kv_heads * head_dim;
-    float *qs = q_shared[warp];
-    const float *qi = q + (size_t)i * q_stride + (size_t)h * head_dim;
-    for (int d = lane; d < head_dim; d += 32) qs[d] = qi[d] * scale;
-    __syncwarp();
-    const float *kg = k + (size_t)g * head_dim, *vg = v + (size_t)g * head_dim;
-
-    float acc[ATT_PER_LANE];
-#pragma unroll
-    for (int t = 0; t < ATT_PER_LANE; t++) acc[t] = 0.0f;
-    float m = -INFINITY, l = 0.0f;
-    for (int base = first; base <= i; base += 32) {
-        const int j = base + lane;
-        const bool valid = j <= i;
-        float s = -INFINITY;
-        if (valid) {
-            const float *kj = kg + (size_t)j * kv_stride;
-            float dot = 0.0f;
-            for (int d = 0; d < head_dim; d++) dot += qs[d] * kj[d];
-            s = dot;
-        }
-        const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
-        const float p = valid ? expf(s - m_new) : 0.0f;
-        const float correction = expf(m - m_new);  // 0 on the first chunk (m = -inf)
-        l = l * correction + warp_sum(p);
-#pragma unroll
-        for (int t = 0; t < ATT_PER_LANE; t++) acc[t] *= correction;
-        const int count = min(32, i - base + 1);
-        for (int c = 0; c < count; c++) {
-            const float pc = __shfl_sync(FULL_MASK, p, c);
-            const float *vj = vg + (size_t)(base + c) * kv_stride;
-#pragma unroll
-            for (int t = 0; t < ATT_PER_LANE; t++) {
-                const int d = lane + 32 * t;
-                if (d < head_dim) acc[t] += pc * vj[d];
-            }
-        }
-        m = m_new;
-    }
-    const float inv = 1.0f / l;
-    float *oi = out + (size_t)i * q_stride + (size_t)h * head_dim;
-#pragma unroll
-    for (int t = 0; t < ATT_PER_LANE; t++) {
-        const int d = lane + 32 * t;
-        if (d < head_dim) oi[d] = acc[t] * inv;
-    }
-    if (lse && lane == 0) lse[(size_t)i * n_heads + h] = m + logf(l);
+    const size_t at = (size_t)i * q_stride + (size_t)h * head_dim;
+    const PackedKeyOffset offset = {first, kv_stride, (size_t)g * head_dim};
+    const float row_lse = attend_row(out + at, q + at, k, v, i - first + 1, offset, head_dim, scale, q_shared[warp]);
+    if (lse && lane == 0) lse[(size_t)i * n_heads + h] = row_lse;
 }
 
 // Kernel 1 of the backward: d_q (N, H, hd) = and D (N, H) = rowsum(dO * O).
@@ -218,21 +175,12 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
-static void check_shape(int n_heads, int n_kv_heads, int head_dim) {
-    CHECK(head_dim > 0 && head_dim <= ATT_MAX_HD, "raise ATT_MAX_HD in kernels/cuda/attention.cu",
-          "attention head size %d is not supported by the CUDA backend (1..%d)", head_dim, ATT_MAX_HD);
-    CHECK(n_kv_heads > 0 && n_heads % n_kv_heads == 0, "n_heads must be a multiple of n_kv_heads",
-          "attention with %d query heads and %d key/value heads", n_heads, n_kv_heads);
-}
-
-static unsigned warp_blocks(size_t items) { return (unsigned)((items + ATT_WARPS - 1) / ATT_WARPS); }
-
 void ops_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *positions, int n, int n_heads, int n_kv_heads, int head_dim) {
     if (n <= 0) return;
-    check_shape(n_heads, n_kv_heads, head_dim);
+    attention_check_shape(n_heads, n_kv_heads, head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
-    attention_forward_kernel<<<warp_blocks((size_t)n * n_heads), ATT_THREADS, 0, cuda_stream()>>>(
+    attention_forward_kernel<<<attention_warp_blocks((size_t)n * n_heads), ATT_THREADS, 0, cuda_stream()>>>(
         out, lse, q, k, v, positions, n, n_heads, n_kv_heads, head_dim, scale);
     CUDA_LAUNCH_CHECK("attention_forward_kernel");
 }
@@ -241,13 +189,13 @@ void ops_attention_backward(float *d_q, float *d_k, float *d_v, const float *d_o
                             const float *lse, const float *q, const float *k, const float *v,
                             const int32_t *positions, int n, int n_heads, int n_kv_heads, int head_dim) {
     if (n <= 0) return;
-    check_shape(n_heads, n_kv_heads, head_dim);
+    attention_check_shape(n_heads, n_kv_heads, head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
     float *D_rows = (float *)cuda_scratch(SCRATCH_ATTENTION, (size_t)n * n_heads * sizeof(float));  // (N, H)
-    attention_backward_dq_kernel<<<warp_blocks((size_t)n * n_heads), ATT_THREADS, 0, cuda_stream()>>>(
+    attention_backward_dq_kernel<<<attention_warp_blocks((size_t)n * n_heads), ATT_THREADS, 0, cuda_stream()>>>(
         d_q, D_rows, d_out, out, lse, q, k, v, positions, n, n_heads, n_kv_heads, head_dim, scale);
     CUDA_LAUNCH_CHECK("attention_backward_dq_kernel");
-    attention_backward_dkv_kernel<<<warp_blocks((size_t)n * n_kv_heads), ATT_THREADS, 0, cuda_stream()>>>(
+    attention_backward_dkv_kernel<<<attention_warp_blocks((size_t)n * n_kv_heads), ATT_THREADS, 0, cuda_stream()>>>(
         d_k, d_v, D_rows, d_out, lse, q, k, v, positions, n, n_heads, n_kv_heads, head_dim, scale);
     CUDA_LAUNCH_CHECK("attention_backward_dkv_kernel");
 }

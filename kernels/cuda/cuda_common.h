@@ -25,6 +25,7 @@ extern "C" {
 cudaStream_t cuda_stream(void);
 cublasHandle_t cuda_cublas(void);
 int cuda_device(void);
+int cuda_sm_count(void);  // streaming multiprocessors of the device
 
 // Scratch memory kept between calls, one buffer per slot, grown on demand (growing waits for
 // the stream, so the old buffer is no longer in use). An op may hold several slots at once but
@@ -35,6 +36,7 @@ enum {
     SCRATCH_PARTIAL,     // per-chunk partial sums of column reductions
     SCRATCH_ATTENTION,   // attention backward: D = rowsum(d_out * out)
     SCRATCH_INDEX,       // embedding backward: token groups
+    SCRATCH_SAMPLE,      // sampling: z and w of every logits row
     SCRATCH_COUNT
 };
 void *cuda_scratch(int slot, size_t bytes);
@@ -80,6 +82,33 @@ __device__ __forceinline__ T warp_sum(T x) {
 __device__ __forceinline__ float warp_max(float x) {
     for (int offset = 16; offset > 0; offset >>= 1) x = fmaxf(x, __shfl_xor_sync(FULL_MASK, x, offset));
     return x;
+}
+
+// Integer maximum over the warp (exact, so any order gives the same result).
+template <typename T>
+__device__ __forceinline__ T warp_max_int(T x) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const T y = __shfl_xor_sync(FULL_MASK, x, offset);
+        x = y > x ? y : x;
+    }
+    return x;
+}
+
+// Integer maximum over the block; same rules as block_sum below.
+template <typename T>
+__device__ T block_max_int(T x, T *shared, T lowest) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    x = warp_max_int(x);
+    __syncthreads();
+    if (lane == 0) shared[warp] = x;
+    __syncthreads();
+    if (warp == 0) {
+        T y = lane < warps ? shared[lane] : lowest;
+        y = warp_max_int(y);
+        if (lane == 0) shared[32] = y;
+    }
+    __syncthreads();
+    return shared[32];
 }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the

@@ -104,6 +104,7 @@ static struct {
     cudaStream_t stream;
     cublasHandle_t cublas;
     int sync_each_launch;  // ASYNCRL_CUDA_SYNC=1
+    int sm_count;
 } g_ctx;
 
 // The bf16 shadow of the registered parameter buffer.
@@ -178,6 +179,7 @@ static void context_init(void) {
     env_int("ASYNCRL_CUDA_SYNC", &g_ctx.sync_each_launch);
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, g_ctx.device));
+    g_ctx.sm_count = prop.multiProcessorCount;
     CHECK(prop.major >= 8, "use a GPU of compute capability 8.0 (Ampere) or newer",
           "GPU %d (%s) has compute capability %d.%d: bf16 tensor-core GEMMs need 8.0+", g_ctx.device, prop.name,
           prop.major, prop.minor);
@@ -204,6 +206,11 @@ cublasHandle_t cuda_cublas(void) {
 int cuda_device(void) {
     ensure_context();
     return g_ctx.device;
+}
+
+int cuda_sm_count(void) {
+    ensure_context();
+    return g_ctx.sm_count;
 }
 
 void cuda_launch_check_at(const char *file, int line, const char *kernel) {

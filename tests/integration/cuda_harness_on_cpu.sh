@@ -7,6 +7,10 @@ found=0
 for t in "$ASYNCRL_BUILD"/gpu-on-cpu/test_gpu_*; do
     [ -x "$t" ] || continue
     found=1
-    "$t" 2>&1 | grep -E '^(not )?ok |^# [^o]'
+    log="$TMP_ROOT/$(basename "$t").log"
+    "$t" >"$log" 2>&1
+    rc=$?
+    grep -E '^(not )?ok |^# [^o]' "$log"
+    [ "$rc" = 0 ] || grep -q '^not ok ' "$log" || not_ok "$(basename "$t") exited with status $rc" "$(tail -5 "$log")"
 done
 [ "$found" = 1 ] || skip "GPU test harness on CPU" "no $ASYNCRL_BUILD/gpu-on-cpu/test_gpu_* (make tests-build)"

@@ -642,6 +642,201 @@ static void test_elementwise(void **state) {
     ops_free(d_x), ops_free(d_y);
 }
 
+// ---------------------------------------------------------------------------------------
+// Inference: KV cache write, paged attention, sampling.
+
+// A paged cache holding one sequence of L tokens (blocks in shuffled order) plus garbage.
+typedef struct {
+    int L, KVH, hd, bs, n_blocks, max_blocks;
+    int32_t *table;     // (max_blocks)
+    float *k, *v;       // (L, KVH*hd) the sequence's keys / values by position
+    float *k_cache, *v_cache;  // (n_blocks*bs, KVH*hd) host
+} PagedSeq;
+
+static void paged_seq(PagedSeq *p, int L, int KVH, int hd, int bs) {
+    const int kv_dim = KVH * hd;
+    p->L = L, p->KVH = KVH, p->hd = hd, p->bs = bs;
+    p->max_blocks = (L + bs - 1) / bs;
+    p->n_blocks = p->max_blocks + 3;
+    p->table = malloc(sizeof(int32_t) * p->max_blocks);
+    int32_t *perm = malloc(sizeof(int32_t) * p->n_blocks);
+    for (int i = 0; i < p->n_blocks; i++) perm[i] = i;
+    for (int i = p->n_blocks - 1; i > 0; i--) {
+        const int j = (int)rng_below(&g_rng, (uint64_t)i + 1), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    for (int b = 0; b < p->max_blocks; b++) p->table[b] = perm[b];
+    free(perm);
+    p->k = randn((size_t)L * kv_dim, 1), p->v = randn((size_t)L * kv_dim, 1);
+    const size_t slots = (size_t)p->n_blocks * bs;
+    p->k_cache = randn(slots * kv_dim, 1), p->v_cache = randn(slots * kv_dim, 1);  // garbage elsewhere
+    for (int t = 0; t < L; t++) {
+        const size_t slot = (size_t)p->table[t / bs] * bs + t % bs;
+        memcpy(p->k_cache + slot * kv_dim, p->k + (size_t)t * kv_dim, kv_dim * sizeof(float));
+        memcpy(p->v_cache + slot * kv_dim, p->v + (size_t)t * kv_dim, kv_dim * sizeof(float));
+    }
+}
+
+static void paged_seq_free(PagedSeq *p) { free(p->table), free(p->k), free(p->v), free(p->k_cache), free(p->v_cache); }
+
+static void test_kv_cache_write(void **state) {
+    (void)state;
+    const int n = 37, kv_dim = 96, n_slots = 100;
+    float *k_cache = randn((size_t)n_slots * kv_dim, 1), *v_cache = randn((size_t)n_slots * kv_dim, 1);
+    float *k = randn((size_t)n * kv_dim, 1), *v = randn((size_t)n * kv_dim, 1);
+    int32_t slots[37];
+    for (int i = 0; i < n; i++) slots[i] = (i * 53 + 7) % n_slots;  // distinct, scattered
+    float *d_kc = dev(k_cache, (size_t)n_slots * kv_dim), *d_vc = dev(v_cache, (size_t)n_slots * kv_dim);
+    float *d_k = dev(k, (size_t)n * kv_dim), *d_v = dev(v, (size_t)n * kv_dim);
+    int32_t *d_slots = dev_i(slots, n);
+    ops_kv_cache_write(d_kc, d_vc, d_k, d_v, d_slots, n, kv_dim);
+    ref_ops_kv_cache_write(k_cache, v_cache, k, v, slots, n, kv_dim);
+    expect_equal("kv cache keys", d_kc, k_cache, (size_t)n_slots * kv_dim);
+    expect_equal("kv cache values", d_vc, v_cache, (size_t)n_slots * kv_dim);
+    free(k_cache), free(v_cache), free(k), free(v);
+    ops_free(d_kc), ops_free(d_vc), ops_free(d_k), ops_free(d_v), ops_free(d_slots);
+}
+
+// Paged attention against the CPU op (a prefill chunk of one sequence and decode rows of
+// others, in one call), and against the training attention over the same keys: on CUDA both
+// run the same device code, so a prefill of the whole sequence and the decode of its last
+// token equal ops_attention_forward's rows bit for bit.
+static void paged_case(int H, int KVH, int hd, int bs, int L) {
+    const int q_dim = H * hd, kv_dim = KVH * hd;
+    PagedSeq a, b;
+    paged_seq(&a, L, KVH, hd, bs);
+    paged_seq(&b, L / 2 + 1, KVH, hd, bs);
+    // One cache holding both: b's blocks after a's.
+    const size_t slots_a = (size_t)a.n_blocks * bs, slots_b = (size_t)b.n_blocks * bs;
+    float *k_cache = malloc((slots_a + slots_b) * kv_dim * sizeof(float));
+    float *v_cache = malloc((slots_a + slots_b) * kv_dim * sizeof(float));
+    memcpy(k_cache, a.k_cache, slots_a * kv_dim * sizeof(float));
+    memcpy(v_cache, a.v_cache, slots_a * kv_dim * sizeof(float));
+    memcpy(k_cache + slots_a * kv_dim, b.k_cache, slots_b * kv_dim * sizeof(float));
+    memcpy(v_cache + slots_a * kv_dim, b.v_cache, slots_b * kv_dim * sizeof(float));
+    const int max_blocks = a.max_blocks > b.max_blocks ? a.max_blocks : b.max_blocks;
+    int32_t *tables = calloc((size_t)2 * max_blocks, sizeof(int32_t));
+    for (int i = 0; i < a.max_blocks; i++) tables[i] = a.table[i];
+    for (int i = 0; i < b.max_blocks; i++) tables[max_blocks + i] = b.table[i] + a.n_blocks;
+    // Sequence a: its last 5 rows as a prefill chunk; sequence b: one decode row.
+    const int n_q_a = L < 5 ? L : 5;
+    int32_t qs[3] = {0, n_q_a, n_q_a + 1}, ctx[2] = {L, b.L};
+    const int N = qs[2];
+    float *q = randn((size_t)N * q_dim, 1);
+    float *d_kc = dev(k_cache, (slots_a + slots_b) * kv_dim), *d_vc = dev(v_cache, (slots_a + slots_b) * kv_dim);
+    int32_t *d_tables = dev_i(tables, (size_t)2 * max_blocks), *d_qs = dev_i(qs, 3), *d_ctx = dev_i(ctx, 2);
+    float *d_q = dev(q, (size_t)N * q_dim), *d_out = ops_alloc((size_t)N * q_dim * sizeof(float));
+    float *ref = malloc((size_t)N * q_dim * sizeof(float));
+    ops_paged_attention_forward(d_out, d_q, d_kc, d_vc, d_tables, d_qs, d_ctx, 2, max_blocks, bs, H, KVH, hd);
+    ref_ops_paged_attention_forward(ref, q, k_cache, v_cache, tables, qs, ctx, 2, max_blocks, bs, H, KVH, hd);
+    expect_close("paged attention", d_out, ref, (size_t)N * q_dim, 2e-5, 1e-4);
+
+    // Prefill of all of a, compared with the training attention over a's keys and values.
+    float *qa = randn((size_t)L * q_dim, 1), *d_qa = dev(qa, (size_t)L * q_dim);
+    int32_t qs_a[2] = {0, L}, ctx_a = L, *pos = malloc(sizeof(int32_t) * L);
+    for (int i = 0; i < L; i++) pos[i] = i;
+    int32_t *d_qs_a = dev_i(qs_a, 2), *d_ctx_a = dev_i(&ctx_a, 1), *d_pos = dev_i(pos, L);
+    float *d_ka = dev(a.k, (size_t)L * kv_dim), *d_va = dev(a.v, (size_t)L * kv_dim);
+    float *d_paged = ops_alloc((size_t)L * q_dim * sizeof(float)), *d_train = ops_alloc((size_t)L * q_dim * sizeof(float));
+    ops_paged_attention_forward(d_paged, d_qa, d_kc, d_vc, d_tables, d_qs_a, d_ctx_a, 1, max_blocks, bs, H, KVH, hd);
+    ops_attention_forward(d_train, NULL, d_qa, d_ka, d_va, d_pos, L, H, KVH, hd);
+    // Decode of a's last token alone.
+    int32_t qs_1[2] = {0, 1}, *d_qs_1 = dev_i(qs_1, 2);
+    float *d_dec = ops_alloc((size_t)q_dim * sizeof(float));
+    ops_paged_attention_forward(d_dec, d_qa + (size_t)(L - 1) * q_dim, d_kc, d_vc, d_tables, d_qs_1, d_ctx_a, 1,
+                                max_blocks, bs, H, KVH, hd);
+    if (g_cuda) {
+        expect_same_bits("paged prefill vs training attention", d_paged, d_train, (size_t)L * q_dim);
+        expect_same_bits("paged decode vs training attention (last row)", d_dec, d_train + (size_t)(L - 1) * q_dim,
+                         q_dim);
+    } else {
+        float *t = host(d_train, (size_t)L * q_dim);
+        expect_close("paged prefill vs training attention", d_paged, t, (size_t)L * q_dim, 2e-5, 1e-4);
+        expect_close("paged decode vs training attention", d_dec, t + (size_t)(L - 1) * q_dim, q_dim, 2e-5, 1e-4);
+        free(t);
+    }
+    paged_seq_free(&a), paged_seq_free(&b);
+    free(k_cache), free(v_cache), free(tables), free(q), free(ref), free(qa), free(pos);
+    ops_free(d_kc), ops_free(d_vc), ops_free(d_tables), ops_free(d_qs), ops_free(d_ctx), ops_free(d_q);
+    ops_free(d_out), ops_free(d_qa), ops_free(d_qs_a), ops_free(d_ctx_a), ops_free(d_pos), ops_free(d_ka);
+    ops_free(d_va), ops_free(d_paged), ops_free(d_train), ops_free(d_qs_1), ops_free(d_dec);
+}
+
+static void test_paged_attention(void **state) {
+    (void)state;
+    paged_case(4, 2, 8, 4, 13);
+    paged_case(3, 3, 6, 5, 33);
+    paged_case(8, 2, 64, 16, 300);
+    paged_case(2, 1, 128, 1, 70);  // one token per block
+}
+
+// Sampling: the same tokens as the CPU op, and logprobs within float rounding.
+static void test_sample(void **state) {
+    (void)state;
+    enum { N = 64 };
+    const int V = 5003;
+    float *logits = randn((size_t)N * V, 2.5f);
+    OpsSampleParams params[N];
+    for (int i = 0; i < N; i++) {
+        OpsSampleParams p = {.temperature = 0.6f + 0.05f * (i % 9), .top_p = 1.0f, .min_p = 0.0f, .top_k = 0,
+                             .greedy = 0, .pad_ = 0, .seed = 1000 + (uint64_t)i, .counter = (uint64_t)(i * 7)};
+        switch (i % 8) {
+        case 0: p.greedy = 1; break;
+        case 1: p.top_k = 1 + i % 40; break;
+        case 2: p.top_p = 0.8f; break;
+        case 3: p.min_p = 0.05f; break;
+        case 4: p.top_k = 50, p.top_p = 0.9f, p.min_p = 0.02f; break;
+        case 5: p.temperature = 0.0f, p.greedy = 1; break;
+        case 6: p.top_p = 0.0f; break;  // keeps the first token only
+        default: break;
+        }
+        params[i] = p;
+    }
+    // Ties at the top (lowest id first), a -0/+0 tie, masked tokens, and garbage rows.
+    logits[(size_t)8 * V + 10] = logits[(size_t)8 * V + 3000] = 40.0f;
+    logits[(size_t)9 * V + 11] = logits[(size_t)9 * V + 12] = 40.0f;
+    for (int j = 0; j < V; j += 3) logits[(size_t)10 * V + j] = -INFINITY;
+    for (int j = 0; j < V; j++) logits[(size_t)16 * V + j] = -1.0f - fabsf(logits[(size_t)16 * V + j]);
+    logits[(size_t)16 * V + 7] = -0.0f, logits[(size_t)16 * V + 20] = 0.0f;  // row 16 is greedy
+    for (int j = 0; j < V; j++) logits[(size_t)(N - 1) * V + j] = NAN;
+    logits[(size_t)(N - 2) * V + 77] = INFINITY;
+    float *d_logits = dev(logits, (size_t)N * V);
+    OpsSampleParams *d_params = ops_alloc(sizeof params);
+    ops_copy_to_device(d_params, params, sizeof params);
+    int32_t *d_tokens = ops_alloc(N * sizeof(int32_t));
+    float *d_logprobs = ops_alloc(N * sizeof(float));
+    ops_sample(d_tokens, d_logprobs, d_logits, d_params, N, V);
+    int32_t tokens[N], ref_tokens[N];
+    float logprobs[N], ref_logprobs[N];
+    ops_copy_to_host(tokens, d_tokens, sizeof tokens);
+    ops_copy_to_host(logprobs, d_logprobs, sizeof logprobs);
+    ref_ops_sample(ref_tokens, ref_logprobs, logits, (const RefOpsSampleParams *)params, N, V);
+    for (int i = 0; i < N; i++) {
+        if (tokens[i] != ref_tokens[i]) fail_msg("row %d: token %d, the CPU op draws %d", i, tokens[i], ref_tokens[i]);
+        if (isnan(ref_logprobs[i])) {
+            assert_true(isnan(logprobs[i]));
+        } else if (!(fabs(logprobs[i] - ref_logprobs[i]) <= 1e-5 + 1e-5 * fabs(ref_logprobs[i]))) {
+            fail_msg("row %d: logprob %.9g, the CPU op gives %.9g", i, logprobs[i], ref_logprobs[i]);
+        }
+    }
+    assert_int_equal(tokens[8], 10);
+    assert_int_equal(tokens[16], 7);
+    assert_int_equal(tokens[N - 2], 77);
+    // Deterministic, and a row does not depend on its batch.
+    int32_t again[N], one;
+    float lp_one;
+    ops_sample(d_tokens, d_logprobs, d_logits, d_params, N, V);
+    ops_copy_to_host(again, d_tokens, sizeof again);
+    assert_memory_equal(again, tokens, sizeof tokens);
+    ops_sample(d_tokens, d_logprobs, d_logits + (size_t)4 * V, d_params + 4, 1, V);
+    ops_copy_to_host(&one, d_tokens, sizeof one);
+    ops_copy_to_host(&lp_one, d_logprobs, sizeof lp_one);
+    assert_int_equal(one, tokens[4]);
+    assert_memory_equal(&lp_one, &logprobs[4], sizeof lp_one);
+    free(logits);
+    ops_free(d_logits), ops_free(d_params), ops_free(d_tokens), ops_free(d_logprobs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
@@ -658,6 +853,9 @@ int main(void) {
         cmocka_unit_test(test_logprob_stable),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_kv_cache_write),
+        cmocka_unit_test(test_paged_attention),
+        cmocka_unit_test(test_sample),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
