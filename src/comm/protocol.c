@@ -152,8 +152,13 @@ void requests_free(Request *reqs, int n) {
 // ---------------------------------------------------------------------------------------------
 // Completions
 
-void encode_completions(ByteWriter *w, const Completion *comps, int n) {
+void encode_completions(ByteWriter *w, const Completion *comps, int n, const EngineTotals *totals) {
     put_header(w, MSG_COMPLETIONS);
+    EngineTotals none = {0, 0, 0};
+    if (!totals) totals = &none;
+    bw_f64(w, totals->decode_tokens);
+    bw_f64(w, totals->prefill_tokens);
+    bw_f64(w, totals->busy_s);
     bw_u32(w, (uint32_t)n);
     for (int i = 0; i < n; i++) {
         const Completion *c = &comps[i];
@@ -198,13 +203,21 @@ static int decode_completion(ByteReader *r, const ProtoLimits *lim, Completion *
     return br_str(r, c->reason, sizeof c->reason, "reason");
 }
 
-int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n, ErrorBuf *err) {
+int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n,
+                       EngineTotals *totals, ErrorBuf *err) {
     ByteReader r;
     br_init(&r, buf, len, "completions", err);
     *comps = NULL;
     *n = 0;
     uint32_t count;
-    if (get_header(&r, MSG_COMPLETIONS) || br_count(&r, &count, lim->max_records, 17, "records")) return -1;
+    EngineTotals t;
+    if (get_header(&r, MSG_COMPLETIONS) || br_f64(&r, &t.decode_tokens, "decode_tokens") ||
+        br_f64(&r, &t.prefill_tokens, "prefill_tokens") || br_f64(&r, &t.busy_s, "busy_s") ||
+        br_count(&r, &count, lim->max_records, 17, "records"))
+        return -1;
+    if (!(t.decode_tokens >= 0 && t.prefill_tokens >= 0 && t.busy_s >= 0))
+        return error_set(err, "malformed completions message: negative or NaN engine totals");
+    if (totals) *totals = t;
     Completion *out = xcalloc(count ? count : 1, sizeof(Completion));
     for (uint32_t i = 0; i < count; i++) {
         if (decode_completion(&r, lim, &out[i])) {

@@ -74,6 +74,12 @@ typedef struct {
 typedef enum { FINISH_STOP = 0, FINISH_LENGTH = 1, FINISH_REJECTED = 2, FINISH_CANCELLED = 3 } FinishReason;
 const char *finish_reason_name(int reason);
 
+// An inference rank's totals so far, sent with every completions message (for the inference
+// throughput and idle-time metrics).
+typedef struct {
+    double decode_tokens, prefill_tokens, busy_s;
+} EngineTotals;
+
 typedef struct {
     uint64_t id;
     uint8_t finish;         // FinishReason
@@ -154,8 +160,10 @@ void encode_requests(ByteWriter *w, const Request *reqs, int n);
 int decode_requests(const void *buf, size_t len, const ProtoLimits *lim, Request **reqs, int *n, ErrorBuf *err);
 void requests_free(Request *reqs, int n);
 
-void encode_completions(ByteWriter *w, const Completion *comps, int n);
-int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n, ErrorBuf *err);
+void encode_completions(ByteWriter *w, const Completion *comps, int n, const EngineTotals *totals);
+// totals may be NULL when the caller does not need them.
+int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n,
+                       EngineTotals *totals, ErrorBuf *err);
 void completions_free(Completion *comps, int n);
 void completion_free(Completion *c);  // the arrays of one completion
 

@@ -24,6 +24,7 @@ typedef struct {
     Outbox out;
     int deterministic;
     int acked_version;
+    double busy_s;           // time spent in engine steps that computed something
     // Requests held back until the engine samples with the version they name (deterministic).
     Request *held;
     int n_held, cap_held;
@@ -42,9 +43,12 @@ static int policy_shape(const Config *cfg, ModelConfig *mc, ErrorBuf *err) {
 
 static void send_completions(Service *s, Completion *comps, int n) {
     if (n <= 0) return;
+    EngineStats es;
+    engine_stats(s->engine, &es);
+    EngineTotals totals = {es.decode_tokens, es.prefill_tokens, s->busy_s};
     ByteWriter w;
     bw_init(&w, 4096);
-    encode_completions(&w, comps, n);
+    encode_completions(&w, comps, n, &totals);
     outbox_send(&s->out, &w, 0, MSG_COMPLETIONS, MPI_COMM_WORLD);
 }
 
@@ -208,7 +212,11 @@ int inference_run(const Config *cfg, const Layout *L) {
         weights_receiver_poll(&s.weights);
         if (!s.deterministic) take_newest_weights(&s);
         release_held(&s);
-        if (engine_step(s.engine) > 0) progressed = 1;
+        double t0 = MPI_Wtime();
+        if (engine_step(s.engine) > 0) {
+            progressed = 1;
+            s.busy_s += MPI_Wtime() - t0;
+        }
         ack_version(&s);
         Completion *done;
         int n = engine_take_finished(s.engine, &done);

@@ -71,6 +71,8 @@ typedef struct {
     int n_inf;
     int *inf_version;        // policy version each inference rank holds
     int *inf_load;           // requests outstanding per inference rank
+    EngineTotals *inf_stats;     // the latest engine totals of each inference rank
+    double inf_decode_at_step, inf_busy_at_step;  // their sums when the last step was logged
     int capacity;            // requests kept outstanding per inference rank
     int rr_rank;             // round-robin rank for deterministic mode
 
@@ -89,9 +91,7 @@ typedef struct {
     double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
     const char **step_names, **eval_names;
     int n_step_names, n_eval_names;
-    double inference_tokens; // completion tokens received, for the throughput metric
-    double inference_tokens_at_step;
-    double inference_time_at_step;
+    double inference_time_at_step;  // when the last step was logged
 
     // Evaluation in progress.
     int eval_pending;        // eval groups not yet scored

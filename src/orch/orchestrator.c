@@ -233,11 +233,13 @@ static void handle_completions(Orch *o, const Received *msg) {
     Completion *comps;
     int n;
     ErrorBuf err;
-    if (decode_completions(msg->data, msg->len, &o->plim, &comps, &n, &err) != 0)
+    EngineTotals totals;
+    if (decode_completions(msg->data, msg->len, &o->plim, &comps, &n, &totals, &err) != 0)
         FATAL("an inference rank sent a damaged message: a bug or mismatched binaries", "from rank %d: %s",
               msg->source, err.msg);
     int rank = msg->source - o->L->first_inference;
     CHECK(rank >= 0 && rank < o->n_inf, "", "completions from rank %d, which is not an inference rank", msg->source);
+    o->inf_stats[rank] = totals;
     for (int i = 0; i < n; i++) {
         const Completion *c = &comps[i];
         o->inf_load[rank]--;
@@ -246,7 +248,6 @@ static void handle_completions(Orch *o, const Received *msg) {
         Group *g = slot->group;
         int s = slot->sample;
         map_remove(&o->map, c->id);
-        o->inference_tokens += c->n;
         if (c->finish == FINISH_CANCELLED || c->finish == FINISH_REJECTED) {
             if (c->finish == FINISH_REJECTED)
                 FATAL("the prompt or a setting does not fit the inference engine", "inference rejected a request of "
@@ -484,6 +485,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->inf_version = xmalloc(sizeof(int) * (size_t)o->n_inf);
     for (int r = 0; r < o->n_inf; r++) o->inf_version[r] = -1;
     o->inf_load = xcalloc((size_t)o->n_inf, sizeof(int));
+    o->inf_stats = xcalloc((size_t)o->n_inf, sizeof(EngineTotals));
     const int G = cfg->orchestrator.group_size;
     o->capacity = cfg->orchestrator.groups_per_rank ? cfg->orchestrator.groups_per_rank * G
                                                     : cfg->inference.max_seqs + G;
@@ -526,6 +528,7 @@ static void teardown(Orch *o) {
     codec_close(&o->codec);
     free(o->inf_version);
     free(o->inf_load);
+    free(o->inf_stats);
     free(o->stats);
     free(o->reissue);
     free(o->step_names);

@@ -90,12 +90,14 @@ static void test_completions_round_trip(void **state) {
     Completion in[2] = {make_completion(9, 10), make_completion(10, 0)};
     ByteWriter w;
     bw_init(&w, 0);
-    encode_completions(&w, in, 2);
+    EngineTotals tot = {123, 45, 6.5}, tot2;
+    encode_completions(&w, in, 2, &tot);
     ProtoLimits lim = limits();
     Completion *out;
     int n;
     ErrorBuf err;
-    assert_int_equal(decode_completions(w.data, w.len, &lim, &out, &n, &err), 0);
+    assert_int_equal(decode_completions(w.data, w.len, &lim, &out, &n, &tot2, &err), 0);
+    assert_true(tot2.decode_tokens == 123 && tot2.busy_s == 6.5);
     assert_int_equal(n, 2);
     assert_int_equal(out[0].n, 10);
     assert_memory_equal(out[0].tokens, in[0].tokens, 40);
@@ -195,7 +197,7 @@ static int decode_any(int type, const void *buf, size_t len, ErrorBuf *err) {
     int rc = -1, n;
     switch (type) {
         case 0: { Request *r; rc = decode_requests(buf, len, &lim, &r, &n, err); if (!rc) requests_free(r, n); break; }
-        case 1: { Completion *c; rc = decode_completions(buf, len, &lim, &c, &n, err); if (!rc) completions_free(c, n); break; }
+        case 1: { Completion *c; rc = decode_completions(buf, len, &lim, &c, &n, NULL, err); if (!rc) completions_free(c, n); break; }
         case 2: { Batch b; rc = decode_batch(buf, len, &lim, &b, err); if (!rc) batch_free(&b); break; }
         case 3: { StepDone s; rc = decode_step_done(buf, len, &lim, &s, err); if (!rc) step_done_free(&s); break; }
         case 4: { WeightsNotice m; rc = decode_weights_notice(buf, len, &m, err); break; }
@@ -210,7 +212,7 @@ static void encode_sample(int type, ByteWriter *w) {
     bw_init(w, 0);
     switch (type) {
         case 0: { Request q[2] = {make_request(1, 8), make_request(2, 3)}; encode_requests(w, q, 2); free(q[0].prompt); free(q[1].prompt); break; }
-        case 1: { Completion c = make_completion(4, 6); encode_completions(w, &c, 1); completion_free(&c); break; }
+        case 1: { Completion c = make_completion(4, 6); encode_completions(w, &c, 1, NULL); completion_free(&c); break; }
         case 2: { Batch b; make_batch(&b); encode_batch(w, &b); batch_free(&b); break; }
         case 3: { StepDone s = {.step = 1, .version = 2}; step_done_add(&s, "loss", 1); encode_step_done(w, &s); step_done_free(&s); break; }
         case 4: { WeightsNotice m = {1, 10}; encode_weights_notice(w, &m); break; }
