@@ -95,7 +95,7 @@ void ops_rope_backward(float *d_x, const int32_t *positions, const float *cos_ta
 // or positions[i] == positions[i-1] + 1 (model_forward_train checks it). Query head h reads
 // key/value head h / (H / KVH). Scores are scaled by 1/sqrt(hd).
 // Memory: backends work per sample segment (never an (N x N) matrix); the CPU backend uses
-// per-thread scratch of O(64 x longest sample) floats.
+// per-thread scratch of (2 hd + 16) x (longest sample) floats.
 
 // out (N, H, hd) =; lse (N, H) = logsumexp of each score row (saved for backward; may be NULL);
 // q (N, H, hd); k, v (N, KVH, hd).

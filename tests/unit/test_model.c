@@ -247,6 +247,8 @@ static void test_forward_modes_agree(void **state) {
     assert_int_not_equal(model_forward_train(m, tokens, positions, targets, n, 1.0f, logp, NULL, &err), 0);
     assert_non_null(strstr(err.msg, "training = 1"));
     assert_int_equal(model_reserve(m, n, 1, &err), 0);
+    assert_int_equal(m->acts.block_bytes, model_reserve_bytes(&m->config, n, 1));
+    assert_true(model_reserve_bytes(&m->config, n, 1) > 2 * model_reserve_bytes(&m->config, n, 0));
     assert_int_equal(model_forward_logits(m, tokens, positions, n, 1, lt, &err), 0);
     test_assert_close("train-buffer vs eval-buffer logits", lt, le, (size_t)n * 50, 1e-6, 1e-6);
     float d[12] = {1};
