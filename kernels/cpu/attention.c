@@ -355,7 +355,9 @@ void ops_attention_forward(float *out, float *lse, const float *q, const float *
     const size_t per_thread = (size_t)(head_dim + 1) * padded(longest) + head_dim;
     float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
     const int avx2 = cpu_has_avx2();
-#pragma omp parallel for schedule(dynamic, 1)
+    double work = 0;  // multiply-adds: about len^2 / 2 x hd x 2 per segment and head
+    for (int s = 0; s < n_seg; s++) work += (double)seg[s].len * seg[s].len * head_dim * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu_parallel(work))
     for (int t = 0; t < n_tasks; t++) {
         const Segment sg = seg[tasks[t][0]];
         const int h = tasks[t][1], b = tasks[t][2];
@@ -390,7 +392,9 @@ void ops_attention_backward(float *d_q, float *d_k, float *d_v, const float *d_o
     float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
     const int avx2 = cpu_has_avx2();
     const int n_tasks = n_seg * n_kv_heads;
-#pragma omp parallel for schedule(dynamic, 1)
+    double work = 0;
+    for (int s = 0; s < n_seg; s++) work += 2.0 * seg[s].len * seg[s].len * head_dim * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu_parallel(work))
     for (int t = 0; t < n_tasks; t++) {
         float *work = scratch + (size_t)omp_get_thread_num() * per_thread;
         if (avx2) backward_group_avx2(&a, seg[t / n_kv_heads], t % n_kv_heads, work);
