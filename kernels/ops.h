@@ -15,7 +15,8 @@
 //   they need a plain result); "=" means it overwrites.
 // - Ops may run asynchronously on a device (stream order); functions returning a value to
 //   the host (ops_sum_squares) and ops_copy_to_host synchronise.
-// - Results are deterministic for a fixed thread count (no atomics in reductions).
+// - The CPU backend is deterministic for a fixed thread count (no atomics, reductions in a
+//   fixed order); other backends say in their own files what they guarantee.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
