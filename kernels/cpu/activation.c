@@ -41,7 +41,7 @@ static void backward_base(float *dg, float *du, const float *dy, const float *g,
 
 void ops_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
     const int avx2 = cpu_has_avx2();
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel(8.0 * n))
     {
         size_t b, e;
         cpu_split(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
@@ -53,7 +53,7 @@ void ops_swiglu_forward(float *out, const float *gate, const float *up, size_t n
 void ops_swiglu_backward(float *d_gate, float *d_up, const float *d_out, const float *gate, const float *up,
                          size_t n) {
     const int avx2 = cpu_has_avx2();
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel(8.0 * n))
     {
         size_t b, e;
         cpu_split(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);

@@ -47,7 +47,7 @@ void ops_adamw(float *params, const float *grads, float *m, float *v, size_t n, 
                           .one_minus_b2 = 1.0f - beta2,
                           .grad_scale = grad_scale};
     const int avx2 = cpu_has_avx2();
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel(4.0 * n))
     {
         size_t b, e;
         cpu_split(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);

@@ -108,11 +108,12 @@ static CPU_INLINE float dot(const float *restrict a, const float *restrict b, in
 
 // The loops over the keys of one row with vectors along the head dimension. NV = hd / 8 is a
 // compile-time constant in the specialised copies (accumulators stay in registers); NV = 0 is
-// the plain version for any hd.
+// the plain version for any hd. The dispatchers below run heads of any multiple of 8 as
+// slices of at most 64 floats through the specialised copies.
 
 // o (hd) = sum_{j < n} p[j] * V[j]  (V rows with stride `stride`)
-static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const float *restrict V, int n,
-                                   int stride, int hd, const int NV) {
+static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict p, const float *restrict V, int n,
+                                      int stride, int hd, const int NV) {
     if (NV == 0) {
         for (int d = 0; d < hd; d++) o[d] = 0.0f;
         for (int j = 0; j < n; j++) {
@@ -149,16 +150,14 @@ static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, 
     }
 }
 
-// dq (hd) = sum_{j < n} ds[j] K[j]  (K rows with stride `stride`); the same loop as
-// weighted_sum.
 #define RBLOCK 8  // query rows whose key and value gradients are summed before touching memory
 
 // For j < n: dK[j] += sum_r DS[r][j] q_r;  dV[j] += sum_r P[r][j] dO_r over the `rows` rows of a
 // block (DS, P (rows, ld), zero where a row does not see key j; q_r, dO_r rows of stride qs).
-static CPU_INLINE void key_value_updates(float *restrict dK, float *restrict dV, const float *restrict DS,
-                                         const float *restrict P, const float *restrict q,
-                                         const float *restrict dO, int rows, int n, int ld, int qs, int stride,
-                                         int hd, const int NV) {
+static CPU_INLINE void key_value_updates_nv(float *restrict dK, float *restrict dV, const float *restrict DS,
+                                            const float *restrict P, const float *restrict q,
+                                            const float *restrict dO, int rows, int n, int ld, int qs, int stride,
+                                            int hd, const int NV) {
     if (NV == 0) {
         for (int j = 0; j < n; j++)
             for (int r = 0; r < rows; r++)
@@ -190,6 +189,48 @@ static CPU_INLINE void key_value_updates(float *restrict dK, float *restrict dV,
     }
 }
 
+#define BY_NV(CALL)          \
+    switch (nv) {            \
+    case 1: CALL(1); break;  \
+    case 2: CALL(2); break;  \
+    case 3: CALL(3); break;  \
+    case 4: CALL(4); break;  \
+    case 5: CALL(5); break;  \
+    case 6: CALL(6); break;  \
+    case 7: CALL(7); break;  \
+    default: CALL(8); break; \
+    }
+
+static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const float *restrict V, int n,
+                                   int stride, int hd) {
+    if (hd % 8 != 0) {
+        weighted_sum_nv(o, p, V, n, stride, hd, 0);
+        return;
+    }
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        const int nv = (hd - d0 < 64 ? hd - d0 : 64) / 8;
+#define WS(NV) weighted_sum_nv(o + d0, p, V + d0, n, stride, 8 * (NV), NV)
+        BY_NV(WS)
+#undef WS
+    }
+}
+
+static CPU_INLINE void key_value_updates(float *restrict dK, float *restrict dV, const float *restrict DS,
+                                         const float *restrict P, const float *restrict q,
+                                         const float *restrict dO, int rows, int n, int ld, int qs, int stride,
+                                         int hd) {
+    if (hd % 8 != 0) {
+        key_value_updates_nv(dK, dV, DS, P, q, dO, rows, n, ld, qs, stride, hd, 0);
+        return;
+    }
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        const int nv = (hd - d0 < 64 ? hd - d0 : 64) / 8;
+#define KV(NV) key_value_updates_nv(dK + d0, dV + d0, DS, P, q + d0, dO + d0, rows, n, ld, qs, stride, 8 * (NV), NV)
+        BY_NV(KV)
+#undef KV
+    }
+}
+
 typedef struct {
     const float *q, *k, *v, *d_out, *out, *lse;
     float *o, *lse_out, *d_q, *d_k, *d_v;
@@ -198,7 +239,7 @@ typedef struct {
 } Args;
 
 // Forward of query rows [b, b + rows) of segment sg for head h. work: per-thread scratch.
-static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, int rows, float *work, const int NV) {
+static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, int rows, float *work) {
     const int hd = a->head_dim, g = h / (a->n_heads / a->n_kv_heads), keys = b + rows, ld = padded(keys);
     float *kt = work;                    // (hd, ld) transposed keys 0..keys-1
     float *s = kt + (size_t)hd * ld;     // (ld) scores, then probabilities
@@ -221,7 +262,7 @@ static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, in
             s[j] = cpu_expf(s[j] * a->scale - mx);
             sum += s[j];
         }
-        weighted_sum(acc, s, V, n, a->kv_stride, hd, NV);
+        weighted_sum(acc, s, V, n, a->kv_stride, hd);
         const float inv = 1.0f / sum;
         float *o = a->o + row * a->q_stride + (size_t)h * hd;
 #pragma omp simd
@@ -232,7 +273,7 @@ static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, in
 
 // Backward of segment sg for key/value head g (all its query heads and rows), RBLOCK query
 // rows at a time.
-static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *work, const int NV) {
+static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *work) {
     const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, L = sg.len, ld = padded(L);
     const int qs = a->q_stride;
     float *kt = work;                          // (hd, ld) transposed keys
@@ -267,41 +308,23 @@ static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *w
                     ds[j] = p[j] * (ds[j] - D) * a->scale;
                 }
                 for (int j = n; j < keys; j++) p[j] = ds[j] = 0.0f;
-                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd, NV);  // dq = sum_j ds_j k_j
+                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd);  // dq = sum_j ds_j k_j
             }
-            key_value_updates(dK, dV, DS, P, a->q + at0, a->d_out + at0, rows, keys, ld, qs, a->kv_stride, hd, NV);
+            key_value_updates(dK, dV, DS, P, a->q + at0, a->d_out + at0, rows, keys, ld, qs, a->kv_stride, hd);
         }
     }
 }
 
-// Specialisations by NV = hd / 8 (0: any hd).
-#define SPECIALISE(NAME, CALL)    \
-    switch (nv) {                 \
-    case 1: CALL(1); break;       \
-    case 2: CALL(2); break;       \
-    case 3: CALL(3); break;       \
-    case 4: CALL(4); break;       \
-    case 5: CALL(5); break;       \
-    case 6: CALL(6); break;       \
-    case 7: CALL(7); break;       \
-    case 8: CALL(8); break;       \
-    default: CALL(0); break;      \
-    }
-
-static int vectors_per_head(int hd) { return hd % 8 == 0 && hd / 8 <= 8 ? hd / 8 : 0; }
-
-#define FORWARD(NV) forward_block(a, sg, h, b, rows, work, NV)
-#define BACKWARD(NV) backward_group(a, sg, g, work, NV)
-CPU_AVX2 static void forward_block_avx2(const Args *a, Segment sg, int h, int b, int rows, float *work, int nv) {
-    SPECIALISE(forward, FORWARD)
+CPU_AVX2 static void forward_block_avx2(const Args *a, Segment sg, int h, int b, int rows, float *work) {
+    forward_block(a, sg, h, b, rows, work);
 }
-static void forward_block_base(const Args *a, Segment sg, int h, int b, int rows, float *work, int nv) {
-    SPECIALISE(forward, FORWARD)
+static void forward_block_base(const Args *a, Segment sg, int h, int b, int rows, float *work) {
+    forward_block(a, sg, h, b, rows, work);
 }
-CPU_AVX2 static void backward_group_avx2(const Args *a, Segment sg, int g, float *work, int nv) {
-    SPECIALISE(backward, BACKWARD)
+CPU_AVX2 static void backward_group_avx2(const Args *a, Segment sg, int g, float *work) {
+    backward_group(a, sg, g, work);
 }
-static void backward_group_base(const Args *a, Segment sg, int g, float *work, int nv) { SPECIALISE(backward, BACKWARD) }
+static void backward_group_base(const Args *a, Segment sg, int g, float *work) { backward_group(a, sg, g, work); }
 
 static float *alloc_scratch(int threads, size_t per_thread) {
     float *p = malloc((size_t)threads * per_thread * sizeof(float));
@@ -331,15 +354,17 @@ void ops_attention_forward(float *out, float *lse, const float *q, const float *
                     .scale = 1.0f / sqrtf((float)head_dim)};
     const size_t per_thread = (size_t)(head_dim + 1) * padded(longest) + head_dim;
     float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
-    const int avx2 = cpu_has_avx2(), nv = vectors_per_head(head_dim);
-#pragma omp parallel for schedule(dynamic, 1)
+    const int avx2 = cpu_has_avx2();
+    double work = 0;  // multiply-adds: about len^2 / 2 x hd x 2 per segment and head
+    for (int s = 0; s < n_seg; s++) work += (double)seg[s].len * seg[s].len * head_dim * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu_parallel(work))
     for (int t = 0; t < n_tasks; t++) {
         const Segment sg = seg[tasks[t][0]];
         const int h = tasks[t][1], b = tasks[t][2];
         const int rows = sg.len - b < QBLOCK ? sg.len - b : QBLOCK;
         float *work = scratch + (size_t)omp_get_thread_num() * per_thread;
-        if (avx2) forward_block_avx2(&a, sg, h, b, rows, work, nv);
-        else forward_block_base(&a, sg, h, b, rows, work, nv);
+        if (avx2) forward_block_avx2(&a, sg, h, b, rows, work);
+        else forward_block_base(&a, sg, h, b, rows, work);
     }
     free(scratch);
     free(tasks);
@@ -365,13 +390,15 @@ void ops_attention_backward(float *d_q, float *d_k, float *d_v, const float *d_o
                     .scale = 1.0f / sqrtf((float)head_dim)};
     const size_t per_thread = (size_t)(2 * head_dim + 2 * RBLOCK) * padded(longest);
     float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
-    const int avx2 = cpu_has_avx2(), nv = vectors_per_head(head_dim);
+    const int avx2 = cpu_has_avx2();
     const int n_tasks = n_seg * n_kv_heads;
-#pragma omp parallel for schedule(dynamic, 1)
+    double work = 0;
+    for (int s = 0; s < n_seg; s++) work += 2.0 * seg[s].len * seg[s].len * head_dim * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu_parallel(work))
     for (int t = 0; t < n_tasks; t++) {
         float *work = scratch + (size_t)omp_get_thread_num() * per_thread;
-        if (avx2) backward_group_avx2(&a, seg[t / n_kv_heads], t % n_kv_heads, work, nv);
-        else backward_group_base(&a, seg[t / n_kv_heads], t % n_kv_heads, work, nv);
+        if (avx2) backward_group_avx2(&a, seg[t / n_kv_heads], t % n_kv_heads, work);
+        else backward_group_base(&a, seg[t / n_kv_heads], t % n_kv_heads, work);
     }
     free(scratch);
     free(seg);

@@ -31,6 +31,12 @@ void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 // ASYNCRL_CPU_BASELINE is not "1" (set by the tests to check the baseline build too), else 0.
 int cpu_has_avx2(void);
 
+// Work (in floats touched, or multiply-adds) below which an op runs on one thread: forking a
+// team costs microseconds, and on a busy machine a descheduled team member stalls the rest
+// for a time slice at every barrier (tiny decode-sized ops would pay that many times a step).
+#define CPU_PARALLEL_MIN 32768
+static inline int cpu_parallel(double work) { return work >= CPU_PARALLEL_MIN; }
+
 static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, size_t *end) {
     *begin = n * (size_t)thread / (size_t)threads;
     *end = n * (size_t)(thread + 1) / (size_t)threads;

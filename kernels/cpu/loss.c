@@ -71,7 +71,7 @@ void ops_logprob_forward(float *logp, float *entropy, float *lse, const float *l
                          int vocab, float temperature) {
     const float inv_t = 1.0f / temperature;
     const int avx2 = cpu_has_avx2();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu_parallel(8.0 * n * vocab))
     for (int i = 0; i < n; i++) {
         float *e = entropy ? entropy + i : NULL, *l = lse ? lse + i : NULL;
         const float *z = logits + (size_t)i * vocab;
@@ -85,7 +85,7 @@ void ops_logprob_backward(float *d_logits, const float *logits, const float *lse
                           float temperature) {
     const float inv_t = 1.0f / temperature;
     const int avx2 = cpu_has_avx2();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu_parallel(8.0 * n * vocab))
     for (int i = 0; i < n; i++) {
         const int t = targets[i];
         const float w = t >= 0 ? d_logp[i] : 0.0f, de = d_entropy ? d_entropy[i] : 0.0f;

@@ -391,12 +391,14 @@ static void test_attention(void **state) {
     attention_case(lens2, 2, 3, 3, 6);   // plain multi-head attention
     const int lens3[] = {130};
     attention_case(lens3, 1, 2, 1, 4);   // one kv head for all
-    // Head sizes of every specialised loop (hd / 8 = 2, 6) and the generic one (hd 72).
+    // Head sizes through the specialised loops (16, 48; 88 = 64 + 24 in two slices) and the
+    // generic one (hd 6 above, 36 here).
     const int lens4[] = {40, 17};
     attention_case(lens4, 2, 4, 2, 16);
     const int lens5[] = {20, 3};
     attention_case(lens5, 2, 2, 1, 48);
-    attention_case(lens5, 2, 2, 2, 72);
+    attention_case(lens5, 2, 2, 2, 88);
+    attention_case(lens5, 2, 1, 1, 36);
 }
 
 // A packed row gives each sample exactly what it gets alone: the samples do not see each other.
