@@ -225,8 +225,8 @@ test-gpu:
 	@sh tests/run.sh $(BUILD) gpu
 
 bench: deps
-	@$(MAKE) --no-print-directory bench-build
-	@sh benchmarks/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory bench-build $(if $(filter 1,$(CUDA)),$(GPU_BENCH_BIN))
+	@ASYNCRL_CUDA=$(CUDA) sh benchmarks/run.sh $(BUILD)
 
 clean:
 	rm -rf build

@@ -8,6 +8,9 @@
 #   sh benchmarks/run.sh [BUILD]          BENCH_THREADS (default 2), BENCH_REPEATS (default 2)
 set -eu
 BUILD=${1:-build}
+# The CUDA build (make CUDA=1 bench) has its own suite: GPU name, training MFU, decode against
+# the HBM bound, broadcast bandwidth (benchmarks/gpu/README.md).
+if [ "${ASYNCRL_CUDA:-0}" = 1 ]; then exec sh benchmarks/gpu/run.sh "$BUILD"; fi
 THREADS=${BENCH_THREADS:-2}
 REPEATS=${BENCH_REPEATS:-2}
 RESULTS=benchmarks/RESULTS.md
