@@ -15,7 +15,8 @@
 //   they need a plain result); "=" means it overwrites.
 // - Ops may run asynchronously on a device (stream order); functions returning a value to
 //   the host (ops_sum_squares) and ops_copy_to_host synchronise.
-// - Results are deterministic for a fixed thread count (no atomics in reductions).
+// - The CPU backend is deterministic for a fixed thread count (no atomics, reductions in a
+//   fixed order); other backends say in their own files what they guarantee.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -95,7 +96,7 @@ void ops_rope_backward(float *d_x, const int32_t *positions, const float *cos_ta
 // or positions[i] == positions[i-1] + 1 (model_forward_train checks it). Query head h reads
 // key/value head h / (H / KVH). Scores are scaled by 1/sqrt(hd).
 // Memory: backends work per sample segment (never an (N x N) matrix); the CPU backend uses
-// per-thread scratch of O(64 x longest sample) floats.
+// per-thread scratch of (2 hd + 16) x (longest sample) floats.
 
 // out (N, H, hd) =; lse (N, H) = logsumexp of each score row (saved for backward; may be NULL);
 // q (N, H, hd); k, v (N, KVH, hd).

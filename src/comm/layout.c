@@ -45,6 +45,12 @@ void layout_init(Layout *layout, const Config *cfg, MPI_Comm world) {
     MPI_CHECK(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, layout->world_rank, MPI_INFO_NULL, &local));
     MPI_CHECK(MPI_Comm_rank(local, &layout->local_rank));
     MPI_CHECK(MPI_Comm_size(local, &layout->local_size));
+    // A GPU backend picks its device by node-local rank (kernels/cuda/memory.cu reads this; a
+    // value set by the user wins). Published here because this split is collective over every
+    // rank and ops_init, which only compute ranks call, must not be.
+    char local_rank[16];
+    snprintf(local_rank, sizeof local_rank, "%d", layout->local_rank);
+    setenv("ASYNCRL_LOCAL_RANK", local_rank, 0);
     int is_compute = layout->role != ROLE_ORCHESTRATOR;
     MPI_CHECK(MPI_Allreduce(&is_compute, &layout->local_compute, 1, MPI_INT, MPI_SUM, local));
     MPI_CHECK(MPI_Comm_free(&local));
