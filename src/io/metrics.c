@@ -39,6 +39,7 @@ struct MetricsWriter {
     struct {
         Column *cols;
         int n;
+        int rl_steps;
     } tables[8];
     int n_tables;
     hid_t rollout[R_COUNT];
@@ -94,7 +95,7 @@ static void cut_back(MetricsWriter *m, int64_t steps) {
     // Row tables: keep the rows of earlier steps.
     for (int t = 0; t < m->n_tables; t++) {
         Column *step_col = find_column(m->tables[t].cols, m->tables[t].n, "step");
-        if (!step_col) continue;
+        if (!step_col || !m->tables[t].rl_steps) continue;
         hsize_t ne = h5_length(step_col->ds);
         double *es = xmalloc(sizeof(double) * (ne ? ne : 1));
         if (ne) H5_CHECK(H5Dread(step_col->ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, es), "");
@@ -139,6 +140,7 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     m->n_tables = n_tables;
     for (int t = 0; t < n_tables; t++) {
         m->tables[t].n = tables[t].n_columns;
+        m->tables[t].rl_steps = tables[t].rl_steps;
         m->tables[t].cols = make_columns(m->file, tables[t].name, tables[t].columns, tables[t].n_columns);
     }
     for (int c = 0; c < R_COUNT; c++) {

@@ -49,6 +49,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
         group_list_push(&o->active, g);
         orch_dispatch(o, g, p % o->n_inf);
     }
+    orch_flush(o);
     Backoff b;
     backoff_reset(&b);
     while (o->eval_pending > 0) {

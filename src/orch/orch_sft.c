@@ -12,7 +12,7 @@
 #include "orch/packing.h"
 
 static const char *SFT_COLUMNS[] = {"step", "loss", "grad_norm", "lr", "trainer_tokens"};
-const MetricsTable ORCH_SFT_TABLE = {"sft", SFT_COLUMNS, 5};
+const MetricsTable ORCH_SFT_TABLE = {"sft", SFT_COLUMNS, 5, 0};  // warm-up steps, never cut on resume
 
 typedef struct {
     char **prompts, **answers;

@@ -47,6 +47,17 @@ typedef struct {
 } StepStats;
 
 typedef struct {
+    Request *items;          // requests collected for one inference rank, sent by orch_flush
+    int count, cap;
+} RequestList;
+
+// Deterministic mode: the counters at the moment a step's first group was handed out.
+typedef struct {
+    uint64_t cursor, next_group, next_request;
+    int rr_rank;
+} DetMark;
+
+typedef struct {
     const Config *cfg;
     const Layout *L;
     EnvMix mix;
@@ -71,6 +82,7 @@ typedef struct {
     int n_inf;
     int *inf_version;        // policy version each inference rank holds
     int *inf_load;           // requests outstanding per inference rank
+    RequestList *outgoing;   // (n_inf) requests collected, not yet sent
     EngineTotals *inf_stats;     // the latest engine totals of each inference rank
     double inf_decode_at_step, inf_busy_at_step;  // their sums when the last step was logged
     int capacity;            // requests kept outstanding per inference rank
@@ -87,6 +99,8 @@ typedef struct {
     int n_reissue, reissue_head;
     int ckpt_acked;          // step of the last checkpoint acknowledged by the trainer root (-1 none)
     int ckpt_ok;             // whether it was written
+    int det_marked;          // deterministic mode: the step det_mark belongs to (-1 none)
+    DetMark det_mark;
     StepStats *stats;        // (max_steps) per-step orchestrator statistics
     double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
     const char **step_names, **eval_names;
@@ -102,8 +116,10 @@ typedef struct {
 uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
 // Creates a group for problem `index` of `split` (from the environment the mix picks for it).
 Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
-// Sends every waiting sample of g to inference rank `rank` (with g->version).
+// Queues every waiting sample of g for inference rank `rank` (with g->version); orch_flush
+// sends each rank's queue as one message.
 void orch_dispatch(Orch *o, Group *g, int rank);
+void orch_flush(Orch *o);
 // Receives and handles every message that has arrived; returns how many.
 int orch_poll(Orch *o);
 double orch_now(const Orch *o);

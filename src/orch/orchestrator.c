@@ -105,14 +105,37 @@ Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, in
     return g;
 }
 
+// Requests are collected per inference rank and sent as one message by orch_flush: a round of
+// groups reaches an engine at once, so in deterministic mode its batches do not depend on timing.
+static Request *outgoing_slot(Orch *o, int rank) {
+    RequestList *l = &o->outgoing[rank];
+    if (l->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->items = xrealloc(l->items, sizeof(Request) * (size_t)l->cap);
+    }
+    return &l->items[l->count++];
+}
+
+void orch_flush(Orch *o) {
+    for (int r = 0; r < o->n_inf; r++) {
+        RequestList *l = &o->outgoing[r];
+        if (l->count == 0) continue;
+        ByteWriter w;
+        bw_init(&w, 4096);
+        encode_requests(&w, l->items, l->count);
+        outbox_send(&o->out, &w, o->L->first_inference + r, MSG_REQUESTS, MPI_COMM_WORLD);
+        o->inf_load[r] += l->count;
+        for (int i = 0; i < l->count; i++) free(l->items[i].prompt);
+        l->count = 0;
+    }
+}
+
 void orch_dispatch(Orch *o, Group *g, int rank) {
     const Config *cfg = o->cfg;
-    Request *reqs = xcalloc((size_t)g->n, sizeof(Request));
-    int n = 0;
     for (int s = 0; s < g->n; s++) {
         Sample *x = &g->samples[s];
         if (x->state != SAMPLE_WAITING) continue;
-        Request *q = &reqs[n++];
+        Request *q = outgoing_slot(o, rank);
         sample_make_request(g, s, &o->lim, q);
         q->id = ++o->next_request;
         q->seed = orch_request_seed(o, g, s);
@@ -125,19 +148,15 @@ void orch_dispatch(Orch *o, Group *g, int rank) {
         q->flags = (greedy ? REQ_GREEDY : 0u) | (g->eval ? REQ_EVAL : 0u);
         q->n_stop = 1;
         q->stop[0] = o->codec.eos;
+        // The prompt is copied: the sample's token array may grow before the flush.
+        int32_t *prompt = xmalloc(sizeof(int32_t) * (size_t)(q->n_prompt ? q->n_prompt : 1));
+        memcpy(prompt, q->prompt, sizeof(int32_t) * (size_t)q->n_prompt);
+        q->prompt = prompt;
         x->state = SAMPLE_RUNNING;
         x->request_id = q->id;
         x->rank = rank;
         map_put(&o->map, q->id, g, s);
     }
-    if (n > 0) {
-        ByteWriter w;
-        bw_init(&w, 4096);
-        encode_requests(&w, reqs, n);
-        outbox_send(&o->out, &w, o->L->first_inference + rank, MSG_REQUESTS, MPI_COMM_WORLD);
-        o->inf_load[rank] += n;
-    }
-    free(reqs);
 }
 
 // Cancels the requests of g still running on inference; their completions will be ignored.
@@ -171,10 +190,13 @@ static int min_inference_version(const Orch *o) {
     return v;
 }
 
+// Requests outstanding on a rank, counting those collected but not yet sent.
+static int rank_load(const Orch *o, int r) { return o->inf_load[r] + o->outgoing[r].count; }
+
 static int least_loaded_rank(const Orch *o) {
     int best = 0;
     for (int r = 1; r < o->n_inf; r++)
-        if (o->inf_load[r] < o->inf_load[best]) best = r;
+        if (rank_load(o, r) < rank_load(o, best)) best = r;
     return best;
 }
 
@@ -323,7 +345,20 @@ void orch_request_checkpoint(Orch *o, int step) {
     Control c = {.kind = CONTROL_CHECKPOINT, .step = step, .cursor = (int64_t)o->cursor,
                  .sft_cursor = (int64_t)o->sft_cursor, .next_group = (int64_t)o->next_group,
                  .next_request = (int64_t)o->next_request, .rr_rank = o->rr_rank};
-    c.pending = pending_problems(o, &c.n_pending);
+    if (o->cfg->run.deterministic) {
+        // Step `step`'s groups may be out already: record the counters as that step began, so a
+        // resumed run hands out the very same groups (nothing else is in flight at a boundary).
+        if (o->det_marked >= step) {
+            c.cursor = (int64_t)o->det_mark.cursor;
+            c.next_group = (int64_t)o->det_mark.next_group;
+            c.next_request = (int64_t)o->det_mark.next_request;
+            c.rr_rank = o->det_mark.rr_rank;
+        }
+        c.pending = xmalloc(sizeof(int64_t));
+        c.n_pending = 0;
+    } else {
+        c.pending = pending_problems(o, &c.n_pending);
+    }
     ByteWriter w;
     bw_init(&w, 256);
     encode_control(&w, &c);
@@ -359,8 +394,13 @@ int orch_poll(Orch *o) {
     }
     outbox_progress(&o->out);
     handled += poll_scoring(o);
-    // Multi-turn samples waiting for their next turn go back to their rank.
-    for (int i = 0; i < o->active.count; i++) {
+    // Multi-turn samples waiting for their next turn go back to their rank. In deterministic mode
+    // they go in rounds: only once no sample is generating, all together.
+    int running = 0;
+    if (o->cfg->run.deterministic)
+        for (int i = 0; i < o->active.count && !running; i++)
+            for (int s = 0; s < o->active.items[i]->n; s++) running |= o->active.items[i]->samples[s].state == SAMPLE_RUNNING;
+    for (int i = 0; i < o->active.count && !running; i++) {
         Group *g = o->active.items[i];
         int waiting = 0, rank = -1;
         for (int s = 0; s < g->n; s++) {
@@ -369,6 +409,7 @@ int orch_poll(Orch *o) {
         }
         if (waiting) orch_dispatch(o, g, rank >= 0 && g->attempts == 0 ? rank : least_loaded_rank(o));
     }
+    orch_flush(o);
     return handled;
 }
 
@@ -404,7 +445,7 @@ static void schedule_async(Orch *o) {
         if (target >= o->cfg->run.max_steps) return;
         if (min_inference_version(o) < target - k) return;
         int rank = least_loaded_rank(o);
-        if (o->inf_load[rank] + G > o->capacity) return;
+        if (rank_load(o, rank) + G > o->capacity) return;
         uint64_t index = next_problem(o);
         Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, target, 0);
         g->version = -1;
@@ -423,6 +464,10 @@ static void schedule_deterministic(Orch *o) {
     int version = n - cfg->run.async_level > 0 ? n - cfg->run.async_level : 0;
     if (o->trainer_version < version) return;  // the trainer has not produced it yet
     int groups = (cfg->orchestrator.batch_size - have) / G;
+    if (o->det_marked < n) {  // the counters as step n begins: what a checkpoint at boundary n records
+        o->det_marked = n;
+        o->det_mark = (DetMark){o->cursor, o->next_group, o->next_request, o->rr_rank};
+    }
     for (int j = 0; j < groups; j++) {
         uint64_t index = next_problem(o);
         Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, n, 0);
@@ -437,6 +482,7 @@ static void schedule(Orch *o) {
     if (o->stop) return;
     if (o->cfg->run.deterministic) schedule_deterministic(o);
     else schedule_async(o);
+    orch_flush(o);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,6 +532,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     for (int r = 0; r < o->n_inf; r++) o->inf_version[r] = -1;
     o->inf_load = xcalloc((size_t)o->n_inf, sizeof(int));
     o->inf_stats = xcalloc((size_t)o->n_inf, sizeof(EngineTotals));
+    o->outgoing = xcalloc((size_t)o->n_inf, sizeof(RequestList));
     const int G = cfg->orchestrator.group_size;
     o->capacity = cfg->orchestrator.groups_per_rank ? cfg->orchestrator.groups_per_rank * G
                                                     : cfg->inference.max_seqs + G;
@@ -494,6 +541,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->trainer_version = 0;  // v0: the initial (or warmed-up) policy the trainer publishes
     o->steps_done = 0;
     o->ckpt_acked = -1;
+    o->det_marked = -1;
     if (resume_path[0]) load_resume_state(o, resume_path);
 
     mkdir(cfg->run.output_dir, 0755);
@@ -502,7 +550,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     int n_step, n_eval;
     const char *const *step_names = orch_step_metric_names(o, &n_step);
     const char *const *eval_names = orch_eval_metric_names(o, &n_eval);
-    MetricsTable tables[2] = {{"eval", eval_names, n_eval}, ORCH_SFT_TABLE};
+    MetricsTable tables[2] = {{"eval", eval_names, n_eval, 1}, ORCH_SFT_TABLE};
     char env_names[1024] = "";
     for (int e = 0; e < o->n_envs; e++) {
         if (e) strncat(env_names, ",", sizeof env_names - strlen(env_names) - 1);
@@ -529,6 +577,8 @@ static void teardown(Orch *o) {
     free(o->inf_version);
     free(o->inf_load);
     free(o->inf_stats);
+    for (int r = 0; r < o->n_inf; r++) free(o->outgoing[r].items);
+    free(o->outgoing);
     free(o->stats);
     free(o->reissue);
     free(o->step_names);
