@@ -19,6 +19,8 @@
 #   ASYNCRL_SRUN_MPI       srun's --mpi plugin (default pmix; pmi2 for an MPI built with PMI2)
 #   ASYNCRL_SRUN_FLAGS     extra srun flags;  ASYNCRL_MPIRUN_FLAGS: extra mpirun flags
 #   ASYNCRL_MAX_REQUEUES   stop requeueing after this many restarts (default 100)
+#   ASYNCRL_NTASKS_CHECK   0: do not compare the world size with SLURM_NTASKS (the multi-node
+#                          script places ranks itself)
 #   ASYNCRL_SIGNAL_DELAY_S a stop signal that comes sooner than this after the launch is
 #                          passed on only then, so the ranks have set up their handlers and
 #                          make at least one step of progress (default 15)
@@ -76,7 +78,7 @@ asyncrl_job_start() {
     ASYNCRL_TRAINERS=$(asyncrl_config_value ranks.trainers)
     ASYNCRL_INFERENCE=$(asyncrl_config_value ranks.inference)
     ASYNCRL_OUTPUT_DIR=$(asyncrl_config_value run.output_dir)
-    if [ -n "${SLURM_NTASKS:-}" ] && [ "$ASYNCRL_WORLD" != "$SLURM_NTASKS" ]; then
+    if [ "${ASYNCRL_NTASKS_CHECK:-1}" = 1 ] && [ -n "${SLURM_NTASKS:-}" ] && [ "$ASYNCRL_WORLD" != "$SLURM_NTASKS" ]; then
         asyncrl_die "the config needs $ASYNCRL_WORLD ranks (1 orchestrator + $ASYNCRL_TRAINERS trainers + $ASYNCRL_INFERENCE inference) but the job has $SLURM_NTASKS tasks: submit with --ntasks=$ASYNCRL_WORLD or change ranks.trainers / ranks.inference"
     fi
     asyncrl_log "world size $ASYNCRL_WORLD: rank 0 orchestrator, ranks 1..$ASYNCRL_TRAINERS trainers, the rest inference; output in $ASYNCRL_OUTPUT_DIR"
@@ -156,20 +158,23 @@ asyncrl_job_run() {
     asyncrl_log "the job exited with status $ASYNCRL_RC after $((SECONDS - started)) s"
 }
 
-# asyncrl_job_finish: after a stop signal requeues the job (it resumes from the newest
-# complete checkpoint); otherwise exits with the job's status.
+# asyncrl_job_finish: after a stop signal and a clean exit (the ranks wrote their checkpoint)
+# requeues the job, which resumes from that checkpoint; otherwise exits with the job's status.
+# A job that failed is never requeued (no crash loops): resubmitting the same sbatch command
+# resumes from the newest complete checkpoint.
 asyncrl_job_finish() {
     rm -f "$ASYNCRL_CHECK_OUT"
-    if [ -z "$ASYNCRL_STOP" ]; then
-        [ "$ASYNCRL_RC" = 0 ] && asyncrl_log "run finished" || asyncrl_log "run failed (status $ASYNCRL_RC)"
+    if [ "$ASYNCRL_RC" != 0 ]; then
+        asyncrl_log "run failed (status $ASYNCRL_RC)${ASYNCRL_STOP:+ after SIG$ASYNCRL_STOP}; not requeued. Read the errors above; the same sbatch command resumes from the newest complete checkpoint in $ASYNCRL_OUTPUT_DIR/checkpoints"
         exit "$ASYNCRL_RC"
     fi
-    if [ "$ASYNCRL_RC" != 0 ]; then
-        asyncrl_log "warning: the job exited with status $ASYNCRL_RC after the stop signal; the next allocation resumes from the newest complete checkpoint"
+    if [ -z "$ASYNCRL_STOP" ]; then
+        asyncrl_log "run finished"
+        exit 0
     fi
     if [ -z "${SLURM_JOB_ID:-}" ]; then
-        asyncrl_log "not under Slurm: run the same command again to resume"
-        exit "$ASYNCRL_RC"
+        asyncrl_log "stopped; not under Slurm: run the same command again to resume"
+        exit 0
     fi
     asyncrl_log "requeueing job $SLURM_JOB_ID (it continues from the newest checkpoint in $ASYNCRL_OUTPUT_DIR/checkpoints)"
     if ! scontrol requeue "$SLURM_JOB_ID"; then
@@ -198,4 +203,14 @@ asyncrl_place_ranks() {
     local i
     for ((i = 0; i < trainers; i++)); do echo "${nodes[$((i / per_node))]}"; done
     for ((i = 0; i < inference; i++)); do echo "${nodes[$((trainer_nodes + i / per_node))]}"; done
+}
+
+# asyncrl_describe_placement FILE: one line per node: its ranks and their roles.
+asyncrl_describe_placement() {
+    awk -v t="$ASYNCRL_TRAINERS" '
+        function role(r) { return r == 0 ? "orchestrator" : (r <= t ? "trainer" : "inference") }
+        { if ($1 != host) { if (host != "") print host ": ranks " first ".." NR - 2 " (" roles ")"; host = $1; first = NR - 1; roles = ""; seen = "" }
+          r = role(NR - 1); if (index(seen, r) == 0) { roles = roles (roles == "" ? "" : ", ") r; seen = seen r } }
+        END { if (host != "") print host ": ranks " first ".." NR - 1 " (" roles ")" }
+    ' "$1"
 }

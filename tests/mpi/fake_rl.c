@@ -5,6 +5,8 @@
 // temporary name, marked `complete` and renamed, `checkpoint.resume = "latest"`, and on SIGUSR1
 // or SIGTERM every rank finishes the step in progress, a checkpoint is written and the job
 // exits 0 saying how to resume. A step takes ASYNCRL_FAKE_STEP_MS milliseconds (default 500).
+// Rank 0 prints where each rank runs ("placement: rank R on NODE gpus DEVICES"), from Slurm's
+// SLURMD_NODENAME (else the host name) and CUDA_VISIBLE_DEVICES, for the job script tests.
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -93,6 +95,25 @@ static void sleep_ms(long ms) {
     }
 }
 
+// Rank 0 prints each rank's node and visible GPUs.
+static void print_placement(int rank, int size) {
+    char mine[128];
+    const char *node = getenv("SLURMD_NODENAME"), *gpus = getenv("CUDA_VISIBLE_DEVICES");
+    char host[64] = "?";
+    if (!node) {
+        gethostname(host, sizeof host - 1);
+        node = host;
+    }
+    snprintf(mine, sizeof mine, "%.60s gpus %.50s", node, gpus ? gpus : "none");
+    char *all = rank == 0 ? xmalloc((size_t)size * sizeof mine) : NULL;
+    MPI_Gather(mine, sizeof mine, MPI_CHAR, all, sizeof mine, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        for (int r = 0; r < size; r++) printf("placement: rank %d on %s\n", r, all + (size_t)r * sizeof mine);
+        fflush(stdout);
+        free(all);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "rl") != 0) {
         fprintf(stderr, "usage: fake_rl rl CONFIG [--set k=v]...\n");
@@ -120,6 +141,7 @@ int main(int argc, char **argv) {
         if (start > 0) printf("resuming from %s/step_%06d.h5\n", ckpt_dir, start);
     }
     MPI_Bcast(&start, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    print_placement(layout.world_rank, layout.world_size);
     MetricsWriter *m = NULL;
     if (layout.world_rank == 0) {
         char *text = config_to_text(&cfg);
