@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/cli.h"
+#include "io/report.h"
 
 typedef struct {
     const char *name;
@@ -14,6 +15,7 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"check", cmd_check, "check CONFIG [--set k=v]...  validate a config and print the rank layout"},
     {"defaults", cmd_defaults, "defaults                      print every config key with its default and meaning"},
+    {"report", cmd_report, "report RUN_DIR                summary of a run's metrics.h5 and checkpoints (also while it runs)"},
 };
 
 static void usage(FILE *out) {
