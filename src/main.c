@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/cli.h"
+#include "infer/generate.h"
 #include "io/report.h"
 
 typedef struct {
@@ -15,6 +16,9 @@ typedef struct {
 static const Command COMMANDS[] = {
     {"check", cmd_check, "check CONFIG [--set k=v]...  validate a config and print the rank layout"},
     {"defaults", cmd_defaults, "defaults                      print every config key with its default and meaning"},
+    {"rl", cmd_rl, "rl CONFIG [--set k=v]...      the RL job (run under mpirun -np 1+trainers+inference)"},
+    {"sft", cmd_sft, "sft CONFIG [--set k=v]...     the supervised warm-up alone (same ranks as rl)"},
+    {"generate", cmd_generate, "generate --model M [...]      generate text from a model file (no MPI; --help for options)"},
     {"report", cmd_report, "report RUN_DIR                summary of a run's metrics.h5 and checkpoints (also while it runs)"},
 };
 

@@ -2,6 +2,7 @@
 #include "comm/layout.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "comm/mpi_check.h"
@@ -44,6 +45,8 @@ void layout_init(Layout *layout, const Config *cfg, MPI_Comm world) {
     MPI_CHECK(MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, layout->world_rank, MPI_INFO_NULL, &local));
     MPI_CHECK(MPI_Comm_rank(local, &layout->local_rank));
     MPI_CHECK(MPI_Comm_size(local, &layout->local_size));
+    int is_compute = layout->role != ROLE_ORCHESTRATOR;
+    MPI_CHECK(MPI_Allreduce(&is_compute, &layout->local_compute, 1, MPI_INT, MPI_SUM, local));
     MPI_CHECK(MPI_Comm_free(&local));
 
     int is_trainer = layout->role == ROLE_TRAINER;
@@ -71,6 +74,13 @@ void layout_describe(const Config *cfg, FILE *out) {
     fprintf(out, "  trainers  world ranks 1..%d (%d rank%s): gradient all-reduce\n", t, t, t == 1 ? "" : "s");
     fprintf(out, "  weights   world ranks 1 and %d..%d (%d ranks): weight broadcast from the trainer root\n", t + 1,
             world - 1, i + 1);
+}
+
+int layout_compute_threads(const Config *cfg, const Layout *layout) {
+    if (cfg->run.threads > 0) return cfg->run.threads;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int compute = layout->local_compute, threads = compute > 0 ? (int)(cores / compute) : (int)cores;
+    return threads > 0 ? threads : 1;
 }
 
 static void init_mpi(int *argc, char ***argv) {

@@ -19,6 +19,7 @@ typedef struct {
     int trainer_root;     // world rank of the first trainer (1)
     int first_inference;  // world rank of the first inference rank (1 + T)
     int local_rank, local_size;  // within the node (MPI_COMM_TYPE_SHARED)
+    int local_compute;    // trainer and inference ranks on this node
     MPI_Comm trainers;    // trainer ranks only; MPI_COMM_NULL elsewhere
     MPI_Comm weights;     // trainer root (rank 0 in it) + inference ranks; MPI_COMM_NULL elsewhere
 } Layout;
@@ -30,6 +31,9 @@ void layout_init(Layout *layout, const Config *cfg, MPI_Comm world);
 void layout_free(Layout *layout);
 // Prints which rank does what and the communicators, for `asyncrl check` and job start.
 void layout_describe(const Config *cfg, FILE *out);
+// Compute threads for this rank: run.threads, or with 0 the node's cores shared among the
+// compute ranks on the node (the orchestrator mostly sleeps and does not count), at least 1.
+int layout_compute_threads(const Config *cfg, const Layout *layout);
 
 // Starts an MPI job: initialises MPI, has rank 0 read and validate the config (a bad config
 // makes every rank exit with status 2 after rank 0 prints why), shares the resolved config

@@ -152,8 +152,13 @@ void requests_free(Request *reqs, int n) {
 // ---------------------------------------------------------------------------------------------
 // Completions
 
-void encode_completions(ByteWriter *w, const Completion *comps, int n) {
+void encode_completions(ByteWriter *w, const Completion *comps, int n, const EngineTotals *totals) {
     put_header(w, MSG_COMPLETIONS);
+    EngineTotals none = {0, 0, 0};
+    if (!totals) totals = &none;
+    bw_f64(w, totals->decode_tokens);
+    bw_f64(w, totals->prefill_tokens);
+    bw_f64(w, totals->busy_s);
     bw_u32(w, (uint32_t)n);
     for (int i = 0; i < n; i++) {
         const Completion *c = &comps[i];
@@ -198,13 +203,21 @@ static int decode_completion(ByteReader *r, const ProtoLimits *lim, Completion *
     return br_str(r, c->reason, sizeof c->reason, "reason");
 }
 
-int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n, ErrorBuf *err) {
+int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n,
+                       EngineTotals *totals, ErrorBuf *err) {
     ByteReader r;
     br_init(&r, buf, len, "completions", err);
     *comps = NULL;
     *n = 0;
     uint32_t count;
-    if (get_header(&r, MSG_COMPLETIONS) || br_count(&r, &count, lim->max_records, 17, "records")) return -1;
+    EngineTotals t;
+    if (get_header(&r, MSG_COMPLETIONS) || br_f64(&r, &t.decode_tokens, "decode_tokens") ||
+        br_f64(&r, &t.prefill_tokens, "prefill_tokens") || br_f64(&r, &t.busy_s, "busy_s") ||
+        br_count(&r, &count, lim->max_records, 17, "records"))
+        return -1;
+    if (!(t.decode_tokens >= 0 && t.prefill_tokens >= 0 && t.busy_s >= 0))
+        return error_set(err, "malformed completions message: negative or NaN engine totals");
+    if (totals) *totals = t;
     Completion *out = xcalloc(count ? count : 1, sizeof(Completion));
     for (uint32_t i = 0; i < count; i++) {
         if (decode_completion(&r, lim, &out[i])) {
@@ -449,5 +462,47 @@ int decode_cancel(const void *buf, size_t len, const ProtoLimits *lim, Cancel *m
         m->ids = NULL;
         return -1;
     }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control
+
+void encode_control(ByteWriter *w, const Control *c) {
+    put_header(w, MSG_CONTROL);
+    bw_u32(w, c->kind);
+    bw_i32(w, c->step);
+    bw_i32(w, c->ok);
+    bw_str(w, c->text, sizeof c->text - 1);
+    bw_u64(w, (uint64_t)c->cursor);
+    bw_u64(w, (uint64_t)c->sft_cursor);
+    bw_u64(w, (uint64_t)c->next_group);
+    bw_u64(w, (uint64_t)c->next_request);
+    bw_u64(w, (uint64_t)c->rr_rank);
+    bw_u32(w, c->n_pending);
+    bw_put(w, c->pending, sizeof(int64_t) * c->n_pending);
+}
+
+int decode_control(const void *buf, size_t len, Control *c, ErrorBuf *err) {
+    ByteReader r;
+    br_init(&r, buf, len, "control", err);
+    memset(c, 0, sizeof *c);
+    uint64_t u[5];
+    if (get_header(&r, MSG_CONTROL) || br_u32(&r, &c->kind, "kind") || br_i32(&r, &c->step, "step") ||
+        br_i32(&r, &c->ok, "ok") || br_str(&r, c->text, sizeof c->text, "text") || br_u64(&r, &u[0], "cursor") ||
+        br_u64(&r, &u[1], "sft_cursor") || br_u64(&r, &u[2], "next_group") || br_u64(&r, &u[3], "next_request") ||
+        br_u64(&r, &u[4], "rr_rank") || br_count(&r, &c->n_pending, 1u << 26, sizeof(int64_t), "pending") ||
+        br_array(&r, (void **)&c->pending, c->n_pending, sizeof(int64_t), "pending"))
+        return -1;
+    if (br_done(&r)) {
+        free(c->pending);
+        c->pending = NULL;
+        return -1;
+    }
+    if (c->kind != CONTROL_CHECKPOINT && c->kind != CONTROL_CHECKPOINT_DONE)
+        return free(c->pending), c->pending = NULL, error_set(err, "malformed control message: unknown kind %u", c->kind);
+    if (c->step < 0) return free(c->pending), c->pending = NULL, error_set(err, "malformed control message: step %d", c->step);
+    c->cursor = (int64_t)u[0], c->sft_cursor = (int64_t)u[1], c->next_group = (int64_t)u[2];
+    c->next_request = (int64_t)u[3], c->rr_rank = (int64_t)u[4];
     return 0;
 }

@@ -74,6 +74,12 @@ typedef struct {
 typedef enum { FINISH_STOP = 0, FINISH_LENGTH = 1, FINISH_REJECTED = 2, FINISH_CANCELLED = 3 } FinishReason;
 const char *finish_reason_name(int reason);
 
+// An inference rank's totals so far, sent with every completions message (for the inference
+// throughput and idle-time metrics).
+typedef struct {
+    double decode_tokens, prefill_tokens, busy_s;
+} EngineTotals;
+
 typedef struct {
     uint64_t id;
     uint8_t finish;         // FinishReason
@@ -154,8 +160,10 @@ void encode_requests(ByteWriter *w, const Request *reqs, int n);
 int decode_requests(const void *buf, size_t len, const ProtoLimits *lim, Request **reqs, int *n, ErrorBuf *err);
 void requests_free(Request *reqs, int n);
 
-void encode_completions(ByteWriter *w, const Completion *comps, int n);
-int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n, ErrorBuf *err);
+void encode_completions(ByteWriter *w, const Completion *comps, int n, const EngineTotals *totals);
+// totals may be NULL when the caller does not need them.
+int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Completion **comps, int *n,
+                       EngineTotals *totals, ErrorBuf *err);
 void completions_free(Completion *comps, int n);
 void completion_free(Completion *c);  // the arrays of one completion
 
@@ -167,6 +175,23 @@ int decode_step_done(const void *buf, size_t len, const ProtoLimits *lim, StepDo
 void step_done_free(StepDone *s);
 void step_done_add(StepDone *s, const char *name, double value);  // appends a metric
 double step_done_get(const StepDone *s, const char *name, double fallback);
+
+// Control between the orchestrator and the trainer root: checkpoint requests (with the
+// orchestrator's part of the state at that step boundary) and their acknowledgement.
+typedef enum { CONTROL_CHECKPOINT = 1, CONTROL_CHECKPOINT_DONE = 2 } ControlKind;
+
+typedef struct {
+    uint32_t kind;           // ControlKind
+    int32_t step;            // the step boundary: the checkpoint holds the policy after `step` steps
+    int32_t ok;              // CHECKPOINT_DONE: 1 written, 0 failed (text says why)
+    char text[512];          // CHECKPOINT_DONE: the path, or the error
+    int64_t cursor, sft_cursor, next_group, next_request, rr_rank;
+    uint32_t n_pending;
+    int64_t *pending;        // (n_pending) problem indices handed out but not trained
+} Control;
+
+void encode_control(ByteWriter *w, const Control *c);
+int decode_control(const void *buf, size_t len, Control *c, ErrorBuf *err);
 
 void encode_weights_notice(ByteWriter *w, const WeightsNotice *m);
 int decode_weights_notice(const void *buf, size_t len, WeightsNotice *m, ErrorBuf *err);

@@ -8,6 +8,7 @@
 #include "comm/protocol.h"
 #include "comm/transport.h"
 #include "core/log.h"
+#include "ops.h"
 
 // MPI counts are int: a buffer of more than 2^30 floats goes out as several broadcasts.
 #define CHUNK ((size_t)1 << 30)
@@ -55,7 +56,7 @@ void weights_publish(WeightsSender *s, const float *params, int version) {
     Backoff b;
     backoff_reset(&b);
     while (weights_sender_progress(s)) backoff_sleep(&b);
-    memcpy(s->staging, params, sizeof(float) * s->n_floats);
+    ops_copy_to_host(s->staging, params, sizeof(float) * s->n_floats);
     s->version = version;
     WeightsNotice notice = {.version = version, .n_params = s->n_floats};
     for (int i = 0; i < s->n_inference; i++) {

@@ -36,8 +36,9 @@ typedef struct {
 } WeightsSender;
 
 void weights_sender_init(WeightsSender *s, const Layout *layout, size_t n_floats);
-// Publishes `params` (n_floats host floats) as `version`: waits (sleeping) for the previous
-// broadcast to finish, copies params, notifies every inference rank, starts the broadcast.
+// Publishes `params` (n_floats floats of device memory, see kernels/ops.h) as `version`: waits
+// (sleeping) for the previous broadcast to finish, copies params to the host staging buffer,
+// notifies every inference rank, starts the broadcast.
 void weights_publish(WeightsSender *s, const float *params, int version);
 int weights_sender_progress(WeightsSender *s);  // 1 while a broadcast is still in flight
 void weights_sender_finish(WeightsSender *s);   // completes the last broadcast, frees

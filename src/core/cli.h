@@ -16,3 +16,5 @@ void cli_args_free(CliArgs *args);
 
 int cmd_check(int argc, char **argv);
 int cmd_defaults(int argc, char **argv);
+int cmd_rl(int argc, char **argv);   // src/orch/job.c
+int cmd_sft(int argc, char **argv);  // src/orch/job.c

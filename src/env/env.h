@@ -20,13 +20,6 @@
 
 typedef enum { ENV_SPLIT_TRAIN = 0, ENV_SPLIT_EVAL = 1 } EnvSplit;
 
-typedef struct {
-    char *prompt;       // text shown to the model (already formatted by the environment)
-    char *answer;       // a reference completion (used by SFT and by some verifiers)
-    char *info;         // extra data the verifier needs (environment specific), may be NULL
-    uint64_t id;        // stable id of the problem (for logs and dedup)
-} Problem;
-
 typedef enum { TURN_MODEL = 0, TURN_ENV = 1 } TurnRole;
 
 typedef struct {
@@ -34,6 +27,20 @@ typedef struct {
     const char *text;   // bytes, not necessarily NUL-terminated or valid UTF-8
     size_t len;
 } Turn;
+
+typedef struct {
+    char *prompt;       // text shown to the model (already formatted by the environment)
+    char *answer;       // a reference completion (used by SFT and by some verifiers); for a
+                        // multi-turn environment the whole reference conversation, model and
+                        // environment turns concatenated
+    char *info;         // extra data the verifier needs (environment specific), may be NULL
+    uint64_t id;        // stable id of the problem (for logs and dedup): a hash of its content
+    // Multi-turn environments only (else 0 / NULL): the reference conversation as turns whose
+    // texts point into `answer`, so that SFT can end each model turn with EOS and give the
+    // environment's turns loss mask 0, exactly as in an RL rollout.
+    int n_answer_turns;
+    Turn *answer_turns;
+} Problem;
 
 typedef struct {
     const Turn *turns;  // the conversation after the prompt, in order
@@ -54,6 +61,9 @@ struct Env {
     int max_turns;          // model turns per episode (1 for single-turn environments)
     uint64_t seed;
     void *state;            // environment-specific data (parsed settings, loaded dataset)
+    // The metrics score() fills, in order (NULL-terminated; NULL if the environment does not
+    // say): score() always fills all of them, so per-environment logs have fixed columns.
+    const char *const *metric_names;
 
     // Fills *out with problem `index` of `split`. Returns 0, or -1 with err set (for example a
     // JSONL file with fewer lines than needed is not an error: indices wrap around).
@@ -76,5 +86,9 @@ struct Env {
 // Every built-in environment is made by a constructor of this shape, e.g. env_reverse_create.
 typedef Env *(*EnvCreateFn)(const struct EnvConfig *cfg, uint64_t seed, ErrorBuf *err);
 
-void problem_free(Problem *problem);
+void problem_free(Problem *problem);  // frees the strings and turns; the struct is zeroed
+// Appends a named value (ignored when metrics is NULL or already holds ENV_MAX_METRICS).
 void env_metrics_add(EnvMetrics *metrics, const char *name, double value);
+// The value of a named metric, or `missing` when absent.
+double env_metrics_get(const EnvMetrics *metrics, const char *name, double missing);
+void env_destroy(Env *env);  // NULL-safe: calls env->destroy

@@ -15,8 +15,12 @@ hid_t h5_create_extendable(hid_t loc, const char *name, hid_t type, hsize_t chun
     H5_CHECK(H5Pset_chunk(dcpl, 1, chunks), "");
     hid_t lcpl = H5_CHECK(H5Pcreate(H5P_LINK_CREATE), "");
     H5_CHECK(H5Pset_create_intermediate_group(lcpl, 1), "");
-    hid_t ds = H5_CHECK(H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT),
-                        "the output directory may be full or not writable");
+    hid_t ds = H5Dcreate2(loc, name, type, space, lcpl, dcpl, H5P_DEFAULT);
+    if (ds < 0) {
+        h5_print_stack();
+        FATAL("the output directory may be full or not writable, or two datasets clash by name",
+              "cannot create HDF5 dataset %s", name);
+    }
     H5Pclose(lcpl);
     H5Pclose(dcpl);
     H5Sclose(space);
@@ -111,6 +115,7 @@ char *h5_read_attr_string(hid_t loc, const char *name) {
         hid_t mem = H5Tcopy(H5T_C_S1);
         H5Tset_size(mem, n + 1);
         H5Tset_strpad(mem, H5T_STR_NULLTERM);
+        H5Tset_cset(mem, H5Tget_cset(type));  // HDF5 does not convert between character sets
         out = xcalloc(n + 2, 1);
         if (H5Aread(attr, mem, out) < 0) {
             free(out);

@@ -18,6 +18,7 @@ static const char *TRAINER_METRICS[] = {"loss", "entropy", "mismatch_kl", "maske
 // deterministic runs.
 static const char *TIMING_METRICS[] = {"timing/step_s", "timing/trainer_s", "timing/trainer_wait_s",
                                        "timing/rollout_wait_s", "timing/inference_tokens_per_s",
+                                       "timing/inference_busy_frac", "timing/inference_idle_s",
                                        "timing/trainer_tokens_per_s", "timing/weights_broadcast_s", "timing/elapsed_s"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -154,15 +155,21 @@ void orch_step_done(Orch *o, const StepDone *s) {
     for (int e = 0; e < o->n_envs && e < 16; e++)
         PUT(o->step_names[COUNT(ORCH_METRICS) + e], st->env_reward_n[e] ? st->env_reward_sum[e] / st->env_reward_n[e] : NAN);
     for (int i = 0; i < s->n_metrics; i++) PUT(s->metrics[i].name, s->metrics[i].value);
-    double now = orch_now(o);
-    double tokens = o->inference_tokens - o->inference_tokens_at_step;
+    // Inference throughput from the engines' own counters (reported with each weight ack).
+    double now = orch_now(o), decode = 0, busy = 0;
+    for (int r = 0; r < o->n_inf; r++) decode += o->inf_stats[r].decode_tokens, busy += o->inf_stats[r].busy_s;
+    double tokens = decode - o->inf_decode_at_step, busy_s = busy - o->inf_busy_at_step;
     double secs = now - o->inference_time_at_step;
+    double busy_frac = secs > 0 ? busy_s / (secs * o->n_inf) : 0;
     PUT("timing/inference_tokens_per_s", secs > 0 ? tokens / secs : 0);
+    PUT("timing/inference_busy_frac", busy_frac);
+    PUT("timing/inference_idle_s", secs > 0 ? secs - busy_s / o->n_inf : 0);
     PUT("timing/rollout_wait_s", st->rollout_wait_s);
     PUT("timing/step_s", now - (s->step > 0 && o->stats[s->step - 1].valid ? o->stats[s->step - 1].sent_time : 0));
     PUT("timing/elapsed_s", now);
 #undef PUT
-    o->inference_tokens_at_step = o->inference_tokens;
+    o->inf_decode_at_step = decode;
+    o->inf_busy_at_step = busy;
     o->inference_time_at_step = now;
     metrics_write_step(o->mw, s->step, names, values, k);
 
@@ -177,14 +184,14 @@ void orch_step_done(Orch *o, const StepDone *s) {
         }
         printf("step %4d | reward %.3f%s | loss %+.4f | entropy %.3f | mismatch_kl %.2e | masked %.3f/%.3f/%.3f | "
                "grad_norm %.3f | lr %.2e | off-policy %.2f/%.0f | len %.1f | trunc %.2f | inference %.0f tok/s | "
-               "trainer %.0f tok/s | wait rollouts %.2fs trainer %.2fs%s\n",
+               "trainer %.0f tok/s | waits: trainer %.2fs inference %.2fs%s\n",
                s->step, reward, envs, step_done_get(s, "loss", NAN), step_done_get(s, "entropy", NAN),
                step_done_get(s, "mismatch_kl", NAN), step_done_get(s, "masked_low", NAN),
                step_done_get(s, "masked_high", NAN), step_done_get(s, "masked_seq", NAN),
                step_done_get(s, "grad_norm", NAN), step_done_get(s, "lr", NAN), off_mean, st->off_policy_max,
                st->reward_n ? st->completion_len_sum / st->reward_n : 0, st->reward_n ? st->truncated / st->reward_n : 0,
-               secs > 0 ? tokens / secs : 0, step_done_get(s, "timing/trainer_tokens_per_s", 0), st->rollout_wait_s,
-               step_done_get(s, "timing/trainer_wait_s", 0), (s->flags & STEP_SKIPPED) ? " | SKIPPED (non-finite)" : "");
+               secs > 0 ? tokens / secs : 0, step_done_get(s, "timing/trainer_tokens_per_s", 0),
+               step_done_get(s, "timing/trainer_wait_s", 0), secs > 0 ? secs - busy_s / o->n_inf : 0, (s->flags & STEP_SKIPPED) ? " | SKIPPED (non-finite)" : "");
         fflush(stdout);
     }
     free(names);

@@ -20,8 +20,8 @@ const char *const *orch_eval_metric_names(const Orch *o, int *n) {
         for (int i = 0; i < N_BASE; i++) w->eval_names[k++] = EVAL_BASE[i];
         for (int e = 0; e < o->n_envs; e++) {
             char *a = xmalloc(64), *b = xmalloc(64);
-            snprintf(a, 64, "greedy_reward/%s", o->envs[e]->name);
-            snprintf(b, 64, "sampled_reward/%s", o->envs[e]->name);
+            snprintf(a, 64, "by_env/%s/greedy_reward", o->envs[e]->name);
+            snprintf(b, 64, "by_env/%s/sampled_reward", o->envs[e]->name);
             w->eval_names[k++] = a;
             w->eval_names[k++] = b;
         }
@@ -41,8 +41,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     o->eval_step = step;
     o->eval_pending = problems;
     for (int p = 0; p < problems; p++) {
-        Group *g = orch_new_group(o, orch_pick_env(o, ENV_SPLIT_EVAL, (uint64_t)p), ENV_SPLIT_EVAL, (uint64_t)p, per,
-                                  step, 1);
+        Group *g = orch_new_group(o, ENV_SPLIT_EVAL, (uint64_t)p, per, step, 1);
         g->version = cfg->run.deterministic ? version : -1;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, p % o->n_inf);

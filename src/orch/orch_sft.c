@@ -58,19 +58,48 @@ typedef struct {
     int n;
 } SftSample;
 
-// Tokenizes BOS + prompt + answer + EOS; the loss covers the answer and EOS.
-static int make_sample(Orch *o, const char *prompt, const char *answer, SftSample *s) {
-    int max = o->lim.max_total;
+static int sample_reserve_all(SftSample *s, int max) {
     s->tokens = xmalloc(sizeof(int32_t) * (size_t)max);
     s->mask = xcalloc((size_t)max, 1);
     s->logp = xcalloc((size_t)max, sizeof(float));
-    int a = o->codec.encode(o->codec.ctx, prompt, strlen(prompt), 1, s->tokens, max);
-    if (a < 0) return -1;
-    int b = o->codec.encode(o->codec.ctx, answer, strlen(answer), 0, s->tokens + a, max - a - 1);
-    if (b < 0) return -1;
-    s->n = a + b + 1;
-    s->tokens[s->n - 1] = o->codec.eos;
-    for (int i = a; i < s->n; i++) s->mask[i] = 1;
+    s->n = 0;
+    return 0;
+}
+
+// Appends text (no BOS); mask 1 marks tokens the model should learn to produce. -1 if it
+// does not fit in max tokens.
+static int append_text(Orch *o, SftSample *s, const char *text, size_t len, uint8_t mask, int bos, int max) {
+    int got = o->codec.encode(o->codec.ctx, text, len, bos, s->tokens + s->n, max - s->n);
+    if (got < 0) return -1;
+    for (int i = 0; i < got; i++) s->mask[s->n + i] = mask;
+    s->n += got;
+    return 0;
+}
+
+static int append_eos(Orch *o, SftSample *s, int max) {
+    if (s->n >= max) return -1;
+    s->mask[s->n] = 1;
+    s->tokens[s->n++] = o->codec.eos;
+    return 0;
+}
+
+// Tokenizes BOS + prompt + answer + EOS; the loss covers the answer and EOS. A multi-turn
+// reference (answer_turns) becomes model turns (each ended by EOS, in the loss) and environment
+// turns (masked out), as the rollouts of that environment look.
+static int make_sample(Orch *o, const char *prompt, const char *answer, const Turn *turns, int n_turns,
+                       SftSample *s) {
+    int max = o->lim.max_total;
+    sample_reserve_all(s, max);
+    if (append_text(o, s, prompt, strlen(prompt), 0, 1, max)) return -1;
+    if (n_turns == 0) {
+        if (append_text(o, s, answer, strlen(answer), 1, 0, max) || append_eos(o, s, max)) return -1;
+        return 0;
+    }
+    for (int t = 0; t < n_turns; t++) {
+        int model = turns[t].role == TURN_MODEL;
+        if (append_text(o, s, turns[t].text, turns[t].len, (uint8_t)model, 0, max)) return -1;
+        if (model && append_eos(o, s, max)) return -1;
+    }
     return 0;
 }
 
@@ -83,18 +112,18 @@ static void send_sft_batch(Orch *o, const SftData *data, int step) {
         uint64_t index = o->sft_cursor++;
         int rc;
         if (data) {
-            rc = make_sample(o, data->prompts[index % (uint64_t)data->count], data->answers[index % (uint64_t)data->count],
-                             &samples[i]);
+            rc = make_sample(o, data->prompts[index % (uint64_t)data->count],
+                             data->answers[index % (uint64_t)data->count], NULL, 0, &samples[i]);
         } else {
-            int e = orch_pick_env(o, ENV_SPLIT_TRAIN, index);
+            int e = 0;
             Problem p;
             ErrorBuf err;
             memset(&p, 0, sizeof p);
-            if (o->envs[e]->problem(o->envs[e], ENV_SPLIT_TRAIN, index, &p, &err) != 0)
-                FATAL("check the env.* settings", "environment %s: %s", o->envs[e]->name, err.msg);
+            if (env_mix_problem(&o->mix, ENV_SPLIT_TRAIN, index, &e, &p, &err) != 0)
+                FATAL("check the env.* settings", "SFT problem %llu: %s", (unsigned long long)index, err.msg);
             if (!p.answer) FATAL("use sft.data = a JSONL file, or sft.steps = 0", "environment %s has no reference "
                                  "answers for the warm-up", o->envs[e]->name);
-            rc = make_sample(o, p.prompt, p.answer, &samples[i]);
+            rc = make_sample(o, p.prompt, p.answer, p.answer_turns, p.n_answer_turns, &samples[i]);
             problem_free(&p);
         }
         if (rc != 0) FATAL("raise trainer.seq_len or shorten the data", "SFT sample %llu does not fit in "

@@ -9,6 +9,7 @@
 #include "comm/transport.h"
 #include "core/config.h"
 #include "env/env.h"
+#include "env/mix.h"
 #include "io/metrics.h"
 #include "orch/rollout.h"
 
@@ -48,9 +49,9 @@ typedef struct {
 typedef struct {
     const Config *cfg;
     const Layout *L;
-    Env **envs;
+    EnvMix mix;
+    Env **envs;              // mix.envs
     int n_envs;
-    double env_weight_total;
     TextCodec codec;
     void *tokenizer;
     RolloutLimits lim;
@@ -60,6 +61,7 @@ typedef struct {
     double t_start;
 
     GroupList active;        // handed out and not yet scored (RL and eval)
+    GroupList scoring;       // finished groups whose scores are still being computed (sandbox)
     GroupList ready;         // scored RL groups with signal, waiting for a batch
     RequestMap map;
     uint64_t next_request, next_group;
@@ -69,6 +71,8 @@ typedef struct {
     int n_inf;
     int *inf_version;        // policy version each inference rank holds
     int *inf_load;           // requests outstanding per inference rank
+    EngineTotals *inf_stats;     // the latest engine totals of each inference rank
+    double inf_decode_at_step, inf_busy_at_step;  // their sums when the last step was logged
     int capacity;            // requests kept outstanding per inference rank
     int rr_rank;             // round-robin rank for deterministic mode
 
@@ -77,13 +81,17 @@ typedef struct {
     int trainer_version;     // newest policy version the trainer has produced
     int stop;                // the trainer asked to stop (too many bad steps)
     int sft_done;            // warm-up steps the trainer has finished
+    // Checkpoints and resume.
+    int resumed;             // started from a checkpoint
+    int64_t *reissue;        // problem indices to hand out before the cursor (from a checkpoint)
+    int n_reissue, reissue_head;
+    int ckpt_acked;          // step of the last checkpoint acknowledged by the trainer root (-1 none)
+    int ckpt_ok;             // whether it was written
     StepStats *stats;        // (max_steps) per-step orchestrator statistics
     double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
     const char **step_names, **eval_names;
     int n_step_names, n_eval_names;
-    double inference_tokens; // completion tokens received, for the throughput metric
-    double inference_tokens_at_step;
-    double inference_time_at_step;
+    double inference_time_at_step;  // when the last step was logged
 
     // Evaluation in progress.
     int eval_pending;        // eval groups not yet scored
@@ -92,10 +100,8 @@ typedef struct {
 } Orch;
 
 uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
-// Picks the environment of problem `index` of a split by the env.weights mix.
-int orch_pick_env(const Orch *o, EnvSplit split, uint64_t index);
-// Creates a group for problem `index` of `split` from env `env`; NULL if the env failed.
-Group *orch_new_group(Orch *o, int env, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
+// Creates a group for problem `index` of `split` (from the environment the mix picks for it).
+Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
 // Sends every waiting sample of g to inference rank `rank` (with g->version).
 void orch_dispatch(Orch *o, Group *g, int rank);
 // Receives and handles every message that has arrived; returns how many.
@@ -109,6 +115,12 @@ int orch_ready_samples(const Orch *o);
 // Merges the trainer's step-done with the step's statistics; writes metrics; prints the line.
 void orch_step_done(Orch *o, const StepDone *s);
 const char *const *orch_step_metric_names(const Orch *o, int *n);
+
+// Sends the trainer root a checkpoint request for the boundary after `step` steps, with the
+// orchestrator's state at that boundary (call right after sending batch step-1).
+void orch_request_checkpoint(Orch *o, int step);
+// Waits (sleeping, handling messages) until the checkpoint of `step` is acknowledged; returns ok.
+int orch_wait_checkpoint(Orch *o, int step);
 
 // orch_eval.c
 // Evaluates eval.problems held-out problems (greedy + eval.samples sampled each), blocking

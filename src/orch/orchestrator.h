@@ -15,4 +15,5 @@
 
 // Runs the whole job on rank 0: optional SFT warm-up, evaluation, RL steps, final evaluation,
 // shutdown of every rank. Returns the process exit status.
-int orchestrator_run(const Config *cfg, const Layout *layout);
+// resume_path: the checkpoint to continue from ("" for a fresh run).
+int orchestrator_run(const Config *cfg, const Layout *layout, const char *resume_path);

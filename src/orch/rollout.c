@@ -156,19 +156,54 @@ int sample_complete(Group *g, int s, const Completion *c, Env *env, const TextCo
     return !more;
 }
 
+static double checked_reward(const Env *env, double r) {
+    if (!(r >= 0.0 && r <= 1.0)) {
+        LOG_WARN("environment %s gave reward %g outside [0, 1]; clamped", env->name, r);
+        r = r > 1.0 ? 1.0 : 0.0;
+    }
+    return r;
+}
+
 void group_score(Group *g, Env *env) {
     for (int s = 0; s < g->n; s++) {
         Sample *x = &g->samples[s];
         Transcript tr = {x->turns, x->n_turns};
         memset(&x->metrics, 0, sizeof x->metrics);
-        double r = env->score(env, &g->problem, &tr, &x->metrics);
-        if (!(r >= 0.0 && r <= 1.0)) {
-            LOG_WARN("environment %s gave reward %g outside [0, 1]; clamped", env->name, r);
-            r = r > 1.0 ? 1.0 : 0.0;
-        }
-        x->reward = r;
+        x->reward = checked_reward(env, env->score(env, &g->problem, &tr, &x->metrics));
     }
     g->n_scored = g->n;
+}
+
+int group_score_begin(Group *g, Env *env) {
+    if (!env->score_begin || !env->score_poll) {
+        group_score(g, env);
+        return 1;
+    }
+    for (int s = 0; s < g->n; s++) {
+        Sample *x = &g->samples[s];
+        Transcript tr = {x->turns, x->n_turns};
+        memset(&x->metrics, 0, sizeof x->metrics);
+        x->score_ticket = env->score_begin(env, &g->problem, &tr);
+        if (x->score_ticket < 0) {  // the environment could not start it: score it in place
+            x->reward = checked_reward(env, env->score(env, &g->problem, &tr, &x->metrics));
+            g->n_scored++;
+        }
+    }
+    return g->n_scored == g->n;
+}
+
+int group_score_poll(Group *g, Env *env) {
+    for (int s = 0; s < g->n && g->n_scored < g->n; s++) {
+        Sample *x = &g->samples[s];
+        if (x->score_ticket < 0) continue;
+        double r;
+        int rc = env->score_poll(env, x->score_ticket, &r, &x->metrics);
+        if (rc == 0) continue;
+        x->reward = rc == 1 ? checked_reward(env, r) : 0.0;
+        x->score_ticket = -1;
+        g->n_scored++;
+    }
+    return g->n_scored == g->n;
 }
 
 int sample_completion_tokens(const Sample *s) {

@@ -79,6 +79,11 @@ void sample_make_request(const Group *g, int s, const RolloutLimits *lim, Reques
 int sample_complete(Group *g, int s, const Completion *c, Env *env, const TextCodec *codec, const RolloutLimits *lim);
 // Scores every sample with the environment (blocking form). Sets rewards and metrics.
 void group_score(Group *g, Env *env);
+// Starts scoring: with an environment that scores asynchronously (programs in a sandbox) each
+// sample gets a ticket and 0 is returned; otherwise the group is scored at once and 1 returned.
+int group_score_begin(Group *g, Env *env);
+// Collects finished asynchronous scores without blocking; 1 once every sample is scored.
+int group_score_poll(Group *g, Env *env);
 // Completion tokens (mask 1) of a sample, and its oldest/newest token versions.
 int sample_completion_tokens(const Sample *s);
 void sample_version_range(const Sample *s, int *min_version, int *max_version);

@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
         msg_recv_wait(MPI_COMM_WORLD, inference, MSG_COMPLETIONS, &r);
         Completion *c;
         int n;
-        ok = decode_completions(r.data, r.len, &lim, &c, &n, &err) == 0 && n == 2 && c[1].id == 101 && c[1].n == 2 &&
+        ok = decode_completions(r.data, r.len, &lim, &c, &n, NULL, &err) == 0 && n == 2 && c[1].id == 101 && c[1].n == 2 &&
              c[1].tokens[1] == 7 && c[1].versions[0] == 0;
         if (ok) completions_free(c, n);
         received_free(&r);
@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
         }
         ByteWriter w;
         bw_init(&w, 0);
-        encode_completions(&w, c, 2);
+        encode_completions(&w, c, 2, NULL);
         outbox_send(&out, &w, 0, MSG_COMPLETIONS, MPI_COMM_WORLD);
         if (ok) requests_free(q, n);
         received_free(&r);

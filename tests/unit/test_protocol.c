@@ -90,12 +90,14 @@ static void test_completions_round_trip(void **state) {
     Completion in[2] = {make_completion(9, 10), make_completion(10, 0)};
     ByteWriter w;
     bw_init(&w, 0);
-    encode_completions(&w, in, 2);
+    EngineTotals tot = {123, 45, 6.5}, tot2;
+    encode_completions(&w, in, 2, &tot);
     ProtoLimits lim = limits();
     Completion *out;
     int n;
     ErrorBuf err;
-    assert_int_equal(decode_completions(w.data, w.len, &lim, &out, &n, &err), 0);
+    assert_int_equal(decode_completions(w.data, w.len, &lim, &out, &n, &tot2, &err), 0);
+    assert_true(tot2.decode_tokens == 123 && tot2.busy_s == 6.5);
     assert_int_equal(n, 2);
     assert_int_equal(out[0].n, 10);
     assert_memory_equal(out[0].tokens, in[0].tokens, 40);
@@ -160,6 +162,17 @@ static void test_small_messages_round_trip(void **state) {
     assert_int_equal(wn2.n_params, 123456789ULL);
     bw_free(&w);
 
+    int64_t pending[2] = {41, 42};
+    Control ctl = {.kind = CONTROL_CHECKPOINT, .step = 6, .cursor = 99, .rr_rank = 1, .n_pending = 2, .pending = pending}, ctl2;
+    bw_init(&w, 0);
+    encode_control(&w, &ctl);
+    assert_int_equal(decode_control(w.data, w.len, &ctl2, &err), 0);
+    assert_int_equal(ctl2.step, 6);
+    assert_int_equal(ctl2.cursor, 99);
+    assert_int_equal(ctl2.pending[1], 42);
+    free(ctl2.pending);
+    bw_free(&w);
+
     WeightsLoaded wl = {.version = 3, .rank = 2}, wl2;
     bw_init(&w, 0);
     encode_weights_loaded(&w, &wl);
@@ -184,12 +197,13 @@ static int decode_any(int type, const void *buf, size_t len, ErrorBuf *err) {
     int rc = -1, n;
     switch (type) {
         case 0: { Request *r; rc = decode_requests(buf, len, &lim, &r, &n, err); if (!rc) requests_free(r, n); break; }
-        case 1: { Completion *c; rc = decode_completions(buf, len, &lim, &c, &n, err); if (!rc) completions_free(c, n); break; }
+        case 1: { Completion *c; rc = decode_completions(buf, len, &lim, &c, &n, NULL, err); if (!rc) completions_free(c, n); break; }
         case 2: { Batch b; rc = decode_batch(buf, len, &lim, &b, err); if (!rc) batch_free(&b); break; }
         case 3: { StepDone s; rc = decode_step_done(buf, len, &lim, &s, err); if (!rc) step_done_free(&s); break; }
         case 4: { WeightsNotice m; rc = decode_weights_notice(buf, len, &m, err); break; }
         case 5: { WeightsLoaded m; rc = decode_weights_loaded(buf, len, &m, err); break; }
         case 6: { Cancel m; rc = decode_cancel(buf, len, &lim, &m, err); if (!rc) free(m.ids); break; }
+        case 7: { Control m; rc = decode_control(buf, len, &m, err); if (!rc) free(m.pending); break; }
     }
     return rc;
 }
@@ -198,17 +212,19 @@ static void encode_sample(int type, ByteWriter *w) {
     bw_init(w, 0);
     switch (type) {
         case 0: { Request q[2] = {make_request(1, 8), make_request(2, 3)}; encode_requests(w, q, 2); free(q[0].prompt); free(q[1].prompt); break; }
-        case 1: { Completion c = make_completion(4, 6); encode_completions(w, &c, 1); completion_free(&c); break; }
+        case 1: { Completion c = make_completion(4, 6); encode_completions(w, &c, 1, NULL); completion_free(&c); break; }
         case 2: { Batch b; make_batch(&b); encode_batch(w, &b); batch_free(&b); break; }
         case 3: { StepDone s = {.step = 1, .version = 2}; step_done_add(&s, "loss", 1); encode_step_done(w, &s); step_done_free(&s); break; }
         case 4: { WeightsNotice m = {1, 10}; encode_weights_notice(w, &m); break; }
         case 5: { WeightsLoaded m = {1, 2}; encode_weights_loaded(w, &m); break; }
         case 6: { uint64_t ids[2] = {1, 2}; Cancel m = {0, 2, ids}; encode_cancel(w, &m); break; }
+        case 7: { int64_t p[3] = {7, 8, 9}; Control m = {.kind = CONTROL_CHECKPOINT, .step = 4, .cursor = 12,
+                                                        .n_pending = 3, .pending = p}; encode_control(w, &m); break; }
     }
 }
 
 static void test_truncated_buffers(void **state) {
-    for (int type = 0; type < 7; type++) {
+    for (int type = 0; type < 8; type++) {
         ByteWriter w;
         encode_sample(type, &w);
         ErrorBuf err;
@@ -236,7 +252,7 @@ static void test_corrupted_buffers(void **state) {
     Rng rng;
     rng_seed(&rng, 42);
     int rejected = 0, total = 0;
-    for (int type = 0; type < 7; type++) {
+    for (int type = 0; type < 8; type++) {
         ByteWriter w;
         encode_sample(type, &w);
         for (int trial = 0; trial < 3000; trial++) {
@@ -296,12 +312,12 @@ static void test_random_buffers(void **state) {
         uint8_t *buf = malloc(len ? len : 1);
         for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)rng_u32(&rng);
         if (len >= 8 && trial % 2) {  // a valid header, so the decoders go deeper
-            uint32_t magic = 0x4c525341u, type = 101 + (uint32_t)(trial % 7);
+            uint32_t magic = 0x4c525341u, type = 101 + (uint32_t)(trial % 9);
             memcpy(buf, &magic, 4);
             memcpy(buf + 4, &type, 4);
         }
         ErrorBuf err;
-        decode_any(trial % 7, buf, len, &err);
+        decode_any(trial % 8, buf, len, &err);
         free(buf);
     }
 }

@@ -1,0 +1,45 @@
+// Helpers shared by the CPU kernels (not part of the op interface): the single-threaded
+// GEMM every kernel calls (OpenBLAS, or a plain loop when the build has no BLAS), how a loop
+// of n items is split among the OpenMP threads, and a vectorisable exp.
+#pragma once
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major, op(X) = X or X^T. One thread: the
+// kernels call it from inside their own OpenMP regions (BLAS is set to one thread).
+void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc);
+
+// The share [*begin, *end) of n items that thread `thread` of `threads` works on.
+static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, size_t *end) {
+    *begin = n * (size_t)thread / (size_t)threads;
+    *end = n * (size_t)(thread + 1) / (size_t)threads;
+}
+
+// exp(x) for float, accurate to about 2 ulp, written so that loops calling it vectorise:
+// x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-7 Taylor polynomial, 2^n from bits.
+// Inputs below -87.3 give 0 (no denormals), above 88 give exp(88) (callers only pass x <= 0).
+static inline float cpu_expf(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.0f ? 88.0f : x;
+    const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+    float t = x * 1.44269504088896341f + shifter;
+    float n = t - shifter;
+    float r = x - n * 0.693145751953125f;  // ln2 split in a high part exact in float
+    r = r - n * 1.42860682030941723212e-6f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union {
+        float f;
+        int32_t i;
+    } scale;
+    scale.i = ((int32_t)n + 127) << 23;
+    return p * scale.f;
+}

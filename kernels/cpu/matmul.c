@@ -1,0 +1,85 @@
+// CPU linear layers: out = in @ W^T (+ bias) and its backward, as GEMMs split among the
+// OpenMP threads (each thread one single-threaded BLAS call on its share). Many rows: split
+// the rows; few rows (decode): split the output columns so every thread still has work.
+#include <omp.h>
+
+#include "cpu/cpu.h"
+#include "ops.h"
+
+// Below this many rows per thread the split goes over columns instead of rows.
+#define MIN_ROWS_PER_THREAD 32
+
+void ops_matmul_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
+                        int out_dim, int accumulate) {
+    const int by_rows = n >= MIN_ROWS_PER_THREAD * omp_get_max_threads();
+#pragma omp parallel
+    {
+        size_t b, e;
+        if (by_rows) {
+            cpu_split((size_t)n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
+            // out[b:e] (rows, O) = in[b:e] (rows, I) @ W^T
+            cpu_sgemm(0, 1, (int)(e - b), out_dim, in_dim, 1.0f, in + b * in_dim, in_dim, weight, in_dim,
+                      accumulate ? 1.0f : 0.0f, out + b * out_dim, out_dim);
+            if (bias)
+                for (size_t i = b; i < e; i++) {
+                    float *row = out + i * out_dim;
+                    for (int o = 0; o < out_dim; o++) row[o] += bias[o];
+                }
+        } else {
+            cpu_split((size_t)out_dim, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
+            // out[:, b:e] (N, cols) = in (N, I) @ W[b:e]^T
+            cpu_sgemm(0, 1, n, (int)(e - b), in_dim, 1.0f, in, in_dim, weight + b * in_dim, in_dim,
+                      accumulate ? 1.0f : 0.0f, out + b, out_dim);
+            if (bias)
+                for (int i = 0; i < n; i++) {
+                    float *row = out + (size_t)i * out_dim;
+                    for (size_t o = b; o < e; o++) row[o] += bias[o];
+                }
+        }
+    }
+}
+
+void ops_matmul_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
+                         const float *weight, int n, int in_dim, int out_dim, int accumulate_d_in) {
+    const int threads = omp_get_max_threads();
+    const int in_by_rows = n >= MIN_ROWS_PER_THREAD * threads;
+    const int w_by_rows = out_dim >= 16 * threads;
+#pragma omp parallel
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        size_t b, e;
+        if (d_in) {
+            if (in_by_rows) {
+                // d_in[b:e] (rows, I) = d_out[b:e] (rows, O) @ W (O, I)
+                cpu_split((size_t)n, t, nt, &b, &e);
+                cpu_sgemm(0, 0, (int)(e - b), in_dim, out_dim, 1.0f, d_out + b * out_dim, out_dim, weight, in_dim,
+                          accumulate_d_in ? 1.0f : 0.0f, d_in + b * in_dim, in_dim);
+            } else {
+                // d_in[:, b:e] (N, cols) = d_out (N, O) @ W[:, b:e]
+                cpu_split((size_t)in_dim, t, nt, &b, &e);
+                cpu_sgemm(0, 0, n, (int)(e - b), out_dim, 1.0f, d_out, out_dim, weight + b, in_dim,
+                          accumulate_d_in ? 1.0f : 0.0f, d_in + b, in_dim);
+            }
+        }
+        if (d_weight) {
+            if (w_by_rows) {
+                // d_W[b:e] (rows, I) += d_out[:, b:e]^T (rows, N) @ in (N, I)
+                cpu_split((size_t)out_dim, t, nt, &b, &e);
+                cpu_sgemm(1, 0, (int)(e - b), in_dim, n, 1.0f, d_out + b, out_dim, in, in_dim, 1.0f,
+                          d_weight + b * in_dim, in_dim);
+            } else {
+                // d_W[:, b:e] (O, cols) += d_out^T (O, N) @ in[:, b:e] (N, cols)
+                cpu_split((size_t)in_dim, t, nt, &b, &e);
+                cpu_sgemm(1, 0, out_dim, (int)(e - b), n, 1.0f, d_out, out_dim, in + b, in_dim, 1.0f, d_weight + b,
+                          in_dim);
+            }
+        }
+        if (d_bias) {
+            cpu_split((size_t)out_dim, t, nt, &b, &e);
+            for (int i = 0; i < n; i++) {
+                const float *row = d_out + (size_t)i * out_dim;
+                for (size_t o = b; o < e; o++) d_bias[o] += row[o];
+            }
+        }
+    }
+}

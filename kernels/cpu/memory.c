@@ -1,0 +1,95 @@
+// CPU backend: lifecycle (threads) and "device" memory, which on CPU is 64-byte aligned host
+// memory. Also the single-threaded GEMM wrapper every kernel uses (cpu.h).
+//
+// Threads: one OpenMP pool does all the parallel work. BLAS is told to run ONE thread and the
+// kernels split their GEMMs among the OpenMP threads themselves. Letting OpenBLAS (pthread
+// build) keep its own pool next to OpenMP's made the two pools spin against each other on
+// the same cores (measured: a 2048x64x64 GEMM split over 2 OpenMP threads ran at 12 GFLOP/s
+// while OpenBLAS's idle pool spun, 150 GFLOP/s once it slept); splitting by hand is as fast
+// as OpenBLAS's own threading for the shapes a transformer uses.
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "cpu/cpu.h"
+#include "ops.h"
+
+#ifndef ASYNCRL_NO_BLAS
+#include <cblas.h>
+#endif
+
+void ops_init(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+#ifndef ASYNCRL_NO_BLAS
+    openblas_set_num_threads(1);
+#endif
+}
+
+void ops_finalize(void) {}
+
+const char *ops_backend_name(void) { return "cpu"; }
+
+int ops_num_threads(void) { return omp_get_max_threads(); }
+
+void ops_synchronize(void) {}
+
+void ops_params_updated(const float *params, size_t n) {
+    (void)params;
+    (void)n;
+}
+
+void *ops_alloc(size_t bytes) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    CHECK(rounded >= bytes, "the requested size overflows", "ops_alloc(%zu bytes)", bytes);
+    void *p = aligned_alloc(64, rounded);
+    CHECK(p != NULL, "reduce the model size or trainer.seq_len / micro-batch tokens",
+          "out of memory allocating %zu bytes (%.1f MiB)", bytes, bytes / 1048576.0);
+    memset(p, 0, rounded);
+    return p;
+}
+
+void ops_free(void *ptr) { free(ptr); }
+
+void ops_copy_to_device(void *dst, const void *src_host, size_t bytes) {
+    if (bytes) memcpy(dst, src_host, bytes);
+}
+
+void ops_copy_to_host(void *dst_host, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst_host, src, bytes);
+}
+
+void ops_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memmove(dst, src, bytes);
+}
+
+void ops_zero(void *ptr, size_t bytes) {
+    if (bytes) memset(ptr, 0, bytes);
+}
+
+#ifndef ASYNCRL_NO_BLAS
+void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, a, lda, b, ldb, beta, c, ldc);
+}
+#else
+// Plain loops for builds without BLAS (correct, slow).
+void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *c, int ldc) {
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            float sum = 0.0f;
+            for (int p = 0; p < k; p++) {
+                float x = trans_a ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                float y = trans_b ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                sum += x * y;
+            }
+            float *out = &c[(size_t)i * ldc + j];
+            *out = alpha * sum + (beta == 0.0f ? 0.0f : beta * *out);
+        }
+    }
+}
+#endif

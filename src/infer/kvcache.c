@@ -1,0 +1,76 @@
+// The paged KV cache: device storage for every layer's keys and values, a free list of block
+// ids, and per-sequence block tables that grow a block at a time (see kvcache.h).
+#include "infer/kvcache.h"
+
+#include <stdlib.h>
+
+#include "ops.h"
+
+int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blocks, ErrorBuf *err) {
+    *c = (KVCache){0};
+    if (n_layers < 1 || kv_dim < 1) return error_set(err, "KV cache: %d layers of width %d", n_layers, kv_dim);
+    if (block_size < 1) return error_set(err, "inference.kv_block_size = %d must be >= 1", block_size);
+    if (n_blocks < 1) return error_set(err, "inference.kv_blocks = %d must be >= 1", n_blocks);
+    const double floats = 2.0 * n_layers * (double)n_blocks * block_size * kv_dim;
+    if ((double)n_blocks * block_size > INT32_MAX || floats * sizeof(float) > (double)SIZE_MAX / 2)
+        return error_set(err, "a KV cache of %d blocks x %d tokens x %d layers x %d floats is too large: lower "
+                              "inference.kv_blocks or inference.kv_block_size",
+                         n_blocks, block_size, n_layers, kv_dim);
+    c->n_layers = n_layers;
+    c->kv_dim = kv_dim;
+    c->block_size = block_size;
+    c->n_blocks = n_blocks;
+    const size_t per = (size_t)n_layers * n_blocks * block_size * kv_dim;
+    c->k = ops_alloc(per * sizeof(float));
+    c->v = ops_alloc(per * sizeof(float));
+    c->free_ids = xmalloc((size_t)n_blocks * sizeof(int32_t));
+    // Stack with block 0 on top, so a fresh cache hands out blocks 0, 1, 2, ...
+    for (int i = 0; i < n_blocks; i++) c->free_ids[i] = n_blocks - 1 - i;
+    c->n_free = n_blocks;
+    return 0;
+}
+
+void kvcache_free(KVCache *c) {
+    ops_free(c->k);
+    ops_free(c->v);
+    free(c->free_ids);
+    *c = (KVCache){0};
+}
+
+float *kvcache_layer_k(const KVCache *c, int layer) {
+    return c->k + (size_t)layer * c->n_blocks * c->block_size * c->kv_dim;
+}
+
+float *kvcache_layer_v(const KVCache *c, int layer) {
+    return c->v + (size_t)layer * c->n_blocks * c->block_size * c->kv_dim;
+}
+
+int kvcache_blocks_used(const KVCache *c) { return c->n_blocks - c->n_free; }
+
+int block_table_missing(const KVCache *c, const BlockTable *t, int n_tokens) {
+    const int need = (n_tokens + c->block_size - 1) / c->block_size;
+    return need > t->n ? need - t->n : 0;
+}
+
+int block_table_grow(KVCache *c, BlockTable *t, int n_tokens) {
+    const int missing = block_table_missing(c, t, n_tokens);
+    if (missing == 0) return 0;
+    if (missing > c->n_free) return -1;
+    if (t->n + missing > t->cap) {
+        t->cap = t->n + missing > 2 * t->cap ? t->n + missing : 2 * t->cap;
+        t->blocks = xrealloc(t->blocks, (size_t)t->cap * sizeof(int32_t));
+    }
+    for (int i = 0; i < missing; i++) t->blocks[t->n++] = c->free_ids[--c->n_free];
+    return 0;
+}
+
+void block_table_release(KVCache *c, BlockTable *t) {
+    // Pushed in reverse so the sequence's first block is reused first.
+    for (int i = t->n - 1; i >= 0; i--) c->free_ids[c->n_free++] = t->blocks[i];
+    t->n = 0;
+}
+
+void block_table_free(BlockTable *t) {
+    free(t->blocks);
+    *t = (BlockTable){0};
+}

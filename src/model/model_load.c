@@ -1,0 +1,39 @@
+// The model and tokenizer of a job config (see model_load.h).
+#include "model/model_load.h"
+
+#include <string.h>
+
+#include "core/config.h"
+#include "model/hf.h"
+#include "model/llama2c.h"
+
+int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok_out, ErrorBuf *err) {
+    *model_out = NULL;
+    *tok_out = NULL;
+    Tokenizer *tok = tokenizer_load(cfg->model.tokenizer, err);
+    if (!tok) return -1;
+    Model *m = NULL;
+    const char *source = cfg->model.source;
+    if (strcmp(source, "init") == 0) {
+        ModelConfig mc;
+        if (model_config_from(cfg, tok->vocab_size, &mc, err) == 0 && (m = model_create(&mc, err)) != NULL)
+            model_init_random(m, (uint64_t)cfg->run.seed, (float)cfg->model.init_std);
+    } else if (strcmp(source, "llama2c") == 0) {
+        m = llama2c_load(cfg->model.path, err);
+    } else if (strcmp(source, "hf") == 0) {
+        m = hf_load(cfg->model.path, err);
+    } else {
+        error_set(err, "model.source = \"%s\" is not one of init, llama2c, hf", source);
+    }
+    if (m && tokenizer_check_model(tok, m->config.vocab_size, err) != 0) {
+        model_free(m);
+        m = NULL;
+    }
+    if (!m) {
+        tokenizer_free(tok);
+        return -1;
+    }
+    *model_out = m;
+    *tok_out = tok;
+    return 0;
+}

@@ -1,0 +1,14 @@
+// Building the job's model and tokenizer from the config (model.* keys): the tokenizer named
+// by model.tokenizer ("byte" or a tokenizer.bin), then the model by model.source:
+//   init     a new model of the model.* shape (vocab_size 0 = the tokenizer's), initialised
+//            with normal(0, model.init_std) from run.seed
+//   llama2c  a llama2.c .bin file at model.path
+//   hf       a Hugging Face directory at model.path (config.json + safetensors)
+// and checks that the tokenizer's vocabulary is the model's.
+#pragma once
+#include "core/config_types.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok_out, ErrorBuf *err);

@@ -1,0 +1,72 @@
+// `asyncrl rl` and `asyncrl sft`: the MPI job. Every rank reads the same resolved config and
+// runs its role: rank 0 the orchestrator, then the trainers, then the inference ranks.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <string.h>
+
+#include "comm/layout.h"
+#include "comm/mpi_check.h"
+#include "core/cli.h"
+#include "core/log.h"
+#include "core/signals.h"
+#include "io/checkpoint.h"
+#include "infer/service.h"
+#include "orch/orchestrator.h"
+#include "train/trainer.h"
+
+// Rank 0 resolves checkpoint.resume and tells every rank which checkpoint (if any) to start from.
+static void resolve_resume(const Config *cfg, const Layout *L, char *path, size_t size) {
+    int status = 0;
+    ErrorBuf err = {{0}};
+    if (L->world_rank == 0) {
+        status = checkpoint_resolve(cfg->run.output_dir, cfg->checkpoint.resume, path, size, &err);
+        if (status == 1) LOG_INFO("resuming from %s", path);
+        else if (status == 0 && strcmp(cfg->checkpoint.resume, "latest") == 0)
+            LOG_INFO("checkpoint.resume = \"latest\": no checkpoint in %s/checkpoints, starting fresh", cfg->run.output_dir);
+    }
+    MPI_CHECK(MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (status < 0) die_user("%s", err.msg);
+    MPI_CHECK(MPI_Bcast(path, (int)size, MPI_CHAR, 0, MPI_COMM_WORLD));
+}
+
+static int run_roles(const Config *cfg, Layout *L) {
+    char resume[CFG_STR_MAX + 96] = "";
+    resolve_resume(cfg, L, resume, sizeof resume);
+    signals_install();
+    int status = 0;
+    switch (L->role) {
+        case ROLE_ORCHESTRATOR: status = orchestrator_run(cfg, L, resume); break;
+        case ROLE_TRAINER: status = trainer_run(cfg, L, resume); break;
+        case ROLE_INFERENCE: status = inference_run(cfg, L); break;
+    }
+    return status;
+}
+
+int cmd_rl(int argc, char **argv) {
+    Config cfg;
+    Layout L;
+    job_start(&argc, &argv, "rl", &cfg, &L);
+    if (L.world_rank == 0) {
+        char *text = config_to_text(&cfg);
+        printf("# asyncrl rl: resolved config\n%s\n", text);
+        free(text);
+        layout_describe(&cfg, stdout);
+        fflush(stdout);
+    }
+    int status = run_roles(&cfg, &L);
+    job_finish(&L);
+    return status;
+}
+
+// The warm-up alone: sft.steps supervised steps, evaluation before and after, no RL steps.
+int cmd_sft(int argc, char **argv) {
+    Config cfg;
+    Layout L;
+    job_start(&argc, &argv, "sft", &cfg, &L);
+    cfg.run.max_steps = 0;
+    if (cfg.sft.steps == 0) die_user("asyncrl sft needs sft.steps > 0 (e.g. --set sft.steps=200)");
+    int status = run_roles(&cfg, &L);
+    job_finish(&L);
+    return status;
+}

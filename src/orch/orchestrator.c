@@ -1,0 +1,657 @@
+// The orchestrator's loop: scheduling of rollout groups over the inference ranks, completions,
+// scoring, rescheduling, and the run from warm-up to shutdown (see orchestrator.h).
+#include "orch/orchestrator.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "comm/mpi_check.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "orch/advantage.h"
+#include "orch/codec.h"
+#include "orch/orch_state.h"
+#include "core/signals.h"
+#include "io/checkpoint.h"
+
+// ---------------------------------------------------------------------------------------------
+// Small containers
+
+void group_list_push(GroupList *l, Group *g) {
+    if (l->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->items = xrealloc(l->items, sizeof(Group *) * (size_t)l->cap);
+    }
+    l->items[l->count++] = g;
+}
+
+void group_list_remove_at(GroupList *l, int i) {
+    memmove(l->items + i, l->items + i + 1, sizeof(Group *) * (size_t)(l->count - i - 1));
+    l->count--;
+}
+
+static void map_grow(RequestMap *m);
+
+static RequestSlot *map_find(RequestMap *m, uint64_t id) {
+    if (!m->cap) return NULL;
+    for (uint64_t i = rng_hash64(id) & (uint64_t)(m->cap - 1);; i = (i + 1) & (uint64_t)(m->cap - 1)) {
+        if (m->slots[i].id == id) return &m->slots[i];
+        if (m->slots[i].id == 0) return NULL;
+    }
+}
+
+static void map_put(RequestMap *m, uint64_t id, Group *g, int sample) {
+    if (2 * (m->count + 1) > m->cap) map_grow(m);
+    uint64_t i = rng_hash64(id) & (uint64_t)(m->cap - 1);
+    while (m->slots[i].id != 0) i = (i + 1) & (uint64_t)(m->cap - 1);
+    m->slots[i] = (RequestSlot){id, g, sample};
+    m->count++;
+}
+
+static void map_grow(RequestMap *m) {
+    RequestMap bigger = {xcalloc((size_t)(m->cap ? 2 * m->cap : 1024), sizeof(RequestSlot)), m->cap ? 2 * m->cap : 1024, 0};
+    for (int i = 0; i < m->cap; i++)
+        if (m->slots[i].id) map_put(&bigger, m->slots[i].id, m->slots[i].group, m->slots[i].sample);
+    free(m->slots);
+    *m = bigger;
+}
+
+// Removes id by re-inserting the rest of its cluster (keeps probing correct).
+static void map_remove(RequestMap *m, uint64_t id) {
+    RequestSlot *slot = map_find(m, id);
+    if (!slot) return;
+    uint64_t i = (uint64_t)(slot - m->slots);
+    m->slots[i].id = 0;
+    m->count--;
+    for (i = (i + 1) & (uint64_t)(m->cap - 1); m->slots[i].id; i = (i + 1) & (uint64_t)(m->cap - 1)) {
+        RequestSlot s = m->slots[i];
+        m->slots[i].id = 0;
+        m->count--;
+        map_put(m, s.id, s.group, s.sample);
+    }
+}
+
+double orch_now(const Orch *o) { return MPI_Wtime() - o->t_start; }
+
+// ---------------------------------------------------------------------------------------------
+// Groups and requests
+
+uint64_t orch_request_seed(const Orch *o, const Group *g, int sample) {
+    // Deterministic mode: (seed, step, problem, sample); otherwise the group id keeps streams apart.
+    uint64_t parts[6] = {(uint64_t)o->cfg->run.seed, (uint64_t)g->eval, (uint64_t)g->step, g->problem_index,
+                         (uint64_t)sample, (uint64_t)g->attempts};
+    if (!o->cfg->run.deterministic) parts[2] = g->id;
+    Rng r;
+    rng_seed_tuple(&r, 6, parts);
+    return rng_next(&r);
+}
+
+Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval) {
+    Problem p;
+    ErrorBuf err;
+    int env = 0;
+    memset(&p, 0, sizeof p);
+    if (env_mix_problem(&o->mix, split, index, &env, &p, &err) != 0)
+        FATAL("check the environment's settings (env.*) and its data files", "%s problem %llu: %s",
+              split == ENV_SPLIT_EVAL ? "eval" : "train", (unsigned long long)index, err.msg);
+    Group *g = xcalloc(1, sizeof(Group));
+    if (group_init(g, ++o->next_group, env, index, split, &p, n_samples, &o->codec, &o->lim, &err) != 0)
+        FATAL("shorten the environment's prompts or raise trainer.seq_len", "environment %s: %s", o->envs[env]->name,
+              err.msg);
+    g->step = step;
+    g->eval = eval;
+    return g;
+}
+
+void orch_dispatch(Orch *o, Group *g, int rank) {
+    const Config *cfg = o->cfg;
+    Request *reqs = xcalloc((size_t)g->n, sizeof(Request));
+    int n = 0;
+    for (int s = 0; s < g->n; s++) {
+        Sample *x = &g->samples[s];
+        if (x->state != SAMPLE_WAITING) continue;
+        Request *q = &reqs[n++];
+        sample_make_request(g, s, &o->lim, q);
+        q->id = ++o->next_request;
+        q->seed = orch_request_seed(o, g, s);
+        q->version = g->version;
+        int greedy = g->eval && s == 0;
+        q->temperature = (float)cfg->inference.temperature;
+        q->top_p = (float)cfg->inference.top_p;
+        q->top_k = cfg->inference.top_k;
+        q->min_p = (float)cfg->inference.min_p;
+        q->flags = (greedy ? REQ_GREEDY : 0u) | (g->eval ? REQ_EVAL : 0u);
+        q->n_stop = 1;
+        q->stop[0] = o->codec.eos;
+        x->state = SAMPLE_RUNNING;
+        x->request_id = q->id;
+        x->rank = rank;
+        map_put(&o->map, q->id, g, s);
+    }
+    if (n > 0) {
+        ByteWriter w;
+        bw_init(&w, 4096);
+        encode_requests(&w, reqs, n);
+        outbox_send(&o->out, &w, o->L->first_inference + rank, MSG_REQUESTS, MPI_COMM_WORLD);
+        o->inf_load[rank] += n;
+    }
+    free(reqs);
+}
+
+// Cancels the requests of g still running on inference; their completions will be ignored.
+static void cancel_group_requests(Orch *o, Group *g) {
+    for (int r = 0; r < o->n_inf; r++) {
+        uint64_t *ids = xmalloc(sizeof(uint64_t) * (size_t)g->n);
+        uint32_t n = 0;
+        for (int s = 0; s < g->n; s++) {
+            Sample *x = &g->samples[s];
+            if (x->state == SAMPLE_RUNNING && x->rank == r) {
+                ids[n++] = x->request_id;
+                map_remove(&o->map, x->request_id);
+                x->state = SAMPLE_WAITING;
+            }
+        }
+        if (n) {
+            Cancel c = {.all = 0, .n = n, .ids = ids};
+            ByteWriter w;
+            bw_init(&w, 64);
+            encode_cancel(&w, &c);
+            outbox_send(&o->out, &w, o->L->first_inference + r, MSG_CANCEL, MPI_COMM_WORLD);
+        }
+        free(ids);
+    }
+}
+
+static int min_inference_version(const Orch *o) {
+    int v = o->inf_version[0];
+    for (int r = 1; r < o->n_inf; r++)
+        if (o->inf_version[r] < v) v = o->inf_version[r];
+    return v;
+}
+
+static int least_loaded_rank(const Orch *o) {
+    int best = 0;
+    for (int r = 1; r < o->n_inf; r++)
+        if (o->inf_load[r] < o->inf_load[best]) best = r;
+    return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring
+
+// A scored group: advantages, then evaluation results, the ready buffer, or dropped.
+static void finalize_group(Orch *o, Group *g) {
+    int lengths[4096];
+    double rewards[4096], adv[4096];
+    CHECK(g->n <= 4096, "orchestrator.group_size is at most 4096", "group of %d samples", g->n);
+    for (int s = 0; s < g->n; s++) {
+        rewards[s] = g->samples[s].reward;
+        lengths[s] = sample_completion_tokens(&g->samples[s]);
+    }
+    compute_advantages(rewards, lengths, g->n, o->cfg->loss.std_normalize, o->cfg->loss.length_weighted_mean, adv);
+    for (int s = 0; s < g->n; s++) g->samples[s].advantage = adv[s];
+    if (g->eval) {
+        group_list_push(&o->eval_done, g);
+        o->eval_pending--;
+        return;
+    }
+    if (o->cfg->orchestrator.drop_zero_advantage && advantages_all_zero(adv, g->n)) {
+        if (o->step_fill < o->cfg->run.max_steps) o->stats[o->step_fill].dropped_groups += 1;
+        group_free(g);
+        free(g);
+        return;
+    }
+    group_list_push(&o->ready, g);
+}
+
+// Every sample of g is done: it leaves the active list and is scored (maybe asynchronously).
+static void finish_group(Orch *o, Group *g) {
+    for (int i = 0; i < o->active.count; i++)
+        if (o->active.items[i] == g) {
+            group_list_remove_at(&o->active, i);
+            break;
+        }
+    if (group_score_begin(g, o->envs[g->env])) finalize_group(o, g);
+    else group_list_push(&o->scoring, g);
+}
+
+static int poll_scoring(Orch *o) {
+    int done = 0;
+    for (int i = o->scoring.count - 1; i >= 0; i--) {
+        Group *g = o->scoring.items[i];
+        if (!group_score_poll(g, o->envs[g->env])) continue;
+        group_list_remove_at(&o->scoring, i);
+        finalize_group(o, g);
+        done++;
+    }
+    return done;
+}
+
+static void handle_completions(Orch *o, const Received *msg) {
+    Completion *comps;
+    int n;
+    ErrorBuf err;
+    EngineTotals totals;
+    if (decode_completions(msg->data, msg->len, &o->plim, &comps, &n, &totals, &err) != 0)
+        FATAL("an inference rank sent a damaged message: a bug or mismatched binaries", "from rank %d: %s",
+              msg->source, err.msg);
+    int rank = msg->source - o->L->first_inference;
+    CHECK(rank >= 0 && rank < o->n_inf, "", "completions from rank %d, which is not an inference rank", msg->source);
+    o->inf_stats[rank] = totals;
+    for (int i = 0; i < n; i++) {
+        const Completion *c = &comps[i];
+        o->inf_load[rank]--;
+        RequestSlot *slot = map_find(&o->map, c->id);
+        if (!slot) continue;  // cancelled by us
+        Group *g = slot->group;
+        int s = slot->sample;
+        map_remove(&o->map, c->id);
+        if (c->finish == FINISH_CANCELLED || c->finish == FINISH_REJECTED) {
+            if (c->finish == FINISH_REJECTED)
+                FATAL("the prompt or a setting does not fit the inference engine", "inference rejected a request of "
+                      "environment %s: %s", o->envs[g->env]->name, c->reason);
+            // Lived through too many weight updates: the whole group starts over.
+            LOG_DEBUG("group %llu rescheduled: %s", (unsigned long long)g->id, c->reason);
+            cancel_group_requests(o, g);
+            group_restart(g);
+            if (o->step_fill < o->cfg->run.max_steps) o->stats[o->step_fill].rescheduled_groups += 1;
+            continue;
+        }
+        if (sample_complete(g, s, c, o->envs[g->env], &o->codec, &o->lim)) {
+            if (g->n_done == g->n) finish_group(o, g);
+        }
+    }
+    completions_free(comps, n);
+}
+
+static void handle_weights_loaded(Orch *o, const Received *msg) {
+    WeightsLoaded wl;
+    ErrorBuf err;
+    if (decode_weights_loaded(msg->data, msg->len, &wl, &err) != 0)
+        FATAL("an inference rank sent a damaged message", "from rank %d: %s", msg->source, err.msg);
+    int rank = msg->source - o->L->first_inference;
+    CHECK(rank >= 0 && rank < o->n_inf, "", "weights-loaded from rank %d, not an inference rank", msg->source);
+    if (wl.version > o->inf_version[rank]) o->inf_version[rank] = wl.version;
+}
+
+static void handle_step_done(Orch *o, const Received *msg) {
+    StepDone s;
+    ErrorBuf err;
+    if (decode_step_done(msg->data, msg->len, &o->plim, &s, &err) != 0)
+        FATAL("the trainer root sent a damaged message", "%s", err.msg);
+    if (s.flags & STEP_SFT) {
+        orch_sft_step_done(o, &s);
+    } else {
+        orch_step_done(o, &s);
+        o->steps_done = s.step + 1;
+        o->trainer_idle_since = orch_now(o);
+        o->trainer_version = s.version;
+    }
+    if (s.flags & STEP_STOP) o->stop = 1;
+    step_done_free(&s);
+}
+
+static void handle_control(Orch *o, const Received *msg) {
+    Control c;
+    ErrorBuf err;
+    if (decode_control(msg->data, msg->len, &c, &err) != 0) FATAL("the trainer root sent a damaged message", "%s", err.msg);
+    CHECK(c.kind == CONTROL_CHECKPOINT_DONE, "", "orchestrator got control message kind %u", c.kind);
+    o->ckpt_acked = c.step;
+    o->ckpt_ok = c.ok;
+    if (c.ok) LOG_INFO("checkpoint of step %d written: %s", c.step, c.text);
+    else LOG_ERROR("checkpoint of step %d failed: %s (the previous checkpoints are intact)", c.step, c.text);
+    free(c.pending);
+}
+
+// Problem indices handed out but not trained: every RL group still ready or in flight.
+static int64_t *pending_problems(const Orch *o, uint32_t *n) {
+    int64_t *p = xmalloc(sizeof(int64_t) * (size_t)(o->ready.count + o->active.count + o->scoring.count + o->n_reissue + 1));
+    uint32_t k = 0;
+    for (int i = o->reissue_head; i < o->n_reissue; i++) p[k++] = o->reissue[i];
+    for (int i = 0; i < o->ready.count; i++) p[k++] = (int64_t)o->ready.items[i]->problem_index;
+    for (int i = 0; i < o->scoring.count; i++)
+        if (!o->scoring.items[i]->eval) p[k++] = (int64_t)o->scoring.items[i]->problem_index;
+    for (int i = 0; i < o->active.count; i++)
+        if (!o->active.items[i]->eval) p[k++] = (int64_t)o->active.items[i]->problem_index;
+    *n = k;
+    return p;
+}
+
+void orch_request_checkpoint(Orch *o, int step) {
+    Control c = {.kind = CONTROL_CHECKPOINT, .step = step, .cursor = (int64_t)o->cursor,
+                 .sft_cursor = (int64_t)o->sft_cursor, .next_group = (int64_t)o->next_group,
+                 .next_request = (int64_t)o->next_request, .rr_rank = o->rr_rank};
+    c.pending = pending_problems(o, &c.n_pending);
+    ByteWriter w;
+    bw_init(&w, 256);
+    encode_control(&w, &c);
+    outbox_send(&o->out, &w, o->L->trainer_root, MSG_CONTROL, MPI_COMM_WORLD);
+    free(c.pending);
+}
+
+int orch_wait_checkpoint(Orch *o, int step) {
+    Backoff b;
+    backoff_reset(&b);
+    while (o->ckpt_acked < step) {
+        if (orch_poll(o)) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+    return o->ckpt_ok;
+}
+
+int orch_poll(Orch *o) {
+    int handled = 0;
+    Received msg;
+    while (msg_try_recv(MPI_COMM_WORLD, MPI_ANY_SOURCE, MPI_ANY_TAG, &msg)) {
+        handled++;
+        switch (msg.tag) {
+            case MSG_COMPLETIONS: handle_completions(o, &msg); break;
+            case MSG_WEIGHTS_LOADED: handle_weights_loaded(o, &msg); break;
+            case MSG_STEP_DONE: handle_step_done(o, &msg); break;
+            case MSG_CONTROL: handle_control(o, &msg); break;
+            default:
+                FATAL("ranks of different versions, or a bug", "orchestrator got an unexpected %s message (tag %d) "
+                      "from rank %d", msg_type_name(msg.tag), msg.tag, msg.source);
+        }
+        received_free(&msg);
+    }
+    outbox_progress(&o->out);
+    handled += poll_scoring(o);
+    // Multi-turn samples waiting for their next turn go back to their rank.
+    for (int i = 0; i < o->active.count; i++) {
+        Group *g = o->active.items[i];
+        int waiting = 0, rank = -1;
+        for (int s = 0; s < g->n; s++) {
+            if (g->samples[s].state == SAMPLE_WAITING) waiting = 1;
+            if (g->samples[s].rank >= 0) rank = g->samples[s].rank;
+        }
+        if (waiting) orch_dispatch(o, g, rank >= 0 && g->attempts == 0 ? rank : least_loaded_rank(o));
+    }
+    return handled;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling of RL groups
+
+// Samples of RL groups handed out and not yet scored (generating, or being scored).
+static int rl_samples_in_flight(const Orch *o) {
+    int n = 0;
+    for (int i = 0; i < o->active.count; i++)
+        if (!o->active.items[i]->eval) n += o->active.items[i]->n;
+    for (int i = 0; i < o->scoring.count; i++)
+        if (!o->scoring.items[i]->eval) n += o->scoring.items[i]->n;
+    return n;
+}
+
+// The step a new group would most likely land in, given what is ready and in flight.
+static int target_step(const Orch *o) {
+    return o->step_fill + (orch_ready_samples(o) + rl_samples_in_flight(o)) / o->cfg->orchestrator.batch_size;
+}
+
+// Hands out new groups while inference has room and the staleness bound allows.
+// The next training problem: those a checkpoint left untrained first, then the cursor.
+static uint64_t next_problem(Orch *o) {
+    if (o->reissue_head < o->n_reissue) return (uint64_t)o->reissue[o->reissue_head++];
+    return o->cursor++;
+}
+
+static void schedule_async(Orch *o) {
+    const int G = o->cfg->orchestrator.group_size, k = o->cfg->run.async_level;
+    for (;;) {
+        int target = target_step(o);
+        if (target >= o->cfg->run.max_steps) return;
+        if (min_inference_version(o) < target - k) return;
+        int rank = least_loaded_rank(o);
+        if (o->inf_load[rank] + G > o->capacity) return;
+        uint64_t index = next_problem(o);
+        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, target, 0);
+        g->version = -1;
+        group_list_push(&o->active, g);
+        orch_dispatch(o, g, rank);
+    }
+}
+
+// Deterministic mode: step n's groups all at once, fixed order and ranks, exact version.
+static void schedule_deterministic(Orch *o) {
+    const Config *cfg = o->cfg;
+    const int G = cfg->orchestrator.group_size, n = o->step_fill;
+    if (n >= cfg->run.max_steps || rl_samples_in_flight(o) > 0) return;
+    int have = orch_ready_samples(o);
+    if (have >= cfg->orchestrator.batch_size) return;
+    int version = n - cfg->run.async_level > 0 ? n - cfg->run.async_level : 0;
+    if (o->trainer_version < version) return;  // the trainer has not produced it yet
+    int groups = (cfg->orchestrator.batch_size - have) / G;
+    for (int j = 0; j < groups; j++) {
+        uint64_t index = next_problem(o);
+        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, n, 0);
+        g->version = version;
+        group_list_push(&o->active, g);
+        orch_dispatch(o, g, o->rr_rank);
+        o->rr_rank = (o->rr_rank + 1) % o->n_inf;
+    }
+}
+
+static void schedule(Orch *o) {
+    if (o->stop) return;
+    if (o->cfg->run.deterministic) schedule_deterministic(o);
+    else schedule_async(o);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+// Continues from a checkpoint: counters, problems to hand out again, steps already trained.
+static void load_resume_state(Orch *o, const char *path) {
+    CheckpointState st;
+    ErrorBuf err;
+    if (checkpoint_read_state(path, &st, NULL, &err) != 0) FATAL("pick another checkpoint (checkpoint.resume)", "%s", err.msg);
+    CHECK(st.step <= o->cfg->run.max_steps, "raise run.max_steps to continue this run",
+          "the checkpoint is at step %lld, beyond run.max_steps = %d", (long long)st.step, o->cfg->run.max_steps);
+    o->resumed = 1;
+    o->step_fill = o->steps_done = (int)st.step;
+    o->trainer_version = (int)st.step;
+    o->sft_done = (int)st.sft_done;
+    o->cursor = (uint64_t)st.cursor;
+    o->sft_cursor = (uint64_t)st.sft_cursor;
+    o->next_group = (uint64_t)st.next_group;
+    o->next_request = (uint64_t)st.next_request;
+    o->rr_rank = (int)st.rr_rank % o->n_inf;
+    o->reissue = st.pending;
+    o->n_reissue = (int)st.n_pending;
+    st.pending = NULL;
+    o->ckpt_acked = (int)st.step;
+    LOG_INFO("resumed at step %lld: %d problem(s) handed out before the checkpoint are asked again, then problem %llu on",
+             (long long)st.step, o->n_reissue, (unsigned long long)o->cursor);
+}
+
+static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resume_path) {
+    memset(o, 0, sizeof *o);
+    o->cfg = cfg;
+    o->L = L;
+    o->t_start = MPI_Wtime();
+    outbox_init(&o->out);
+    ErrorBuf err;
+    if (env_mix_init(&o->mix, &cfg->env, (uint64_t)cfg->run.seed, &err) != 0)
+        FATAL("fix the env.* settings", "%s", err.msg);
+    o->envs = o->mix.envs;
+    o->n_envs = o->mix.count;
+    if (codec_open(&o->codec, cfg, &err) != 0) FATAL("check model.tokenizer", "%s", err.msg);
+    o->lim.max_total = cfg->trainer.seq_len + 1;
+    o->lim.max_tokens = cfg->inference.max_tokens;
+    proto_limits_from_config(cfg, codec_vocab_size(&o->codec), &o->plim);
+    o->n_inf = L->n_inference;
+    o->inf_version = xmalloc(sizeof(int) * (size_t)o->n_inf);
+    for (int r = 0; r < o->n_inf; r++) o->inf_version[r] = -1;
+    o->inf_load = xcalloc((size_t)o->n_inf, sizeof(int));
+    o->inf_stats = xcalloc((size_t)o->n_inf, sizeof(EngineTotals));
+    const int G = cfg->orchestrator.group_size;
+    o->capacity = cfg->orchestrator.groups_per_rank ? cfg->orchestrator.groups_per_rank * G
+                                                    : cfg->inference.max_seqs + G;
+    if (o->capacity < G) o->capacity = G;
+    o->stats = xcalloc((size_t)(cfg->run.max_steps > 0 ? cfg->run.max_steps : 1), sizeof(StepStats));
+    o->trainer_version = -1;
+    o->steps_done = 0;
+    o->ckpt_acked = -1;
+    if (resume_path[0]) load_resume_state(o, resume_path);
+
+    mkdir(cfg->run.output_dir, 0755);
+    char path[CFG_STR_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.h5", cfg->run.output_dir);
+    int n_step, n_eval;
+    const char *const *step_names = orch_step_metric_names(o, &n_step);
+    const char *const *eval_names = orch_eval_metric_names(o, &n_eval);
+    MetricsTable tables[2] = {{"eval", eval_names, n_eval}, ORCH_SFT_TABLE};
+    char env_names[1024] = "";
+    for (int e = 0; e < o->n_envs; e++) {
+        if (e) strncat(env_names, ",", sizeof env_names - strlen(env_names) - 1);
+        strncat(env_names, o->envs[e]->name, sizeof env_names - strlen(env_names) - 1);
+    }
+    char *text = config_to_text(cfg);
+    o->mw = metrics_open(path, step_names, n_step, tables, 2, text, env_names, cfg->log.rollouts,
+                         o->resumed ? o->steps_done : -1);
+    free(text);
+}
+
+static void teardown(Orch *o) {
+    metrics_close(o->mw);
+    for (int i = 0; i < o->active.count; i++) group_free(o->active.items[i]), free(o->active.items[i]);
+    for (int i = 0; i < o->ready.count; i++) group_free(o->ready.items[i]), free(o->ready.items[i]);
+    for (int i = 0; i < o->scoring.count; i++) group_free(o->scoring.items[i]), free(o->scoring.items[i]);
+    free(o->scoring.items);
+    free(o->active.items);
+    free(o->ready.items);
+    free(o->eval_done.items);
+    free(o->map.slots);
+    env_mix_free(&o->mix);
+    codec_close(&o->codec);
+    free(o->inf_version);
+    free(o->inf_load);
+    free(o->inf_stats);
+    free(o->stats);
+    free(o->reissue);
+    free(o->step_names);
+    free(o->eval_names);
+    outbox_free(&o->out);
+}
+
+// Waits (sleeping) until every inference rank holds at least `version`.
+static void wait_inference_version(Orch *o, int version) {
+    Backoff b;
+    backoff_reset(&b);
+    while (min_inference_version(o) < version) {
+        if (orch_poll(o)) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+}
+
+static void shutdown_ranks(Orch *o) {
+    ByteWriter w;
+    for (int r = 0; r < o->n_inf; r++) {
+        Cancel c = {.all = 1};
+        bw_init(&w, 16);
+        encode_cancel(&w, &c);
+        outbox_send(&o->out, &w, o->L->first_inference + r, MSG_CANCEL, MPI_COMM_WORLD);
+    }
+    for (int rank = 1; rank < o->L->world_size; rank++) {
+        bw_init(&w, 1);
+        outbox_send(&o->out, &w, rank, MSG_SHUTDOWN, MPI_COMM_WORLD);
+    }
+    outbox_flush(&o->out);
+}
+
+// Cancels every RL group still in flight (their problems stay pending for a checkpoint).
+static void drop_rl_groups(Orch *o) {
+    for (int i = o->active.count - 1; i >= 0; i--) {
+        Group *g = o->active.items[i];
+        cancel_group_requests(o, g);
+        group_list_remove_at(&o->active, i);
+        group_free(g);
+        free(g);
+    }
+}
+
+// Runs RL steps until max_steps, or until a stop signal or the trainer's stop flag. Returns the
+// signal number that stopped it, or 0.
+static int rl_loop(Orch *o) {
+    const Config *cfg = o->cfg;
+    Backoff b;
+    backoff_reset(&b);
+    o->trainer_idle_since = orch_now(o);
+    while (o->steps_done < cfg->run.max_steps && !o->stop) {
+        int sig = signals_stop_requested();
+        if (sig) return sig;
+        schedule(o);
+        int progressed = orch_poll(o);
+        while (o->step_fill < cfg->run.max_steps && orch_ready_samples(o) >= cfg->orchestrator.batch_size &&
+               (!cfg->run.deterministic || rl_samples_in_flight(o) == 0)) {
+            orch_send_batch(o);
+            int boundary = o->step_fill;
+            if (cfg->checkpoint.interval > 0 && boundary % cfg->checkpoint.interval == 0 && boundary < cfg->run.max_steps)
+                orch_request_checkpoint(o, boundary);
+            progressed = 1;
+        }
+        if (cfg->eval.interval > 0 && o->eval_pending == 0 && o->steps_done > 0 &&
+            o->steps_done % cfg->eval.interval == 0 && o->eval_step != o->steps_done && o->steps_done < cfg->run.max_steps) {
+            orch_evaluate(o, o->steps_done, "periodic");
+            progressed = 1;
+        }
+        if (progressed) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+    return 0;
+}
+
+// After a stop signal: the batches already sent are trained, a checkpoint of that boundary is
+// written, and the job ends with status 0 (the rollouts in flight are asked again on resume).
+static int stop_for_signal(Orch *o, int sig) {
+    int boundary = o->step_fill;
+    LOG_WARN("signal %d: finishing step %d, writing a checkpoint, then exiting", sig, boundary - 1);
+    orch_request_checkpoint(o, boundary);
+    drop_rl_groups(o);
+    int ok = orch_wait_checkpoint(o, boundary);
+    if (ok)
+        printf("stopped by signal %d after step %d; checkpoint written. Resume with the same command and "
+               "--set checkpoint.resume=latest\n", sig, boundary);
+    else
+        printf("stopped by signal %d after step %d; the checkpoint FAILED (see above). Resume with "
+               "--set checkpoint.resume=latest continues from the previous one\n", sig, boundary);
+    fflush(stdout);
+    return ok ? 0 : 1;
+}
+
+int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path) {
+    Orch o;
+    setup(&o, cfg, L, resume_path);
+    LOG_INFO("orchestrator: %d environment(s), %d inference rank(s), %d trainer(s); %d steps of %d samples",
+             o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
+    if (cfg->sft.steps > o.sft_done) orch_sft(&o);
+    wait_inference_version(&o, o.resumed ? o.steps_done : 0);
+    double before = o.resumed ? NAN : orch_evaluate(&o, 0, "before RL");
+
+    int status = 0, sig = rl_loop(&o);
+    if (sig) {
+        status = stop_for_signal(&o, sig);
+    } else {
+        if (o.stop) LOG_WARN("the trainer stopped the run after %d bad steps in a row", cfg->trainer.max_bad_steps);
+        drop_rl_groups(&o);
+        wait_inference_version(&o, o.trainer_version);
+        double after = orch_evaluate(&o, o.steps_done, "after RL");
+        if (cfg->checkpoint.at_end && o.ckpt_acked < o.steps_done) {
+            orch_request_checkpoint(&o, o.steps_done);
+            if (!orch_wait_checkpoint(&o, o.steps_done)) status = 1;
+        }
+        if (!o.resumed) {
+            LOG_INFO("eval reward before RL: %.4f   after RL: %.4f   (greedy, %d held-out problems)", before, after,
+                     cfg->eval.problems);
+            printf("eval reward before RL: %.4f\n", before);
+        }
+        printf("eval reward after RL:  %.4f\n", after);
+        fflush(stdout);
+        if (o.stop) status = 1;
+    }
+    shutdown_ranks(&o);
+    teardown(&o);
+    return status;
+}
