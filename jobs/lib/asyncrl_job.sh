@@ -13,7 +13,9 @@
 #   ASYNCRL_ROOT           the asyncrl checkout (default: the directory sbatch was run from)
 #   ASYNCRL_BIN            the binary (default: what the script names, build/asyncrl or
 #                          build/cuda/asyncrl)
-#   ASYNCRL_CMD            the job's program instead of "$ASYNCRL_BIN rl" (tests use a stand-in)
+#   ASYNCRL_CMD            the job's program instead of "$ASYNCRL_BIN" (a wrapper, e.g. a
+#                          profiler: ASYNCRL_CMD="nsys profile -o prof build/cuda/asyncrl");
+#                          the job runs "$ASYNCRL_CMD rl CONFIG ..."
 #   ASYNCRL_LAUNCHER       srun | mpirun | auto (default auto: srun when it offers PMIx, else
 #                          mpirun)
 #   ASYNCRL_SRUN_MPI       srun's --mpi plugin (default pmix; pmi2 for an MPI built with PMI2)

@@ -87,3 +87,4 @@ else
 fi
 kill "$writer" 2>/dev/null
 wait "$writer" 2>/dev/null
+exit 0

@@ -10,8 +10,8 @@
 #   - jobs/multi_node.sbatch on both nodes, with srun and with mpirun: rank 0 and the trainer
 #     on the first node, the inference rank on the second;
 #   - a job whose task count does not match the config: it fails at once, saying so.
-# The job is `asyncrl rl` when the binary has it, else the stand-in tests/mpi/fake_rl, which
-# keeps the same contract (checkpoints, resume = latest, SIGUSR1 handling, metrics.h5).
+# Every job runs `asyncrl rl` on inputs/slurm_debug.cfg (3 ranks, a checkpoint every step)
+# through tests/slurm/where.sh, which has each rank print its node and GPUs first.
 . tests/integration/lib.sh
 . tests/slurm/cluster.sh
 
@@ -31,19 +31,15 @@ if ! cluster_start "$D/cluster"; then
 fi
 ok "local slurm cluster up: $(sinfo -h -N -o '%N (%c CPUs, %G) %t' | tr '\n' ' ')"
 
-# The job command: the real one when it exists.
-if "$BIN" --help 2>/dev/null | grep -q '^  rl '; then
-    unset ASYNCRL_CMD
-    export OMP_NUM_THREADS=1
-    steps_debug=4
-    steps_long=${SLURM_TEST_LONG_STEPS:-40}
-else
-    export ASYNCRL_CMD="$ROOT/$ASYNCRL_BUILD/tests/mpi/fake_rl"
-    echo "# $BIN has no 'rl' command yet: the jobs run the stand-in $ASYNCRL_CMD"
-    steps_debug=8
-    steps_long=70
-    export ASYNCRL_FAKE_STEP_MS=1000
+# The real job, each rank first saying where it runs (tests/slurm/where.sh).
+if ! "$BIN" --help 2>/dev/null | grep -q '^  rl '; then
+    not_ok "$BIN has an rl command" "$("$BIN" --help 2>&1 | head -5)"
+    exit 1
 fi
+export ASYNCRL_CMD="sh $ROOT/tests/slurm/where.sh $ROOT/$BIN"
+export OMP_NUM_THREADS=1
+steps_debug=4
+steps_long=${SLURM_TEST_LONG_STEPS:-30}
 export ASYNCRL_ROOT="$ROOT" ASYNCRL_BIN="$ROOT/$BIN"
 # Containers often forbid the ptrace-based single-copy shared-memory transport.
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
@@ -161,7 +157,7 @@ fi
 for name in ${multi_id:+multi multi2}; do
     eval "id=\$${name}_id"
     state=$(cluster_job_field "$id" JobState)
-    placed=$(grep "^placement:" "$D/$name.out" | tr '\n' ' ')
+    placed=$(grep "^placement:" "$D/$name.out" | sort | tr '\n' ' ')
     want="placement: rank 0 on $node1 gpus 0,1 placement: rank 1 on $node1 gpus 0,1 placement: rank 2 on $node2 gpus 0,1 "
     launcher=$(sed -n 's/.*launch: \([a-z]*\) .*/\1/p' "$D/$name.out" | head -1)
     if [ "$state" = COMPLETED ] && [ "$placed" = "$want" ]; then
