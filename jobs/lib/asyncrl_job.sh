@@ -95,7 +95,7 @@ asyncrl_job_start() {
 # A stop signal (Slurm's warning before the time limit, scancel --signal=USR1 -b, or the
 # SIGTERM at the limit): remembered here, passed on to the ranks by the wait loop.
 asyncrl_on_signal() {
-    [ -n "$ASYNCRL_STOP" ] || asyncrl_log "received SIG$1: the ranks finish their step, write a checkpoint and exit; then the job is requeued"
+    [ -n "$ASYNCRL_STOP" ] || asyncrl_log "received SIG$1: the ranks finish their step, write a checkpoint and exit; then the job requeues itself"
     ASYNCRL_STOP=$1
 }
 
