@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Plots asyncrl runs side by side: reward, loss, mismatch_kl and throughput against the step,
-one line per run (the legend names each by its directory), from each run's metrics.h5.
+one colour per run (the legend names each by its directory), from each run's metrics.h5: the
+per-step values faintly, their trailing mean on top, and the greedy eval reward as dots.
 
     scripts/plot_runs.py RUN_DIR [RUN_DIR...] [-o runs.png] [--smooth N] [--separate]
 
@@ -94,8 +95,8 @@ def draw_panel(ax, panel, runs, window):
                 continue
             x = np.arange(len(y))
             y_plot = np.where(y > 0, y, np.nan) if log else y
-            if window > 1 and name == "reward_mean":
-                ax.plot(x, y_plot, style, color=color, alpha=0.25, linewidth=1)
+            if window > 1:  # the raw values faintly, the trailing mean on top
+                ax.plot(x, y_plot, style, color=color, alpha=0.2, linewidth=0.8)
                 y_plot = smooth(y_plot, window)
             ax.plot(x, y_plot, style, color=color, linewidth=1.5,
                     label=label + (f" ({line_label})" if line_label else ""))
@@ -120,7 +121,8 @@ def main():
     parser.add_argument("runs", nargs="+", help="run directories (run.output_dir) or metrics.h5 files")
     parser.add_argument("-o", "--output", default="runs.png", help="PNG to write (default runs.png)")
     parser.add_argument("--smooth", type=int, default=0,
-                        help="trailing moving average of the reward over this many steps (default: a tenth of the run)")
+                        help="trailing moving average over this many steps, drawn over the raw values "
+                             "(default: a tenth of the longest run; 1 = raw only)")
     parser.add_argument("--separate", action="store_true", help="one PNG per panel: OUTPUT-reward.png, ...")
     args = parser.parse_args()
 
@@ -154,7 +156,7 @@ def main():
         fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
         for ax, panel in zip(axes.flat, PANELS):
             draw_panel(ax, panel, runs, window)
-        fig.suptitle(f"asyncrl runs ({len(runs)}); reward smoothed over {window} steps", fontsize=11)
+        fig.suptitle(f"asyncrl runs ({len(runs)}); faint: per step, solid: mean of the last {window} steps", fontsize=11)
         fig.tight_layout()
         fig.savefig(args.output, dpi=110)
         plt.close(fig)

@@ -264,31 +264,46 @@ static void print_header(Reader *r, const char *run_dir, FILE *out, size_t steps
     free(envs);
 }
 
+// Wall time from timing/elapsed_s (seconds since the job started, so it restarts at 0 when a
+// run resumes): the sum of each start's last value. The pace is the mean step-to-step increase
+// over the last (up to 10) steps of the newest start.
 static void print_time(Reader *r, FILE *out, size_t steps, int max_steps) {
-    Series step_s, elapsed;
-    int have_step = read_series(r, "steps/timing/step_s", &step_s) == 0;
-    int have_elapsed = read_series(r, "steps/timing/elapsed_s", &elapsed) == 0;
-    Stats st = stats_of(&step_s), el = stats_of(&elapsed);
-    char total[32], mean[32], last[32], eta[32], since[32];
-    if (have_step && st.count) {
-        format_duration(st.sum, total, sizeof total);
-        format_duration(st.mean, mean, sizeof mean);
-        format_duration(st.last, last, sizeof last);
-        fprintf(out, "  time       %s over %zu timed steps (mean %s a step, last %s)", total, st.count, mean, last);
-        if (max_steps > 0 && (size_t)max_steps > steps) {
-            format_duration(st.mean * (double)((size_t)max_steps - steps), eta, sizeof eta);
-            fprintf(out, "; about %s to go at that pace", eta);
+    Series el;
+    if (read_series(r, "steps/timing/elapsed_s", &el) != 0 || stats_of(&el).count == 0) {
+        fprintf(out, "  time       no timings recorded yet\n");
+        series_free(&el);
+        return;
+    }
+    double total = 0, prev = NAN, segment_end = 0;
+    int starts = 0;
+    size_t segment_first = 0, last = 0;
+    for (size_t i = 0; i < el.n; i++) {
+        double x = el.v[i];
+        if (!isfinite(x)) continue;
+        if (!isfinite(prev) || x < prev) {  // a (re)start
+            total += segment_end;
+            starts++;
+            segment_first = i;
         }
-        fprintf(out, "\n");
-    } else {
-        fprintf(out, "  time       no step timings recorded yet\n");
+        segment_end = prev = x;
+        last = i;
     }
-    if (have_elapsed && el.count) {
-        format_duration(el.last, since, sizeof since);
-        fprintf(out, "             %s since the last (re)start of the job, at step %zu\n", since, el.last_index);
+    total += segment_end;
+    size_t first = last >= segment_first + 10 ? last - 10 : segment_first;
+    double pace = last > first && isfinite(el.v[first]) ? (el.v[last] - el.v[first]) / (double)(last - first) : NAN;
+    char wall[32], step[32], eta[32];
+    format_duration(total, wall, sizeof wall);
+    fprintf(out, "  time       %s of wall time over %d job start%s", wall, starts, starts == 1 ? "" : "s");
+    if (isfinite(pace)) {
+        format_duration(pace, step, sizeof step);
+        fprintf(out, "; lately %s a step", step);
+        if (max_steps > 0 && (size_t)max_steps > steps) {
+            format_duration(pace * (double)((size_t)max_steps - steps), eta, sizeof eta);
+            fprintf(out, ", about %s to go", eta);
+        }
     }
-    series_free(&step_s);
-    series_free(&elapsed);
+    fprintf(out, "\n");
+    series_free(&el);
 }
 
 static void print_reward(Reader *r, FILE *out) {
@@ -351,6 +366,7 @@ static void print_throughput(Reader *r, FILE *out) {
     fprintf(out, "\nthroughput\n");
     print_metric_line(r, out, "inference tokens/s", "steps/timing/inference_tokens_per_s");
     print_metric_line(r, out, "trainer tokens/s", "steps/timing/trainer_tokens_per_s");
+    print_metric_line(r, out, "step time (s)", "steps/timing/step_s");
     print_metric_line(r, out, "trainer step (s)", "steps/timing/trainer_s");
     print_metric_line(r, out, "trainer wait (s)", "steps/timing/trainer_wait_s");
     print_metric_line(r, out, "rollout wait (s)", "steps/timing/rollout_wait_s");

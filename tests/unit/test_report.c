@@ -18,7 +18,7 @@
 static char g_dir[256], g_metrics[320];
 
 static const char *STEP_NAMES[] = {"reward_mean", "loss", "skipped", "off_policy_mean", "off_policy_max",
-                                   "timing/step_s", "timing/inference_tokens_per_s", "reward/reverse"};
+                                   "timing/elapsed_s", "timing/inference_tokens_per_s", "reward/reverse"};
 static const char *EVAL_COLS[] = {"step", "version", "greedy_reward", "greedy_pass", "sampled_reward", "sampled_pass",
                                   "completion_len"};
 static const MetricsTable TABLES[] = {{"eval", EVAL_COLS, 7}};
@@ -28,13 +28,15 @@ static MetricsWriter *open_writer(void) {
     return metrics_open(g_metrics, STEP_NAMES, 8, TABLES, 1, CONFIG, "reverse", 0, -1);
 }
 
-// Step s: reward s/100, loss 1 except step 5 (never written: NaN), skipped at 7 and 9, 2 s a
-// step, 100 + s inference tokens/s, off-policy max s % 4.
+// Step s: reward s/100, loss 1 except step 5 (never written: NaN), skipped at 7 and 9, 100 + s
+// inference tokens/s, off-policy max s % 4, 2 s a step: elapsed 2(s+1) until step 19, then a
+// restart at step 20 (resumed: 5 s to start, then 2 s a step).
 static void write_steps(MetricsWriter *m, int from, int to) {
     for (int s = from; s < to; s++) {
-        const char *names[] = {"reward_mean", "skipped", "off_policy_mean", "off_policy_max", "timing/step_s",
+        const char *names[] = {"reward_mean", "skipped", "off_policy_mean", "off_policy_max", "timing/elapsed_s",
                                "timing/inference_tokens_per_s", "reward/reverse", "loss"};
-        double values[] = {s / 100.0, (s == 7 || s == 9) ? 1 : 0, 0.5, s % 4, 2.0, 100.0 + s, s / 100.0, 1.0};
+        double elapsed = s < 20 ? 2.0 * (s + 1) : 5.0 + 2.0 * (s - 20);
+        double values[] = {s / 100.0, (s == 7 || s == 9) ? 1 : 0, 0.5, s % 4, elapsed, 100.0 + s, s / 100.0, 1.0};
         metrics_write_step(m, s, names, values, s == 5 ? 7 : 8);
     }
 }
@@ -104,8 +106,8 @@ static void test_summary_numbers(void **state) {
     assert_int_equal(rc, 0);
     expect(text, "environments: reverse");
     expect(text, "30 of 40 done (75%)");
-    // 30 steps of 2 s: 60 s; 10 steps to go at 2 s.
-    expect(text, "1m00s over 30 timed steps (mean 2.0s a step, last 2.0s); about 20.0s to go");
+    // Two starts: 40 s until step 19, then 5 + 2 * 9 = 23 s; 10 steps to go at 2 s.
+    expect(text, "1m03s of wall time over 2 job starts; lately 2.0s a step, about 20.0s to go");
     // 11 points at round(k * 29 / 10); the average is over the last (30 + 5) / 10 = 3 steps.
     expect(text, "mean of the last 3 steps");
     expect(text, "         0     0.0000     0.0000\n");
