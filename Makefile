@@ -149,7 +149,7 @@ test-slurm: deps
 	@sh tests/slurm/run.sh $(BUILD)
 
 docs: $(BIN)
-	@sh scripts/gen_config_doc.sh $(BIN) >docs/CONFIG.md
+	@sh scripts/gen_config_doc.sh $(BIN) >docs/CONFIG.md.tmp && mv docs/CONFIG.md.tmp docs/CONFIG.md
 	@echo "wrote docs/CONFIG.md"
 
 sanitize: deps
@@ -169,6 +169,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,18p' Makefile
+	@sed -n '1,15p' Makefile
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
