@@ -160,6 +160,14 @@ asyncrl_job_run() {
     asyncrl_log "the job exited with status $ASYNCRL_RC after $((SECONDS - started)) s"
 }
 
+# asyncrl_run_finished OUTPUT_DIR MAX_STEPS: 0 when the newest complete checkpoint (as
+# `asyncrl report` finds it) is at MAX_STEPS or beyond: nothing is left to resume.
+asyncrl_run_finished() {
+    local newest
+    newest=$("$ASYNCRL_BIN" report "$1" 2>/dev/null | sed -n 's/.*newest complete: step \([0-9]*\).*/\1/p')
+    [ -n "$newest" ] && [ -n "$2" ] && [ "$newest" -ge "$2" ]
+}
+
 # asyncrl_job_finish: after a stop signal and a clean exit (the ranks wrote their checkpoint)
 # requeues the job, which resumes from that checkpoint; otherwise exits with the job's status.
 # A job that failed is never requeued (no crash loops): resubmitting the same sbatch command
@@ -172,6 +180,10 @@ asyncrl_job_finish() {
     fi
     if [ -z "$ASYNCRL_STOP" ]; then
         asyncrl_log "run finished"
+        exit 0
+    fi
+    if asyncrl_run_finished "$ASYNCRL_OUTPUT_DIR" "$(asyncrl_config_value run.max_steps)"; then
+        asyncrl_log "the run reached run.max_steps as it stopped: finished, not requeued"
         exit 0
     fi
     if [ -z "${SLURM_JOB_ID:-}" ]; then

@@ -60,3 +60,12 @@ if [ $rc = 0 ] && grep -q "passing SIGUSR1 to the ranks (through mpirun" "$TMP_R
 else
     not_ok "a stop signal reaches the ranks; they checkpoint and the job exits 0" "rc $rc" "$(tail -15 "$TMP_ROOT/job.out")"
 fi
+
+# Whether a stopped run still has steps to go (no requeue of a finished run).
+finished() { bash -c '. jobs/lib/asyncrl_job.sh; asyncrl_run_finished "$@"' finished "$@"; }
+if ! finished "$run" 200 && finished "$run" 1 && ! finished "$TMP_ROOT/nonexistent" 1; then
+    ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps"
+else
+    not_ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps" \
+        "$("$BIN" report "$run" 2>&1 | tail -4)"
+fi
