@@ -72,6 +72,7 @@ asyncrl_job_start() {
 
     # The config is checked before any MPI start, and its world size against the allocation.
     ASYNCRL_CHECK_OUT=$(mktemp "${TMPDIR:-/tmp}/asyncrl-check.XXXXXX")
+    trap 'rm -f "$ASYNCRL_CHECK_OUT" ${ASYNCRL_RANK_HOSTS:+"$ASYNCRL_RANK_HOSTS" "$ASYNCRL_RANK_HOSTS.ompi"}' EXIT
     if ! "$ASYNCRL_BIN" check "$ASYNCRL_CONFIG" "${ASYNCRL_ARGS[@]}" >"$ASYNCRL_CHECK_OUT" 2>&1; then
         cat "$ASYNCRL_CHECK_OUT" >&2
         asyncrl_die "the config does not pass \`asyncrl check\` (above)"
@@ -173,7 +174,6 @@ asyncrl_run_finished() {
 # A job that failed is never requeued (no crash loops): resubmitting the same sbatch command
 # resumes from the newest complete checkpoint.
 asyncrl_job_finish() {
-    rm -f "$ASYNCRL_CHECK_OUT"
     if [ "$ASYNCRL_RC" != 0 ]; then
         asyncrl_log "run failed (status $ASYNCRL_RC)${ASYNCRL_STOP:+ after SIG$ASYNCRL_STOP}; not requeued. Read the errors above; the same sbatch command resumes from the newest complete checkpoint in $ASYNCRL_OUTPUT_DIR/checkpoints"
         exit "$ASYNCRL_RC"
