@@ -7,6 +7,8 @@
 #   make test       deps + build + every test; ends with "N passed, N failed, N skipped"
 #   make bench      benchmarks, results appended to benchmarks/RESULTS.md
 #   make sanitize   the tests under ASan/UBSan (build/asan)
+#   make test-slurm the Slurm job scripts under a throwaway local Slurm (installs it as root)
+#   make docs       regenerate docs/CONFIG.md from `asyncrl defaults`
 #
 # Overrides (each found with pkg-config when not given):
 #   MPICC, HDF5_CFLAGS, HDF5_LIBS, LIBCONFIG_CFLAGS, LIBCONFIG_LIBS, BLAS_CFLAGS, BLAS_LIBS,
@@ -96,7 +98,7 @@ MPI_TEST_SRC := $(wildcard tests/mpi/*.c)
 MPI_TEST_BIN := $(patsubst tests/mpi/%.c,$(BUILD)/tests/mpi/%,$(MPI_TEST_SRC))
 
 .PHONY: all deps run test test-unit test-integration bench bench-build sanitize clean help tests-build test-gpu \
-        gpu-tests-on-cpu bench-gpu
+        gpu-tests-on-cpu bench-gpu test-slurm docs
 all: $(BIN)
 
 # V=1 shows the full commands.
@@ -215,6 +217,14 @@ test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@sh tests/run.sh $(BUILD)
 
+test-slurm: deps
+	@$(MAKE) --no-print-directory tests-build
+	@sh tests/slurm/run.sh $(BUILD)
+
+docs: $(BIN)
+	@sh scripts/gen_config_doc.sh $(BIN) >docs/CONFIG.md.tmp && mv docs/CONFIG.md.tmp docs/CONFIG.md
+	@echo "wrote docs/CONFIG.md"
+
 sanitize: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 tests-build
 	@ASAN_OPTIONS=detect_leaks=0 sh tests/run.sh build/asan
@@ -232,6 +242,6 @@ clean:
 	rm -rf build
 
 help:
-	@sed -n '1,16p' Makefile
+	@sed -n '1,15p' Makefile
 
 -include $(shell find $(BUILD)/obj $(BUILD)/ref -name '*.d' 2>/dev/null)

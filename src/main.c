@@ -5,6 +5,7 @@
 
 #include "core/cli.h"
 #include "infer/generate.h"
+#include "io/report.h"
 
 typedef struct {
     const char *name;
@@ -18,6 +19,7 @@ static const Command COMMANDS[] = {
     {"rl", cmd_rl, "rl CONFIG [--set k=v]...      the RL job (run under mpirun -np 1+trainers+inference)"},
     {"sft", cmd_sft, "sft CONFIG [--set k=v]...     the supervised warm-up alone (same ranks as rl)"},
     {"generate", cmd_generate, "generate --model M [...]      generate text from a model file (no MPI; --help for options)"},
+    {"report", cmd_report, "report RUN_DIR                summary of a run's metrics.h5 and checkpoints (also while it runs)"},
 };
 
 static void usage(FILE *out) {
