@@ -103,6 +103,8 @@ static const ConfigKey CORE_KEYS[] = {
         "inference takes new weights between decode steps, keeping unfinished sequences"),
     KEY("orchestrator.drop_zero_advantage", CFG_BOOL, orchestrator.drop_zero_advantage, "true", 0, 0, NULL,
         "drop groups whose rewards are all equal (they carry no signal)"),
+    KEY("orchestrator.max_dropped_groups", CFG_INT, orchestrator.max_dropped_groups, "20000", 1, 1e9, NULL,
+        "end the run when this many groups in a row had zero advantage (a collapsed policy never fills a batch)"),
     KEY("orchestrator.groups_per_rank", CFG_INT, orchestrator.groups_per_rank, "0", 0, 65536, NULL,
         "groups kept queued on each inference rank (0 = enough to fill inference.max_seqs)"),
     KEY("orchestrator.easy_threshold", CFG_FLOAT, orchestrator.easy_threshold, "1.01", 0, 1.01, NULL,

@@ -58,6 +58,7 @@ struct Config {
         int max_off_policy_steps;
         int in_flight_updates;
         int drop_zero_advantage;
+        int max_dropped_groups;
         int groups_per_rank;
         double easy_threshold;
         double easy_keep;

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,13 +122,25 @@ static void checkpoint_name(char *buf, size_t size, const char *out_dir, int64_t
     snprintf(buf, size, "%s/checkpoints/step_%06lld.h5%s", out_dir, (long long)step, suffix);
 }
 
+// Fault injection for tests: ASYNCRL_FAULT_KILL_CHECKPOINT=<step> kills the writing process
+// with SIGKILL halfway through writing that step's checkpoint, as a node failure would.
+static int fault_kill_at(int64_t step) {
+    const char *v = getenv("ASYNCRL_FAULT_KILL_CHECKPOINT");
+    return v && *v && atoll(v) == step;
+}
+
 // Writes len bytes to path (created 0644), retrying short writes; -1 with errno on failure.
-static int write_all(const char *path, const void *data, size_t len) {
+static int write_all(const char *path, const void *data, size_t len, int kill_halfway) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return -1;
     const char *p = data;
+    size_t half = len / 2;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        if (kill_halfway && (size_t)(p - (const char *)data) >= half) {
+            fsync(fd);
+            raise(SIGKILL);
+        }
+        ssize_t n = write(fd, p, kill_halfway && len > half ? len - half : len);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             int saved = n < 0 ? errno : ENOSPC;
@@ -275,7 +288,7 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     }
     if (!w.failed && size <= 0) w_fail(&w, "building the file image");
     H5Fclose(w.file);
-    if (!w.failed && write_all(tmp, image, (size_t)size) != 0) {
+    if (!w.failed && write_all(tmp, image, (size_t)size, fault_kill_at(st->step)) != 0) {
         error_set(err, "writing checkpoint %s failed: %s (is the disk full?)", tmp, strerror(errno));
         w.failed = 1;
     }

@@ -120,6 +120,15 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     if (reopen) {
         m->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
         if (m->file < 0) {
+            // A job killed while writing leaves the SWMR "open for writing" flags set; clear them
+            // as h5clear -s does (HDF5 1.10's clear_status_flags file-access property).
+            hbool_t clear = 1;
+            if (H5Pexist(fapl, "clear_status_flags") > 0 && H5Pset(fapl, "clear_status_flags", &clear) >= 0) {
+                LOG_WARN("%s was not closed cleanly (the job was killed?): clearing its status flags", path);
+                m->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+            }
+        }
+        if (m->file < 0) {
             h5_print_stack();
             FATAL("the file may be open in another writer, or damaged: move it away to start a fresh one "
                   "(a crashed SWMR writer can also be cleared with `h5clear -s FILE`)",

@@ -91,7 +91,9 @@ typedef struct {
     int step_fill;           // the step whose batch is being filled
     int steps_done;          // steps the trainer has finished
     int trainer_version;     // newest policy version the trainer has produced
-    int stop;                // the trainer asked to stop (too many bad steps)
+    int stop;                // the run must end early (see trainer_stop, dropped_in_row)
+    int trainer_stop;        // the trainer asked to stop (too many bad steps in a row)
+    int dropped_in_row;      // zero-advantage groups since the last kept one
     int sft_done;            // warm-up steps the trainer has finished
     // Checkpoints and resume.
     int resumed;             // started from a checkpoint

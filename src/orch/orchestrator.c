@@ -221,10 +221,21 @@ static void finalize_group(Orch *o, Group *g) {
     }
     if (o->cfg->orchestrator.drop_zero_advantage && advantages_all_zero(adv, g->n)) {
         if (o->step_fill < o->cfg->run.max_steps) o->stats[o->step_fill].dropped_groups += 1;
+        o->dropped_in_row++;
+        if (o->dropped_in_row % 1000 == 0)
+            LOG_WARN("%d groups in a row had zero advantage (every sample got the same reward): the policy may have "
+                     "collapsed, or the task is too hard or too easy for it", o->dropped_in_row);
+        if (o->dropped_in_row >= o->cfg->orchestrator.max_dropped_groups && !o->stop) {
+            LOG_ERROR("stopping: %d groups in a row had zero advantage (orchestrator.max_dropped_groups); no batch can "
+                      "be filled. Check the rewards (a collapsed policy, a verifier that always gives the same score), "
+                      "or set orchestrator.drop_zero_advantage = false", o->dropped_in_row);
+            o->stop = 1;
+        }
         group_free(g);
         free(g);
         return;
     }
+    o->dropped_in_row = 0;
     group_list_push(&o->ready, g);
 }
 
@@ -311,7 +322,7 @@ static void handle_step_done(Orch *o, const Received *msg) {
         o->trainer_idle_since = orch_now(o);
         o->trainer_version = s.version;
     }
-    if (s.flags & STEP_STOP) o->stop = 1;
+    if (s.flags & STEP_STOP) o->stop = o->trainer_stop = 1;
     step_done_free(&s);
 }
 
@@ -686,7 +697,10 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
     if (sig) {
         status = stop_for_signal(&o, sig);
     } else {
-        if (o.stop) LOG_WARN("the trainer stopped the run after %d bad steps in a row", cfg->trainer.max_bad_steps);
+        if (o.stop && o.trainer_stop)
+            LOG_ERROR("the trainer stopped the run after %d steps in a row with a non-finite loss or gradient "
+                      "(trainer.max_bad_steps); the last checkpoint holds the last good weights. Lower trainer.lr or "
+                      "check the data", cfg->trainer.max_bad_steps);
         drop_rl_groups(&o);
         wait_inference_version(&o, o.trainer_version);
         double after = orch_evaluate(&o, o.steps_done, "after RL");

@@ -36,6 +36,7 @@ typedef struct {
     PolicySnapshot *history;
     int n_history, max_history;
     double wait_s;        // waiting for the current batch
+    double broadcast_s_logged;  // broadcast seconds already reported
 } Trainer;
 
 // Publishes the current weights as `version` (root only), remembering them for the history.
@@ -111,7 +112,8 @@ static void send_step_done(Trainer *t, const Batch *b, const LossStats *st, doub
     step_done_add(&s, "timing/trainer_s", train_s);
     step_done_add(&s, "timing/trainer_wait_s", t->wait_s);
     step_done_add(&s, "timing/trainer_tokens_per_s", train_s > 0 ? tokens / train_s : 0);
-    step_done_add(&s, "timing/weights_broadcast_s", t->sender.seconds);
+    step_done_add(&s, "timing/weights_broadcast_s", t->sender.seconds - t->broadcast_s_logged);
+    t->broadcast_s_logged = t->sender.seconds;
     ByteWriter w;
     bw_init(&w, 1024);
     encode_step_done(&w, &s);
