@@ -504,7 +504,7 @@ static void load_resume_state(Orch *o, const char *path) {
     CheckpointState st;
     ErrorBuf err;
     if (checkpoint_read_state(path, &st, NULL, &err) != 0) FATAL("pick another checkpoint (checkpoint.resume)", "%s", err.msg);
-    CHECK(st.step <= o->cfg->run.max_steps, "raise run.max_steps to continue this run",
+    CHECK(st.step <= o->cfg->run.max_steps || o->cfg->run.max_steps == 0, "raise run.max_steps to continue this run",
           "the checkpoint is at step %lld, beyond run.max_steps = %d", (long long)st.step, o->cfg->run.max_steps);
     o->resumed = 1;
     o->step_fill = o->steps_done = (int)st.step;
@@ -691,6 +691,20 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
              o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
     if (cfg->sft.steps > o.sft_done) orch_sft(&o);
     wait_inference_version(&o, o.resumed ? o.steps_done : 0);
+    // No RL steps to run (asyncrl eval, asyncrl sft): one evaluation of the policy as it is.
+    if (cfg->run.max_steps == 0 || o.steps_done >= cfg->run.max_steps) {
+        double reward = orch_evaluate(&o, o.steps_done, cfg->sft.steps > 0 && !o.resumed ? "after SFT" : "final");
+        printf("eval reward: %.4f\n", reward);
+        fflush(stdout);
+        int status = 0;
+        if (cfg->checkpoint.at_end && cfg->sft.steps > 0 && !o.resumed) {  // keep the warmed-up policy
+            orch_request_checkpoint(&o, o.steps_done);
+            if (!orch_wait_checkpoint(&o, o.steps_done)) status = 1;
+        }
+        shutdown_ranks(&o);
+        teardown(&o);
+        return status;
+    }
     double before = o.resumed ? NAN : orch_evaluate(&o, 0, "before RL");
 
     int status = 0, sig = rl_loop(&o);

@@ -1,0 +1,45 @@
+# The subcommands around the RL job: sft (warm-up alone, checkpointed), eval (of a checkpoint),
+# convert (checkpoint -> Hugging Face directory and llama2.c .bin, which then generate the same
+# text), and the errors a user meets with them.
+. tests/integration/lib.sh
+CFG=inputs/test_reverse.cfg
+run=$TMP_ROOT/sft
+
+if job 3 sft $CFG --set run.output_dir="$run" --set sft.steps=120 >"$run.log" 2>&1 &&
+    grep -q "^eval reward: " "$run.log" && [ -f "$run/checkpoints/step_000000.h5" ]; then
+    ok "sft: the warm-up runs alone, is evaluated and checkpointed"
+else
+    not_ok "sft: the warm-up runs alone, is evaluated and checkpointed" "$(tail -3 "$run.log")"
+fi
+sft_reward=$(sed -n 's/^eval reward: //p' "$run.log")
+
+if job 3 eval $CFG --set run.output_dir="$run" --set checkpoint.resume=latest >"$run.eval.log" 2>&1; then
+    eval_reward=$(sed -n 's/^eval reward: //p' "$run.eval.log")
+    [ -n "$eval_reward" ] && [ "$eval_reward" = "$sft_reward" ] && ok "eval of the checkpoint gives the same reward ($eval_reward)" ||
+        not_ok "eval of the checkpoint gives the same reward" "sft $sft_reward, eval $eval_reward"
+else
+    not_ok "eval of the checkpoint" "$(tail -3 "$run.eval.log")"
+fi
+
+ck=$run/checkpoints/step_000000.h5
+if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_ROOT/m.bin" --format llama2c >/dev/null &&
+    [ -f "$TMP_ROOT/hf/config.json" ] && [ -f "$TMP_ROOT/hf/model.safetensors" ]; then
+    ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
+    a=$("$BIN" generate --model "$TMP_ROOT/hf" --tokenizer byte --prompt "rev hello=" --greedy -n 12 2>/dev/null)
+    b=$("$BIN" generate --model "$TMP_ROOT/m.bin" --tokenizer byte --prompt "rev hello=" --greedy -n 12 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok "both converted models generate the same text ($(echo "$a" | head -1))" ||
+        not_ok "both converted models generate the same text" "hf: $a" "bin: $b"
+else
+    not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
+fi
+"$BIN" convert /nonexistent/model.bin "$TMP_ROOT/x" 2>"$TMP_ROOT/err"
+[ $? != 0 ] && grep -q "/nonexistent/model.bin" "$TMP_ROOT/err" && ok "convert: a missing input is a clear error" ||
+    not_ok "convert: a missing input is a clear error" "$(cat "$TMP_ROOT/err")"
+job 3 sft $CFG --set run.output_dir="$TMP_ROOT/x" --set sft.steps=0 >"$TMP_ROOT/x.log" 2>&1
+[ $? != 0 ] && grep -q "asyncrl sft needs sft.steps > 0" "$TMP_ROOT/x.log" && ok "sft without steps is a clear error" ||
+    not_ok "sft without steps is a clear error" "$(tail -2 "$TMP_ROOT/x.log")"
+job 4 rl $CFG --set run.output_dir="$TMP_ROOT/y" >"$TMP_ROOT/y.log" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -q "the job has 4 ranks but the config asks for 3" "$TMP_ROOT/y.log" && grep -q "mpirun -np 3" "$TMP_ROOT/y.log" &&
+    ok "a world size that does not match ranks.* is a clear error before any work (exit 2)" ||
+    not_ok "a world size that does not match ranks.* is a clear error" "exit $rc" "$(grep error "$TMP_ROOT/y.log")"
