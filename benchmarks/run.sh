@@ -58,6 +58,10 @@ report() {
     train_step stories15M 8 256 5
     # --- end of steps ---
     echo
+    echo "| RL job | steps/s | steps/s | speed-up |"
+    echo "|---|---|---|---|"
+    sh benchmarks/bench_async.sh "$BUILD" 60 || echo "| RL steps/s | failed | | |"
+    echo
     echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
 }
 

@@ -108,6 +108,7 @@ typedef struct {
     const char **step_names, **eval_names;
     int n_step_names, n_eval_names;
     double inference_time_at_step;  // when the last step was logged
+    double busy_s, busy_at_step;    // the orchestrator's own work (not its sleeps)
 
     // Evaluation in progress.
     int eval_pending;        // eval groups not yet scored

@@ -645,6 +645,7 @@ static int rl_loop(Orch *o) {
     while (o->steps_done < cfg->run.max_steps && !o->stop) {
         int sig = signals_stop_requested();
         if (sig) return sig;
+        double t0 = MPI_Wtime();
         schedule(o);
         int progressed = orch_poll(o);
         while (o->step_fill < cfg->run.max_steps && orch_ready_samples(o) >= cfg->orchestrator.batch_size &&
@@ -660,6 +661,7 @@ static int rl_loop(Orch *o) {
             orch_evaluate(o, o->steps_done, "periodic");
             progressed = 1;
         }
+        o->busy_s += MPI_Wtime() - t0;
         if (progressed) backoff_reset(&b);
         else backoff_sleep(&b);
     }

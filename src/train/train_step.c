@@ -98,6 +98,7 @@ TrainStepResult train_step_run(TrainStep *ts, const Batch *b, const LossConfig *
         for (int i = 0; i < n; i++)
             if (ts->mask[i]) st.entropy += ts->entropy[i];
         if (model_backward(ts->model, ts->d_logp, NULL, &err) != 0) FATAL("", "step %d backward: %s", b->step, err.msg);
+        if (ts->progress) ts->progress(ts->progress_ctx);
     }
     if (fault_nan_at(b->step) && !(b->flags & BATCH_SFT)) {  // fault injection for tests
         float nan_value = NAN;

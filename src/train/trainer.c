@@ -208,6 +208,8 @@ static void resume_from(Trainer *t, const char *path) {
     }
 }
 
+static void progress_broadcast(void *ctx) { weights_sender_progress(ctx); }
+
 int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     Trainer t;
     memset(&t, 0, sizeof t);
@@ -230,6 +232,8 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     proto_limits_from_config(cfg, t.model->config.vocab_size, &t.plim);
     if (t.is_root) {
         weights_sender_init(&t.sender, L, t.model->n_params);
+        t.step.progress = progress_broadcast;
+        t.step.progress_ctx = &t.sender;
         char shape[256];
         model_config_describe(&t.model->config, shape, sizeof shape);
         LOG_INFO("model: %s; %.2fM parameters; %d trainer rank(s)", shape, (double)t.model->n_params / 1e6,
