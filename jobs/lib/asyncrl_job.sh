@@ -56,6 +56,8 @@ asyncrl_config_value() {
 asyncrl_job_start() {
     [ $# -ge 1 ] || asyncrl_die "no config given: sbatch $0 CONFIG [--set group.key=value]..."
     ASYNCRL_ROOT=${ASYNCRL_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
+    # OpenMP threads of a rank sleep when idle instead of spinning on cores other ranks need.
+    export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
     cd "$ASYNCRL_ROOT" || asyncrl_die "cannot enter ASYNCRL_ROOT=$ASYNCRL_ROOT"
     ASYNCRL_CONFIG=$1
     shift

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "orch/advantage.h"
 #include "orch/codec.h"
+#include "model/model_load.h"
 #include "orch/orch_state.h"
 #include "core/signals.h"
 #include "io/checkpoint.h"
@@ -535,7 +536,11 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->envs = o->mix.envs;
     o->n_envs = o->mix.count;
     if (codec_open(&o->codec, cfg, &err) != 0) FATAL("check model.tokenizer", "%s", err.msg);
-    o->lim.max_total = cfg->trainer.seq_len + 1;
+    // A sample (prompt, turns, completion) fits a training row (seq_len positions for seq_len + 1
+    // tokens) and the model's context (max_seq_len tokens).
+    ModelConfig shape;
+    if (model_shape_from_config(cfg, &shape, &err) != 0) FATAL("check the model.* settings", "%s", err.msg);
+    o->lim.max_total = cfg->trainer.seq_len + 1 < shape.max_seq_len ? cfg->trainer.seq_len + 1 : shape.max_seq_len;
     o->lim.max_tokens = cfg->inference.max_tokens;
     proto_limits_from_config(cfg, codec_vocab_size(&o->codec), &o->plim);
     o->n_inf = L->n_inference;
