@@ -43,3 +43,19 @@ rc=$?
 [ "$rc" = 2 ] && grep -q "the job has 4 ranks but the config asks for 3" "$TMP_ROOT/y.log" && grep -q "mpirun -np 3" "$TMP_ROOT/y.log" &&
     ok "a world size that does not match ranks.* is a clear error before any work (exit 2)" ||
     not_ok "a world size that does not match ranks.* is a clear error" "exit $rc" "$(grep error "$TMP_ROOT/y.log")"
+
+# The code environment inside the RL job: every sampled program is scored in the sandbox pool,
+# asynchronously (the orchestrator's loop never waits for it).
+if [ -x /usr/bin/python3 ]; then
+    code=$TMP_ROOT/code
+    if job 3 rl inputs/code.cfg --set run.output_dir="$code" --set model.dim=32 --set model.n_layers=1 \
+        --set sft.steps=5 --set run.max_steps=2 --set orchestrator.batch_size=16 --set inference.max_tokens=48 \
+        --set orchestrator.drop_zero_advantage=false --set eval.problems=2 --set eval.samples=1 \
+        --set checkpoint.at_end=false >"$code.log" 2>&1 && grep -q "^step    1 " "$code.log"; then
+        ok "code environment: an RL run scores its programs in the sandbox"
+    else
+        not_ok "code environment: an RL run scores its programs in the sandbox" "$(grep -iE 'error|warn' "$code.log" | head -3)"
+    fi
+else
+    skip "code environment in the RL job" "/usr/bin/python3 is missing"
+fi
