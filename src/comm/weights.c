@@ -35,12 +35,7 @@ int weights_sender_progress(WeightsSender *s) {
     return s->in_flight;
 }
 
-void weights_publish(WeightsSender *s, const float *params, int version) {
-    Backoff b;
-    backoff_reset(&b);
-    while (weights_sender_progress(s)) backoff_sleep(&b);
-    ops_copy(s->staging, params, sizeof(float) * s->n_floats);
-    s->version = version;
+static void notify_all(const WeightsSender *s, int version) {
     WeightsNotice notice = {.version = version, .n_params = s->n_floats};
     for (int i = 0; i < s->n_inference; i++) {
         ByteWriter w;
@@ -49,6 +44,15 @@ void weights_publish(WeightsSender *s, const float *params, int version) {
         msg_send_now(&w, s->inference[i], MSG_WEIGHTS, MPI_COMM_WORLD);
         bw_free(&w);
     }
+}
+
+void weights_publish(WeightsSender *s, const float *params, int version) {
+    Backoff b;
+    backoff_reset(&b);
+    while (weights_sender_progress(s)) backoff_sleep(&b);
+    ops_copy(s->staging, params, sizeof(float) * s->n_floats);
+    s->version = version;
+    notify_all(s, version);
     s->started = MPI_Wtime();
     devcomm_bcast_start(s->dc, s->staging, s->n_floats);
     s->in_flight = 1;
@@ -58,6 +62,7 @@ void weights_sender_finish(WeightsSender *s) {
     Backoff b;
     backoff_reset(&b);
     while (weights_sender_progress(s)) backoff_sleep(&b);
+    notify_all(s, WEIGHTS_END);
     devcomm_destroy(s->dc);
     ops_free(s->staging);
     free((void *)s->inference);
@@ -112,6 +117,10 @@ void weights_receiver_poll(WeightsReceiver *r) {
         if (decode_weights_notice(msg.data, msg.len, &notice, &err) != 0)
             FATAL("the trainer root sent a damaged notice: a bug or a mismatched binary", "%s", err.msg);
         received_free(&msg);
+        if (notice.version == WEIGHTS_END) {
+            r->ended = 1;
+            return;
+        }
         CHECK(notice.n_params == r->n_floats, "trainer and inference must load the same model shape",
               "weights notice for %llu floats, this rank's model has %zu", (unsigned long long)notice.n_params,
               r->n_floats);
@@ -120,6 +129,17 @@ void weights_receiver_poll(WeightsReceiver *r) {
         devcomm_bcast_start(r->dc, r->incoming.data, r->n_floats);
         r->receiving = 1;
     }
+}
+
+void weights_receiver_drain(WeightsReceiver *r) {
+    Backoff b;
+    backoff_reset(&b);
+    for (;;) {
+        weights_receiver_poll(r);
+        if (r->ended && !r->receiving) break;
+        backoff_sleep(&b);
+    }
+    weights_receiver_free(r);
 }
 
 void weights_receiver_wait(WeightsReceiver *r, int min_version) {

@@ -41,7 +41,9 @@ void weights_sender_init(WeightsSender *s, const Layout *layout, size_t n_floats
 // them), notifies every inference rank, starts the broadcast.
 void weights_publish(WeightsSender *s, const float *params, int version);
 int weights_sender_progress(WeightsSender *s);  // 1 while a broadcast is still in flight
-void weights_sender_finish(WeightsSender *s);   // completes the last broadcast, frees
+// Completes the last broadcast, tells every inference rank that no more weights come (so none
+// waits for a broadcast the root will not start, and none leaves one the root started), frees.
+void weights_sender_finish(WeightsSender *s);
 
 typedef struct {
     int version;
@@ -61,6 +63,7 @@ typedef struct {
     StagedWeights *ready;
     int n_ready;
     float *spare;           // a buffer to reuse for the next broadcast
+    int ended;              // the root's end notice has arrived
 } WeightsReceiver;
 
 void weights_receiver_init(WeightsReceiver *r, const Layout *layout, size_t n_floats, int keep_all);
@@ -75,4 +78,6 @@ int weights_receiver_newest(const WeightsReceiver *r);
 // keeps bf16 copies of weights needs ops_params_updated on it before it is used as parameters.)
 float *weights_receiver_take(WeightsReceiver *r, int version);
 void weights_receiver_recycle(WeightsReceiver *r, float *buffer);
+// At shutdown: joins every broadcast the root still announces until its end notice, then frees.
+void weights_receiver_drain(WeightsReceiver *r);
 void weights_receiver_free(WeightsReceiver *r);

@@ -108,9 +108,14 @@ static const ConfigKey CORE_KEYS[] = {
     KEY("orchestrator.groups_per_rank", CFG_INT, orchestrator.groups_per_rank, "0", 0, 65536, NULL,
         "groups kept queued on each inference rank (0 = enough to fill inference.max_seqs)"),
     KEY("orchestrator.easy_threshold", CFG_FLOAT, orchestrator.easy_threshold, "1.01", 0, 1.01, NULL,
-        "a problem whose group mean reward reaches this goes to the easy pool (above 1 = off)"),
+        "a problem whose group mean reward reaches this joins the easy pool (above 1 = off); datasets that "
+        "wrap around (jsonl, code) then mostly skip it"),
     KEY("orchestrator.easy_keep", CFG_FLOAT, orchestrator.easy_keep, "0.1", 0, 1, NULL,
-        "chance that a problem from the easy pool is asked again"),
+        "chance that a problem of the easy pool is asked again when it comes up"),
+    KEY("orchestrator.hard_threshold", CFG_FLOAT, orchestrator.hard_threshold, "-0.01", -0.01, 1, NULL,
+        "a problem whose group mean reward is at most this joins the hard pool (below 0 = off)"),
+    KEY("orchestrator.hard_keep", CFG_FLOAT, orchestrator.hard_keep, "0.3", 0, 1, NULL,
+        "chance that a problem of the hard pool is asked again when it comes up"),
 
     KEY("inference.temperature", CFG_FLOAT, inference.temperature, "1.0", 1e-3, 100, NULL,
         "sampling temperature (the trainer's logprobs use the same)"),

@@ -60,8 +60,8 @@ struct Config {
         int drop_zero_advantage;
         int max_dropped_groups;
         int groups_per_rank;
-        double easy_threshold;
-        double easy_keep;
+        double easy_threshold, easy_keep;
+        double hard_threshold, hard_keep;
     } orchestrator;
     EnvConfig env;             // env.tasks, env.weights and each environment's settings
     struct {

@@ -219,7 +219,7 @@ int inference_run(const Config *cfg, const Layout *L) {
     for (int i = 0; i < s.n_held; i++) free(s.held[i].prompt);
     free(s.held);
     outbox_free(&s.out);
-    weights_receiver_free(&s.weights);
+    weights_receiver_drain(&s.weights);  // joins what the trainer root still broadcasts, up to its end notice
     engine_free(s.engine);
     ops_finalize();
     return 0;

@@ -10,6 +10,7 @@
 
 // Metrics computed by the orchestrator; the trainer's come with its step-done message.
 static const char *ORCH_METRICS[] = {"reward_mean", "samples", "groups_dropped", "groups_rescheduled",
+                                     "pool_easy", "pool_hard", "problems_skipped",
                                      "completion_len_mean", "seq_len_mean", "seq_len_max", "truncated_frac",
                                      "off_policy_mean", "off_policy_max"};
 static const char *TRAINER_METRICS[] = {"loss", "entropy", "mismatch_kl", "masked_low", "masked_high", "masked_seq",
@@ -146,6 +147,9 @@ void orch_step_done(Orch *o, const StepDone *s) {
     PUT("samples", st->samples);
     PUT("groups_dropped", st->dropped_groups);
     PUT("groups_rescheduled", st->rescheduled_groups);
+    PUT("pool_easy", o->pools.easy.count);
+    PUT("pool_hard", o->pools.hard.count);
+    PUT("problems_skipped", st->skipped);
     PUT("completion_len_mean", st->reward_n ? st->completion_len_sum / st->reward_n : NAN);
     PUT("seq_len_mean", st->reward_n ? st->seq_len_sum / st->reward_n : NAN);
     PUT("seq_len_max", st->seq_len_max);

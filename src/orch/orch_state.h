@@ -11,6 +11,7 @@
 #include "env/env.h"
 #include "env/mix.h"
 #include "io/metrics.h"
+#include "orch/pools.h"
 #include "orch/rollout.h"
 
 typedef struct {
@@ -42,6 +43,7 @@ typedef struct {
     double completion_len_sum, seq_len_sum, seq_len_max, truncated;
     double off_policy_sum, off_policy_n, off_policy_max;
     double dropped_groups, rescheduled_groups, samples;
+    double skipped;          // problems the pools skipped for this step
     double sent_time;        // when the batch went to the trainers
     double rollout_wait_s;   // how long the batch waited for rollouts after the previous one
 } StepStats;
@@ -94,6 +96,8 @@ typedef struct {
     int stop;                // the run must end early (see trainer_stop, dropped_in_row)
     int trainer_stop;        // the trainer asked to stop (too many bad steps in a row)
     int dropped_in_row;      // zero-advantage groups since the last kept one
+    ProblemPools pools;      // easy / hard problems (orchestrator.easy_threshold, hard_threshold)
+    int skipped_in_row;      // problems the pools skipped since the last one handed out
     int sft_done;            // warm-up steps the trainer has finished
     // Checkpoints and resume.
     int resumed;             // started from a checkpoint

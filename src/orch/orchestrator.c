@@ -215,6 +215,12 @@ static void finalize_group(Orch *o, Group *g) {
     }
     compute_advantages(rewards, lengths, g->n, o->cfg->loss.std_normalize, o->cfg->loss.length_weighted_mean, adv);
     for (int s = 0; s < g->n; s++) g->samples[s].advantage = adv[s];
+    if (!g->eval) {
+        double mean = 0;
+        for (int s = 0; s < g->n; s++) mean += rewards[s] / g->n;
+        pools_record(&o->pools, g->problem.id, mean, o->cfg->orchestrator.easy_threshold,
+                     o->cfg->orchestrator.hard_threshold);
+    }
     if (g->eval) {
         group_list_push(&o->eval_done, g);
         o->eval_pending--;
@@ -336,7 +342,7 @@ static void handle_control(Orch *o, const Received *msg) {
     o->ckpt_ok = c.ok;
     if (c.ok) LOG_INFO("checkpoint of step %d written: %s", c.step, c.text);
     else LOG_ERROR("checkpoint of step %d failed: %s (the previous checkpoints are intact)", c.step, c.text);
-    free(c.pending);
+    control_free(&c);
 }
 
 // Problem indices handed out but not trained: every RL group still ready or in flight.
@@ -371,11 +377,16 @@ void orch_request_checkpoint(Orch *o, int step) {
     } else {
         c.pending = pending_problems(o, &c.n_pending);
     }
+    int n_easy, n_hard;
+    c.easy = (int64_t *)idset_list(&o->pools.easy, &n_easy);
+    c.hard = (int64_t *)idset_list(&o->pools.hard, &n_hard);
+    c.n_easy = (uint32_t)n_easy;
+    c.n_hard = (uint32_t)n_hard;
     ByteWriter w;
     bw_init(&w, 256);
     encode_control(&w, &c);
     outbox_send(&o->out, &w, o->L->trainer_root, MSG_CONTROL, MPI_COMM_WORLD);
-    free(c.pending);
+    control_free(&c);
 }
 
 int orch_wait_checkpoint(Orch *o, int step) {
@@ -450,6 +461,31 @@ static uint64_t next_problem(Orch *o) {
     return o->cursor++;
 }
 
+// A new RL group for the next problem that the pools do not skip (NULL when too many in a row
+// are skipped: every problem seems pooled).
+static Group *next_group(Orch *o, int n_samples, int step) {
+    const Config *cfg = o->cfg;
+    for (int tries = 0; tries < 1000; tries++) {
+        uint64_t index = next_problem(o);
+        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, n_samples, step, 0);
+        if (!pools_skip(&o->pools, g->problem.id, index, (uint64_t)cfg->run.seed, cfg->orchestrator.easy_keep,
+                        cfg->orchestrator.hard_keep)) {
+            o->skipped_in_row = 0;
+            return g;
+        }
+        if (step >= 0 && step < cfg->run.max_steps) o->stats[step].skipped += 1;
+        group_free(g);
+        free(g);
+        if (++o->skipped_in_row >= 100000) {
+            LOG_ERROR("stopping: the last %d problems were all in the easy or hard pools: raise orchestrator.easy_keep "
+                      "/ hard_keep or use more problems", o->skipped_in_row);
+            o->stop = 1;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 static void schedule_async(Orch *o) {
     const int G = o->cfg->orchestrator.group_size, k = o->cfg->run.async_level;
     for (;;) {
@@ -458,8 +494,8 @@ static void schedule_async(Orch *o) {
         if (min_inference_version(o) < target - k) return;
         int rank = least_loaded_rank(o);
         if (rank_load(o, rank) + G > o->capacity) return;
-        uint64_t index = next_problem(o);
-        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, target, 0);
+        Group *g = next_group(o, G, target);
+        if (!g) return;
         g->version = -1;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, rank);
@@ -481,8 +517,8 @@ static void schedule_deterministic(Orch *o) {
         o->det_mark = (DetMark){o->cursor, o->next_group, o->next_request, o->rr_rank};
     }
     for (int j = 0; j < groups; j++) {
-        uint64_t index = next_problem(o);
-        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, n, 0);
+        Group *g = next_group(o, G, n);
+        if (!g) return;
         g->version = version;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, o->rr_rank);
@@ -519,9 +555,13 @@ static void load_resume_state(Orch *o, const char *path) {
     o->reissue = st.pending;
     o->n_reissue = (int)st.n_pending;
     st.pending = NULL;
+    for (int64_t i = 0; i < st.n_easy; i++) idset_add(&o->pools.easy, (uint64_t)st.easy[i]);
+    for (int64_t i = 0; i < st.n_hard; i++) idset_add(&o->pools.hard, (uint64_t)st.hard[i]);
+    LOG_INFO("resumed at step %lld: %d problem(s) handed out before the checkpoint are asked again, then problem %llu on; "
+             "pools: %d easy, %d hard", (long long)o->steps_done, o->n_reissue, (unsigned long long)o->cursor,
+             o->pools.easy.count, o->pools.hard.count);
+    checkpoint_state_free(&st);
     o->ckpt_acked = (int)st.step;
-    LOG_INFO("resumed at step %lld: %d problem(s) handed out before the checkpoint are asked again, then problem %llu on",
-             (long long)st.step, o->n_reissue, (unsigned long long)o->cursor);
 }
 
 static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resume_path) {
@@ -589,6 +629,7 @@ static void teardown(Orch *o) {
     free(o->eval_done.items);
     free(o->map.slots);
     env_mix_free(&o->mix);
+    pools_free(&o->pools);
     codec_close(&o->codec);
     free(o->inf_version);
     free(o->inf_load);
@@ -718,6 +759,13 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
     if (sig) {
         status = stop_for_signal(&o, sig);
     } else {
+        // Batches already sent are trained before the end (a stop can come with some in flight).
+        Backoff b;
+        backoff_reset(&b);
+        while (o.steps_done < o.step_fill) {
+            if (orch_poll(&o)) backoff_reset(&b);
+            else backoff_sleep(&b);
+        }
         if (o.stop && o.trainer_stop)
             LOG_ERROR("the trainer stopped the run after %d steps in a row with a non-finite loss or gradient "
                       "(trainer.max_bad_steps); the last checkpoint holds the last good weights. Lower trainer.lr or "

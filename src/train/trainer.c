@@ -76,7 +76,8 @@ static void write_checkpoint(Trainer *t, const Control *req) {
                               .bad_in_row = t->bad_in_row, .cursor = req->cursor, .sft_cursor = req->sft_cursor,
                               .next_group = req->next_group, .next_request = req->next_request,
                               .rr_rank = req->rr_rank, .seed = t->cfg->run.seed, .n_pending = req->n_pending,
-                              .pending = req->pending};
+                              .pending = req->pending, .n_easy = req->n_easy, .easy = req->easy,
+                              .n_hard = req->n_hard, .hard = req->hard};
         int n_hist = history_for_checkpoint(t);
         char *text = config_to_text(t->cfg);
         ErrorBuf err;
@@ -266,7 +267,7 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
             received_free(&msg);
             CHECK(t.is_root && c.kind == CONTROL_CHECKPOINT, "a bug", "trainer got control kind %u", c.kind);
             write_checkpoint(&t, &c);
-            free(c.pending);
+            control_free(&c);
             continue;
         }
         CHECK(msg.tag == MSG_BATCH, "ranks of different versions, or a bug", "trainer got a %s message",

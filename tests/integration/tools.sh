@@ -59,3 +59,27 @@ if [ -x /usr/bin/python3 ]; then
 else
     skip "code environment in the RL job" "/usr/bin/python3 is missing"
 fi
+
+# Problem pools: on a small problem space (short sorting lists repeat), solved problems join the
+# easy pool and are mostly skipped; the pools survive a checkpoint and resume.
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    pool=$TMP_ROOT/pools
+    POOLS="--set env.tasks=[sorting] --set env.sorting.min_len=2 --set env.sorting.max_len=3 --set env.sorting.max_value=5
+           --set orchestrator.easy_threshold=1.0 --set orchestrator.easy_keep=0.2 --set orchestrator.batch_size=32
+           --set checkpoint.interval=6"
+    job 3 rl $CFG $POOLS --set run.output_dir="$pool" --set run.max_steps=12 >"$pool.log" 2>&1 || not_ok "pools run" "$(tail -3 "$pool.log")"
+    /usr/bin/python3 - "$pool" <<'PYEOF'
+import sys, h5py
+run = sys.argv[1]
+m = h5py.File(f"{run}/metrics.h5", "r")
+easy, skipped = m["steps/pool_easy"][:], m["steps/problems_skipped"][:]
+print(("ok" if easy[-1] > 0 and skipped.sum() > 0 else "not ok") +
+      f" - pools: solved problems join the easy pool ({int(easy[-1])}) and are skipped ({int(skipped.sum())} times)")
+with h5py.File(f"{run}/checkpoints/step_000006.h5", "r") as c:
+    n = len(c["orchestrator/easy"])
+print(("ok" if n > 0 else "not ok") + f" - pools: the checkpoint keeps the easy pool ({n} problems)")
+PYEOF
+    job 3 rl $CFG $POOLS --set run.output_dir="$pool" --set run.max_steps=14 --set checkpoint.resume=6 >"$pool.resume.log" 2>&1 &&
+        grep -q "pools: [1-9][0-9]* easy" "$pool.resume.log" && ok "pools: a resumed run starts with the checkpoint's pools" ||
+        not_ok "pools: a resumed run starts with the checkpoint's pools" "$(grep -i resum "$pool.resume.log" | head -2)"
+fi

@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
             weights_receiver_recycle(&r, w);
             expect = v + 1;
         }
-        weights_receiver_free(&r);
+        weights_receiver_drain(&r);
         free(host);
     }
     int all = 0;
