@@ -1,61 +1,62 @@
 #!/bin/sh
-# Inference engine throughput on CPU against transformers' generate (the PyTorch baseline),
-# same model, same workload, same thread count. Prints a Markdown section on stdout.
-#   sh benchmarks/bench_decode.sh BUILD [THREADS]
+# Inference engine throughput on CPU (benchmarks/bench_decode.c) against transformers'
+# generate with its KV cache (benchmarks/bench_decode_torch.py), same model, same workload,
+# same thread count. Prints Markdown table rows for benchmarks/run.sh's table:
+#   | decode MODEL, N sequences | asyncrl tokens/s | PyTorch tokens/s | ratio |
+#
+#   sh benchmarks/bench_decode.sh [BUILD] [THREADS] [REPEATS]
 # Models: ../shared/models/stories260K.bin (skipped when absent) and the stories15M shape with
-# random weights. Concurrency 1, 8, 64 and 256 sequences (16-token prompts, 128 new tokens at
-# temperature 1), and prefill of 8 prompts. Each number is the best of a few runs (REPEAT),
-# since the machine may be shared; the load average is printed before and after.
-# The PyTorch side needs python3 with torch and transformers (skipped otherwise); set
-# TORCH=0 to skip it. Before each program, waits up to QUIET_WAIT seconds (default 120) for the
-# 1-minute load average to drop below 1, so that other work on a shared machine disturbs less.
+# random weights (dim 288, 6 layers, vocab 32000). N = 1, 8, 64 and 256 sequences with 16-token
+# prompts sampling 128 new tokens at temperature 1 (no stop tokens), and prefill of 8 prompts
+# of context - 8 tokens. Each number is the best of REPEATS runs (the machine may be shared);
+# before each program the script waits up to QUIET_WAIT seconds (default 60) for the 1-minute
+# load average to drop below 1. TORCH=0 skips the PyTorch side (also skipped without torch).
 set -u
 BUILD=${1:-build}
 THREADS=${2:-2}
-REPEAT=${REPEAT:-3}
+REPEATS=${3:-2}
 MODELS=${ASYNCRL_MODELS:-../shared/models}
 # OpenBLAS runs one thread inside each OpenMP thread (kernels/cpu/memory.c); without this its
 # own idle pool spins next to them for a while after start-up.
 export OPENBLAS_NUM_THREADS=1
-make --no-print-directory -s "$BUILD/bench/bench_decode" >&2 || exit 1
+[ -x "$BUILD/bench/bench_decode" ] || make --no-print-directory -s "$BUILD/bench/bench_decode" >&2 || exit 1
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
 
 wait_quiet() {
     waited=0
-    while [ "$waited" -lt "${QUIET_WAIT:-120}" ] && ! awk '{ exit !($1 < 1.0) }' /proc/loadavg; do
+    while [ "$waited" -lt "${QUIET_WAIT:-60}" ] && ! awk '{ exit !($1 < 1.0) }' /proc/loadavg; do
         sleep 5
         waited=$((waited + 5))
     done
 }
 
-models="stories15M-shape"
-[ -r "$MODELS/stories260K.bin" ] && models="$MODELS/stories260K.bin $models"
 have_torch=0
 [ "${TORCH:-1}" != 0 ] && python3 -c "import torch, transformers" 2>/dev/null && have_torch=1
 
-echo "### Inference decode / prefill ($(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null))"
-echo
-echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores;" \
-     "$THREADS threads; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-default}; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo
+# tok/s of the line starting with PREFIX in FILE (empty when absent).
+rate() { grep "^$2 " "$1" | head -1 | sed -n 's/.* tok\/s=\([0-9.]*\).*/\1/p'; }
+
+models="stories15M-shape"
+[ -r "$MODELS/stories260K.bin" ] && models="$MODELS/stories260K.bin $models"
 for m in $models; do
-    echo "asyncrl engine, $m:"
-    echo '```'
-    echo "\$ $BUILD/bench/bench_decode $m --threads $THREADS --repeat $REPEAT"
+    name=$(basename "$m" .bin)
     wait_quiet
-    echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    "$BUILD/bench/bench_decode" "$m" --threads "$THREADS" --repeat "$REPEAT"
-    echo '```'
+    "$BUILD/bench/bench_decode" "$m" --threads "$THREADS" --repeat "$REPEATS" >"$TMP/ours" 2>&1
+    : >"$TMP/torch"
     if [ "$have_torch" = 1 ]; then
-        echo "transformers generate (KV cache), $m:"
-        echo '```'
-        echo "\$ python3 benchmarks/bench_decode_torch.py $m --threads $THREADS --repeat ${TORCH_REPEAT:-2}"
         wait_quiet
-        echo "# load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-        python3 benchmarks/bench_decode_torch.py "$m" --threads "$THREADS" --repeat "${TORCH_REPEAT:-2}" 2>/dev/null
-        echo '```'
-    else
-        echo "(transformers baseline skipped: no python3 with torch and transformers, or TORCH=0)"
+        python3 benchmarks/bench_decode_torch.py "$m" --threads "$THREADS" --repeat "$REPEATS" >"$TMP/torch" 2>/dev/null
     fi
-    echo
+    for line in "decode seqs=1" "decode seqs=8" "decode seqs=64" "decode seqs=256" "prefill seqs=8"; do
+        ours=$(rate "$TMP/ours" "$line")
+        torch=$(rate "$TMP/torch" "$line")
+        ratio=$(awk -v a="${ours:-0}" -v b="${torch:-0}" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }')
+        [ -n "$torch" ] || torch="n/a (no torch)"
+        case "$line" in
+            decode*) what="decode $name, ${line#decode seqs=} sequences" ;;
+            *) what="prefill $name, 8 prompts" ;;
+        esac
+        echo "| $what | ${ours:-failed} | $torch | $ratio |"
+    done
 done
-echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -7,8 +7,17 @@ np=$1
 shift
 flags="--oversubscribe --bind-to none"
 [ "$(id -u)" = 0 ] && flags="$flags --allow-run-as-root"
-# Shared-memory transport without ptrace-based single copy, which containers often forbid.
-export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+# Shared memory moves large messages (the weight broadcast) in one copy with CMA, which needs
+# ptrace rights between sibling processes; where Yama restricts ptrace (scope >= 1), fall back to
+# copying through the shared-memory FIFO (much slower for large messages).
+if [ -z "${OMPI_MCA_btl_vader_single_copy_mechanism:-}" ]; then
+    scope=$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo 0)
+    if [ "$scope" = 0 ]; then
+        export OMPI_MCA_btl_vader_single_copy_mechanism=cma
+    else
+        export OMPI_MCA_btl_vader_single_copy_mechanism=none
+    fi
+fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
 # OpenMP threads sleep instead of spinning when idle: several ranks share the cores.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}

@@ -5,6 +5,7 @@
 
 #include "core/cli.h"
 #include "infer/generate.h"
+#include "io/report.h"
 
 typedef struct {
     const char *name;
@@ -17,7 +18,10 @@ static const Command COMMANDS[] = {
     {"defaults", cmd_defaults, "defaults                      print every config key with its default and meaning"},
     {"rl", cmd_rl, "rl CONFIG [--set k=v]...      the RL job (run under mpirun -np 1+trainers+inference)"},
     {"sft", cmd_sft, "sft CONFIG [--set k=v]...     the supervised warm-up alone (same ranks as rl)"},
+    {"eval", cmd_eval, "eval CONFIG [--set k=v]...    evaluate the configured (or checkpointed) policy, same ranks"},
+    {"convert", cmd_convert, "convert IN OUT [--format F]  checkpoint / HF dir / llama2.c .bin -> HF dir or .bin"},
     {"generate", cmd_generate, "generate --model M [...]      generate text from a model file (no MPI; --help for options)"},
+    {"report", cmd_report, "report RUN_DIR                summary of a run's metrics.h5 and checkpoints (also while it runs)"},
 };
 
 static void usage(FILE *out) {

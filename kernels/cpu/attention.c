@@ -1,29 +1,37 @@
-// CPU causal attention over packed rows with grouped-query attention.
+// CPU causal attention over packed rows with grouped-query attention, as fused per-row loops.
 //
-// The N rows are cut into sample segments where positions restart at 0. Forward: one task
-// per (segment, query head, block of up to QBLOCK query rows); each task computes the block's
-// scores against the segment's keys up to its last row with one GEMM, a masked softmax (lse
-// saved per row and head), and the output with a second GEMM. Backward: one task per
-// (segment, key/value head), so the key and value gradients of a task are written by that
-// task alone; it walks the query heads of its group and their query blocks, recomputing the
-// probabilities from lse (flash-attention style) and doing four GEMMs per block. Scratch is
-// per thread: QBLOCK x (longest segment) floats (two of them in backward).
+// The N rows are cut into sample segments where positions restart at 0. For one query row i
+// of a segment and one head, with its sample's keys 0..i:
+//   s_j = q_i . k_j (all j at once from a transposed copy of the segment's keys, so the loop
+//   runs over j in SIMD lanes), p = softmax(s / sqrt(hd)) exactly (max, exp, sum), and
+//   out_i = sum_j p_j v_j (an axpy over the head dimension per key); lse_i is saved.
+// Backward, per row: p recomputed from lse, dp_j = dout_i . v_j (transposed values),
+// ds_j = p_j (dp_j - dout_i . out_i) / sqrt(hd), dq_i = sum_j ds_j k_j; then per block of
+// RBLOCK rows, dk_j += sum_i ds_ij q_i and dv_j += sum_i p_ij dout_i (one update of each key's
+// gradient row per block).
+// Work split: forward tasks are (segment, head, block of QBLOCK query rows); backward tasks are
+// (segment, key/value head), so a task alone writes its keys' and values' gradients. Memory:
+// per thread, transposed keys (and values) of one segment plus a few rows of its length; no
+// (N x N) matrix. The loops are compiled twice (baseline and AVX2+FMA, see cpu.h).
+
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error.h"
 #include "cpu/cpu.h"
 #include "ops.h"
 
 #define QBLOCK 64
+#define JBLOCK 32  // keys per block of the score loop (rows of the transposed copies are padded to it)
 
 typedef struct {
     int start, len;
 } Segment;
 
 // Segments of the packed rows: a new one starts at row 0 and at every row with position 0.
-// Returns the count; *longest gets the longest length.
 static int find_segments(const int32_t *positions, int n, Segment **out, int *longest) {
     int count = 0;
     for (int i = 0; i < n; i++)
@@ -42,6 +50,282 @@ static int find_segments(const int32_t *positions, int n, Segment **out, int *lo
     return count;
 }
 
+static int padded(int n) { return (n + JBLOCK - 1) / JBLOCK * JBLOCK; }
+
+// Eight floats as one vector (GCC vector extension): one AVX register in the AVX2 build, two
+// SSE registers in the baseline build. Loads and stores go through memcpy (unaligned). The
+// helpers are always inlined, so the psabi note about passing such vectors does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f __attribute__((vector_size(32)));
+
+static CPU_INLINE v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static CPU_INLINE void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+
+// dst (hd, ld) = the first `rows` rows of src (rows, hd, row stride `stride`), transposed;
+// columns rows..padded(rows)-1 are zero.
+static CPU_INLINE void transpose_rows(float *restrict dst, const float *restrict src, int rows, int stride, int hd,
+                                      int ld) {
+    const int pad = padded(rows);
+    for (int d = 0; d < hd; d++) {
+        float *row = dst + (size_t)d * ld;
+        for (int j = 0; j < rows; j++) row[j] = src[(size_t)j * stride + d];
+        for (int j = rows; j < pad; j++) row[j] = 0.0f;
+    }
+}
+
+// s[j] = x . t[:, j] for j < padded(n), t (hd, ld) transposed keys or values: JBLOCK keys at a
+// time in four vector accumulators.
+static CPU_INLINE void dots(float *restrict s, const float *restrict x, const float *restrict t, int n, int hd,
+                            int ld) {
+    for (int j0 = 0; j0 < n; j0 += JBLOCK) {
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        const float *tr = t + j0;
+        for (int d = 0; d < hd; d++, tr += ld) {
+            const float xd = x[d];
+            a0 += xd * load8(tr);
+            a1 += xd * load8(tr + 8);
+            a2 += xd * load8(tr + 16);
+            a3 += xd * load8(tr + 24);
+        }
+        store8(s + j0, a0);
+        store8(s + j0 + 8, a1);
+        store8(s + j0 + 16, a2);
+        store8(s + j0 + 24, a3);
+    }
+}
+
+static CPU_INLINE float dot(const float *restrict a, const float *restrict b, int hd) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int d = 0; d < hd; d++) s += a[d] * b[d];
+    return s;
+}
+
+// The loops over the keys of one row with vectors along the head dimension. NV = hd / 8 is a
+// compile-time constant in the specialised copies (accumulators stay in registers); NV = 0 is
+// the plain version for any hd. The dispatchers below run heads of any multiple of 8 as
+// slices of at most 64 floats through the specialised copies.
+
+// o (hd) = sum_{j < n} p[j] * V[j]  (V rows with stride `stride`)
+static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict p, const float *restrict V, int n,
+                                      int stride, int hd, const int NV) {
+    if (NV == 0) {
+        for (int d = 0; d < hd; d++) o[d] = 0.0f;
+        for (int j = 0; j < n; j++) {
+            const float pj = p[j], *vr = V + (size_t)j * stride;
+            for (int d = 0; d < hd; d++) o[d] += pj * vr[d];
+        }
+        return;
+    }
+    // U independent accumulator sets over interleaved keys hide the FMA latency when NV is small.
+    const int U = NV >= 4 ? 1 : NV >= 2 ? 2 : 4;  // a constant in each specialised copy
+    v8f acc[4][8];
+#pragma GCC unroll 8
+    for (int w = 0; w < U; w++)
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) acc[w][u] = (v8f){0};
+    int j = 0;
+    for (; j + U <= n; j += U)
+#pragma GCC unroll 8
+        for (int w = 0; w < U; w++) {
+            const float pj = p[j + w], *vr = V + (size_t)(j + w) * stride;
+#pragma GCC unroll 8
+            for (int u = 0; u < NV; u++) acc[w][u] += pj * load8(vr + 8 * u);
+        }
+    for (; j < n; j++) {
+        const float pj = p[j], *vr = V + (size_t)j * stride;
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) acc[0][u] += pj * load8(vr + 8 * u);
+    }
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; u++) {
+#pragma GCC unroll 8
+        for (int w = 1; w < U; w++) acc[0][u] += acc[w][u];
+        store8(o + 8 * u, acc[0][u]);
+    }
+}
+
+#define RBLOCK 8  // query rows whose key and value gradients are summed before touching memory
+
+// For j < n: dK[j] += sum_r DS[r][j] q_r;  dV[j] += sum_r P[r][j] dO_r over the `rows` rows of a
+// block (DS, P (rows, ld), zero where a row does not see key j; q_r, dO_r rows of stride qs).
+static CPU_INLINE void key_value_updates_nv(float *restrict dK, float *restrict dV, const float *restrict DS,
+                                            const float *restrict P, const float *restrict q,
+                                            const float *restrict dO, int rows, int n, int ld, int qs, int stride,
+                                            int hd, const int NV) {
+    if (NV == 0) {
+        for (int j = 0; j < n; j++)
+            for (int r = 0; r < rows; r++)
+                for (int d = 0; d < hd; d++) {
+                    dK[(size_t)j * stride + d] += DS[(size_t)r * ld + j] * q[(size_t)r * qs + d];
+                    dV[(size_t)j * stride + d] += P[(size_t)r * ld + j] * dO[(size_t)r * qs + d];
+                }
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        v8f ka[8], va[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) ka[u] = (v8f){0}, va[u] = (v8f){0};
+        for (int r = 0; r < rows; r++) {
+            const float dsj = DS[(size_t)r * ld + j], pj = P[(size_t)r * ld + j];
+            const float *qr = q + (size_t)r * qs, *or = dO + (size_t)r * qs;
+#pragma GCC unroll 8
+            for (int u = 0; u < NV; u++) {
+                ka[u] += dsj * load8(qr + 8 * u);
+                va[u] += pj * load8(or + 8 * u);
+            }
+        }
+        float *kr = dK + (size_t)j * stride, *vr = dV + (size_t)j * stride;
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) {
+            store8(kr + 8 * u, load8(kr + 8 * u) + ka[u]);
+            store8(vr + 8 * u, load8(vr + 8 * u) + va[u]);
+        }
+    }
+}
+
+#define BY_NV(CALL)          \
+    switch (nv) {            \
+    case 1: CALL(1); break;  \
+    case 2: CALL(2); break;  \
+    case 3: CALL(3); break;  \
+    case 4: CALL(4); break;  \
+    case 5: CALL(5); break;  \
+    case 6: CALL(6); break;  \
+    case 7: CALL(7); break;  \
+    default: CALL(8); break; \
+    }
+
+static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const float *restrict V, int n,
+                                   int stride, int hd) {
+    if (hd % 8 != 0) {
+        weighted_sum_nv(o, p, V, n, stride, hd, 0);
+        return;
+    }
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        const int nv = (hd - d0 < 64 ? hd - d0 : 64) / 8;
+#define WS(NV) weighted_sum_nv(o + d0, p, V + d0, n, stride, 8 * (NV), NV)
+        BY_NV(WS)
+#undef WS
+    }
+}
+
+static CPU_INLINE void key_value_updates(float *restrict dK, float *restrict dV, const float *restrict DS,
+                                         const float *restrict P, const float *restrict q,
+                                         const float *restrict dO, int rows, int n, int ld, int qs, int stride,
+                                         int hd) {
+    if (hd % 8 != 0) {
+        key_value_updates_nv(dK, dV, DS, P, q, dO, rows, n, ld, qs, stride, hd, 0);
+        return;
+    }
+    for (int d0 = 0; d0 < hd; d0 += 64) {
+        const int nv = (hd - d0 < 64 ? hd - d0 : 64) / 8;
+#define KV(NV) key_value_updates_nv(dK + d0, dV + d0, DS, P, q + d0, dO + d0, rows, n, ld, qs, stride, 8 * (NV), NV)
+        BY_NV(KV)
+#undef KV
+    }
+}
+
+typedef struct {
+    const float *q, *k, *v, *d_out, *out, *lse;
+    float *o, *lse_out, *d_q, *d_k, *d_v;
+    int n_heads, n_kv_heads, head_dim, q_stride, kv_stride;
+    float scale;
+} Args;
+
+// Forward of query rows [b, b + rows) of segment sg for head h. work: per-thread scratch.
+static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, int rows, float *work) {
+    const int hd = a->head_dim, g = h / (a->n_heads / a->n_kv_heads), keys = b + rows, ld = padded(keys);
+    float *kt = work;                    // (hd, ld) transposed keys 0..keys-1
+    float *s = kt + (size_t)hd * ld;     // (ld) scores, then probabilities
+    float *acc = s + ld;                 // (hd) output accumulator
+    const float *K = a->k + (size_t)sg.start * a->kv_stride + g * hd;
+    const float *V = a->v + (size_t)sg.start * a->kv_stride + g * hd;
+    transpose_rows(kt, K, keys, a->kv_stride, hd, ld);
+    for (int r = b; r < b + rows; r++) {
+        const size_t row = (size_t)(sg.start + r);
+        const float *q = a->q + row * a->q_stride + (size_t)h * hd;
+        const int n = r + 1;  // causal: keys 0..r
+        dots(s, q, kt, n, hd, ld);
+        float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+        mx *= a->scale;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < n; j++) {
+            s[j] = cpu_expf(s[j] * a->scale - mx);
+            sum += s[j];
+        }
+        weighted_sum(acc, s, V, n, a->kv_stride, hd);
+        const float inv = 1.0f / sum;
+        float *o = a->o + row * a->q_stride + (size_t)h * hd;
+#pragma omp simd
+        for (int d = 0; d < hd; d++) o[d] = acc[d] * inv;
+        if (a->lse_out) a->lse_out[row * a->n_heads + h] = mx + logf(sum);
+    }
+}
+
+// Backward of segment sg for key/value head g (all its query heads and rows), RBLOCK query
+// rows at a time.
+static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *work) {
+    const int hd = a->head_dim, group = a->n_heads / a->n_kv_heads, L = sg.len, ld = padded(L);
+    const int qs = a->q_stride;
+    float *kt = work;                          // (hd, ld) transposed keys
+    float *vt = kt + (size_t)hd * ld;          // (hd, ld) transposed values
+    float *P = vt + (size_t)hd * ld;           // (RBLOCK, ld) probabilities of the block's rows
+    float *DS = P + (size_t)RBLOCK * ld;       // (RBLOCK, ld) d scores (dp first)
+    const float *K = a->k + (size_t)sg.start * a->kv_stride + g * hd;
+    const float *V = a->v + (size_t)sg.start * a->kv_stride + g * hd;
+    float *dK = a->d_k + (size_t)sg.start * a->kv_stride + g * hd;
+    float *dV = a->d_v + (size_t)sg.start * a->kv_stride + g * hd;
+    transpose_rows(kt, K, L, a->kv_stride, hd, ld);
+    transpose_rows(vt, V, L, a->kv_stride, hd, ld);
+    for (int j = 0; j < L; j++) {
+        memset(dK + (size_t)j * a->kv_stride, 0, (size_t)hd * sizeof(float));
+        memset(dV + (size_t)j * a->kv_stride, 0, (size_t)hd * sizeof(float));
+    }
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        for (int r0 = 0; r0 < L; r0 += RBLOCK) {
+            const int rows = L - r0 < RBLOCK ? L - r0 : RBLOCK, keys = r0 + rows;
+            const size_t at0 = (size_t)(sg.start + r0) * qs + (size_t)h * hd;
+            for (int i = 0; i < rows; i++) {
+                const size_t row = (size_t)(sg.start + r0 + i), at = at0 + (size_t)i * qs;
+                const float *q = a->q + at, *dO = a->d_out + at;
+                const int n = r0 + i + 1;  // causal: keys 0 .. r0+i
+                float *p = P + (size_t)i * ld, *ds = DS + (size_t)i * ld;
+                const float l = a->lse[row * a->n_heads + h], D = dot(dO, a->out + at, hd);
+                dots(p, q, kt, n, hd, ld);
+                dots(ds, dO, vt, n, hd, ld);
+#pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    p[j] = cpu_expf(p[j] * a->scale - l);
+                    ds[j] = p[j] * (ds[j] - D) * a->scale;
+                }
+                for (int j = n; j < keys; j++) p[j] = ds[j] = 0.0f;
+                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd);  // dq = sum_j ds_j k_j
+            }
+            key_value_updates(dK, dV, DS, P, a->q + at0, a->d_out + at0, rows, keys, ld, qs, a->kv_stride, hd);
+        }
+    }
+}
+
+CPU_AVX2 static void forward_block_avx2(const Args *a, Segment sg, int h, int b, int rows, float *work) {
+    forward_block(a, sg, h, b, rows, work);
+}
+static void forward_block_base(const Args *a, Segment sg, int h, int b, int rows, float *work) {
+    forward_block(a, sg, h, b, rows, work);
+}
+CPU_AVX2 static void backward_group_avx2(const Args *a, Segment sg, int g, float *work) {
+    backward_group(a, sg, g, work);
+}
+static void backward_group_base(const Args *a, Segment sg, int g, float *work) { backward_group(a, sg, g, work); }
+
 static float *alloc_scratch(int threads, size_t per_thread) {
     float *p = malloc((size_t)threads * per_thread * sizeof(float));
     CHECK(p != NULL, "out of memory; shorten the longest sample", "attention scratch of %d x %zu floats", threads,
@@ -55,60 +339,41 @@ void ops_attention_forward(float *out, float *lse, const float *q, const float *
     Segment *seg;
     int longest;
     const int n_seg = find_segments(positions, n, &seg, &longest);
-    // Task list: (segment, head, block); each entry holds the segment index and block start.
+    // Tasks (segment, block, head), later blocks (more keys) first for the dynamic schedule.
     int n_tasks = 0;
     for (int s = 0; s < n_seg; s++) n_tasks += (seg[s].len + QBLOCK - 1) / QBLOCK * n_heads;
     int(*tasks)[3] = malloc((size_t)n_tasks * sizeof *tasks);
     CHECK(tasks != NULL, "out of memory", "attention: %d tasks", n_tasks);
     int t_i = 0;
-    for (int s = 0; s < n_seg; s++)
-        for (int b = 0; b < seg[s].len; b += QBLOCK)
-            for (int h = 0; h < n_heads; h++) tasks[t_i][0] = s, tasks[t_i][1] = h, tasks[t_i][2] = b, t_i++;
-
-    const int threads = omp_get_max_threads();
-    const size_t per_thread = (size_t)QBLOCK * longest;
-    float *scratch = alloc_scratch(threads, per_thread);
-    const int group = n_heads / n_kv_heads;
-    const int q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-
-#pragma omp parallel for schedule(dynamic, 1)
+    for (int blk = (longest - 1) / QBLOCK; blk >= 0; blk--)
+        for (int s = 0; s < n_seg; s++)
+            if (blk * QBLOCK < seg[s].len)
+                for (int h = 0; h < n_heads; h++) tasks[t_i][0] = s, tasks[t_i][1] = h, tasks[t_i][2] = blk * QBLOCK, t_i++;
+    const Args a = {.q = q, .k = k, .v = v, .o = out, .lse_out = lse, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
+                    .head_dim = head_dim, .q_stride = n_heads * head_dim, .kv_stride = n_kv_heads * head_dim,
+                    .scale = 1.0f / sqrtf((float)head_dim)};
+    const size_t per_thread = (size_t)(head_dim + 1) * padded(longest) + head_dim;
+    float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
+    const int avx2 = cpu_has_avx2();
+    double work = 0;  // multiply-adds: about len^2 / 2 x hd x 2 per segment and head
+    for (int s = 0; s < n_seg; s++) work += (double)seg[s].len * seg[s].len * head_dim * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu_parallel(work))
     for (int t = 0; t < n_tasks; t++) {
         const Segment sg = seg[tasks[t][0]];
         const int h = tasks[t][1], b = tasks[t][2];
-        const int g = h / group;
         const int rows = sg.len - b < QBLOCK ? sg.len - b : QBLOCK;
-        const int keys = b + rows;  // the block's last row sees keys 0 .. keys-1
-        float *S = scratch + (size_t)omp_get_thread_num() * per_thread;  // (rows, keys)
-        const float *Q = q + (size_t)(sg.start + b) * q_stride + h * head_dim;
-        const float *K = k + (size_t)sg.start * kv_stride + g * head_dim;
-        const float *V = v + (size_t)sg.start * kv_stride + g * head_dim;
-        // S = scale * Q_block (rows, hd) @ K (keys, hd)^T
-        cpu_sgemm(0, 1, rows, keys, head_dim, scale, Q, q_stride, K, kv_stride, 0.0f, S, keys);
-        for (int r = 0; r < rows; r++) {
-            float *row = S + (size_t)r * keys;
-            const int valid = b + r + 1;  // causal: keys 0 .. b+r
-            float mx = -INFINITY;
-            for (int j = 0; j < valid; j++) mx = row[j] > mx ? row[j] : mx;
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < valid; j++) {
-                row[j] = cpu_expf(row[j] - mx);
-                sum += row[j];
-            }
-            const float inv = 1.0f / sum;
-#pragma omp simd
-            for (int j = 0; j < valid; j++) row[j] *= inv;
-            for (int j = valid; j < keys; j++) row[j] = 0.0f;
-            if (lse) lse[(size_t)(sg.start + b + r) * n_heads + h] = mx + logf(sum);
-        }
-        // out_block (rows, hd) = P (rows, keys) @ V (keys, hd)
-        cpu_sgemm(0, 0, rows, head_dim, keys, 1.0f, S, keys, V, kv_stride, 0.0f,
-                  out + (size_t)(sg.start + b) * q_stride + h * head_dim, q_stride);
+        float *work = scratch + (size_t)omp_get_thread_num() * per_thread;
+        if (avx2) forward_block_avx2(&a, sg, h, b, rows, work);
+        else forward_block_base(&a, sg, h, b, rows, work);
     }
     free(scratch);
     free(tasks);
     free(seg);
+}
+
+static int by_length_desc(const void *x, const void *y) {
+    const Segment *a = x, *b = y;
+    return (b->len > a->len) - (b->len < a->len);
 }
 
 void ops_attention_backward(float *d_q, float *d_k, float *d_v, const float *d_out, const float *out,
@@ -118,62 +383,22 @@ void ops_attention_backward(float *d_q, float *d_k, float *d_v, const float *d_o
     Segment *seg;
     int longest;
     const int n_seg = find_segments(positions, n, &seg, &longest);
+    qsort(seg, (size_t)n_seg, sizeof(Segment), by_length_desc);  // longest first: better balance
+    const Args a = {.q = q, .k = k, .v = v, .d_out = d_out, .out = out, .lse = lse, .d_q = d_q, .d_k = d_k,
+                    .d_v = d_v, .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim,
+                    .q_stride = n_heads * head_dim, .kv_stride = n_kv_heads * head_dim,
+                    .scale = 1.0f / sqrtf((float)head_dim)};
+    const size_t per_thread = (size_t)(2 * head_dim + 2 * RBLOCK) * padded(longest);
+    float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
+    const int avx2 = cpu_has_avx2();
     const int n_tasks = n_seg * n_kv_heads;
-    const int threads = omp_get_max_threads();
-    const size_t per_thread = 2 * (size_t)QBLOCK * longest + QBLOCK;
-    float *scratch = alloc_scratch(threads, per_thread);
-    const int group = n_heads / n_kv_heads;
-    const int q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
-    const float scale = 1.0f / sqrtf((float)head_dim);
-
-#pragma omp parallel for schedule(dynamic, 1)
+    double work = 0;
+    for (int s = 0; s < n_seg; s++) work += 2.0 * seg[s].len * seg[s].len * head_dim * n_heads;
+#pragma omp parallel for schedule(dynamic, 1) if (cpu_parallel(work))
     for (int t = 0; t < n_tasks; t++) {
-        const Segment sg = seg[t / n_kv_heads];
-        const int g = t % n_kv_heads;
-        float *P = scratch + (size_t)omp_get_thread_num() * per_thread;  // (rows, keys)
-        float *dS = P + (size_t)QBLOCK * longest;                         // (rows, keys)
-        float *Drow = dS + (size_t)QBLOCK * longest;                      // (rows)
-        const float *K = k + (size_t)sg.start * kv_stride + g * head_dim;
-        const float *V = v + (size_t)sg.start * kv_stride + g * head_dim;
-        float *dK = d_k + (size_t)sg.start * kv_stride + g * head_dim;
-        float *dV = d_v + (size_t)sg.start * kv_stride + g * head_dim;
-        for (int i = 0; i < sg.len; i++)
-            for (int d = 0; d < head_dim; d++) dK[(size_t)i * kv_stride + d] = dV[(size_t)i * kv_stride + d] = 0.0f;
-        for (int h = g * group; h < (g + 1) * group; h++) {
-            for (int b = 0; b < sg.len; b += QBLOCK) {
-                const int rows = sg.len - b < QBLOCK ? sg.len - b : QBLOCK;
-                const int keys = b + rows;
-                const size_t row0 = (size_t)(sg.start + b);
-                const float *Q = q + row0 * q_stride + h * head_dim;
-                const float *dO = d_out + row0 * q_stride + h * head_dim;
-                const float *O = out + row0 * q_stride + h * head_dim;
-                // P = softmax(scale * Q K^T) recomputed from lse; dS = dO V^T first.
-                cpu_sgemm(0, 1, rows, keys, head_dim, scale, Q, q_stride, K, kv_stride, 0.0f, P, keys);
-                cpu_sgemm(0, 1, rows, keys, head_dim, 1.0f, dO, q_stride, V, kv_stride, 0.0f, dS, keys);
-                for (int r = 0; r < rows; r++) {
-                    float dsum = 0.0f;
-                    for (int d = 0; d < head_dim; d++) dsum += dO[(size_t)r * q_stride + d] * O[(size_t)r * q_stride + d];
-                    Drow[r] = dsum;
-                }
-                for (int r = 0; r < rows; r++) {
-                    float *p = P + (size_t)r * keys, *ds = dS + (size_t)r * keys;
-                    const int valid = b + r + 1;
-                    const float l = lse[(row0 + r) * n_heads + h], D = Drow[r];
-#pragma omp simd
-                    for (int j = 0; j < valid; j++) {
-                        p[j] = cpu_expf(p[j] - l);
-                        ds[j] = p[j] * (ds[j] - D);  // dL/dscore (before the scale)
-                    }
-                    for (int j = valid; j < keys; j++) p[j] = ds[j] = 0.0f;
-                }
-                // d_q block (rows, hd) = scale * dS @ K;  dK (keys, hd) += scale * dS^T @ Q;
-                // dV (keys, hd) += P^T @ dO
-                cpu_sgemm(0, 0, rows, head_dim, keys, scale, dS, keys, K, kv_stride, 0.0f,
-                          d_q + row0 * q_stride + h * head_dim, q_stride);
-                cpu_sgemm(1, 0, keys, head_dim, rows, scale, dS, keys, Q, q_stride, 1.0f, dK, kv_stride);
-                cpu_sgemm(1, 0, keys, head_dim, rows, 1.0f, P, keys, dO, q_stride, 1.0f, dV, kv_stride);
-            }
-        }
+        float *work = scratch + (size_t)omp_get_thread_num() * per_thread;
+        if (avx2) backward_group_avx2(&a, seg[t / n_kv_heads], t % n_kv_heads, work);
+        else backward_group_base(&a, seg[t / n_kv_heads], t % n_kv_heads, work);
     }
     free(scratch);
     free(seg);

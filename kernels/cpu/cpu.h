@@ -1,6 +1,14 @@
 // Helpers shared by the CPU kernels (not part of the op interface): the single-threaded
 // GEMM every kernel calls (OpenBLAS, or a plain loop when the build has no BLAS), how a loop
-// of n items is split among the OpenMP threads, and a vectorisable exp.
+// of n items is split among the OpenMP threads, a vectorisable exp, and the run-time choice
+// between an AVX2+FMA build of a hot loop and the baseline (x86-64 SSE2) build.
+//
+// Dispatch pattern: the loop body is a `static CPU_INLINE` function; a wrapper marked
+// CPU_AVX2 and a plain wrapper both call it, so GCC compiles it twice; the op calls the AVX2
+// wrapper when cpu_has_avx2() says so. Kernel files that use cpu_expf start with
+//   #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
+// so that the clamps vectorise (compares cannot trap here) and a*b+c becomes an FMA in the
+// AVX2 build (the project compiles with -std=c11, where contraction is off by default).
 #pragma once
 #include <math.h>
 #include <stddef.h>
@@ -16,26 +24,24 @@ void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 // the product itself; sgemv streams A once.)
 void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y);
 
-// Marks a hot kernel function to be compiled twice, for AVX2 and for the build's baseline, the
-// right one picked when the program loads (GCC/Clang function multi-versioning on x86-64): the
-// build flags stay portable while AVX2 machines run 8-wide vectors. Both versions do the same
-// operations in the same order (no FMA contraction under -std=c11), so results are identical.
-// Helpers called by such a function are marked CPU_INLINE so that they are compiled into each
-// version (a call to a separate function would run its baseline code).
-#if defined(__x86_64__) && defined(__GNUC__)
-#define CPU_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#define CPU_INLINE inline __attribute__((always_inline))
-#else
-#define CPU_VECTOR_CLONES
-#define CPU_INLINE inline
-#endif
-
-// Below this much work (floats touched, or multiply-adds for a matmul) a kernel runs on one
-// thread: a parallel region costs microseconds (tens when OpenMP threads sleep between
-// regions, OMP_WAIT_POLICY=passive), more than small decode steps take.
-#define CPU_MIN_PARALLEL_WORK 16384
-
 // The share [*begin, *end) of n items that thread `thread` of `threads` works on.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define CPU_AVX2
+#endif
+#define CPU_INLINE inline __attribute__((always_inline))
+
+// 1 when the processor has AVX2 and FMA (checked once) and the environment variable
+// ASYNCRL_CPU_BASELINE is not "1" (set by the tests to check the baseline build too), else 0.
+int cpu_has_avx2(void);
+
+// Work (in floats touched, or multiply-adds) below which an op runs on one thread: forking a
+// team costs microseconds, and on a busy machine a descheduled team member stalls the rest
+// for a time slice at every barrier (tiny decode-sized ops would pay that many times a step).
+#define CPU_PARALLEL_MIN 32768
+static inline int cpu_parallel(double work) { return work >= CPU_PARALLEL_MIN; }
+
 static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, size_t *end) {
     *begin = n * (size_t)thread / (size_t)threads;
     *end = n * (size_t)(thread + 1) / (size_t)threads;

@@ -8,12 +8,12 @@
 #include "ops.h"
 
 void ops_add(float *y, const float *x, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (cpu_parallel((double)n))
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
 void ops_scale(float *x, float scale, size_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (cpu_parallel((double)n))
     for (size_t i = 0; i < n; i++) x[i] *= scale;
 }
 
@@ -21,7 +21,7 @@ double ops_sum_squares(const float *x, size_t n) {
     const int threads = omp_get_max_threads();
     double partial[256] = {0};
     CHECK(threads <= 256, "use at most 256 threads", "ops_sum_squares with %d threads", threads);
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel((double)n))
     {
         size_t b, e;
         cpu_split(n, omp_get_thread_num(), omp_get_num_threads(), &b, &e);

@@ -8,12 +8,12 @@
 #include "ops.h"
 
 void ops_embedding_forward(float *out, const int32_t *tokens, const float *table, int n, int dim) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim >= CPU_MIN_PARALLEL_WORK)
+#pragma omp parallel for schedule(static) if (cpu_parallel((double)n * dim))
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * dim, table + (size_t)tokens[i] * dim, (size_t)dim * sizeof(float));
 }
 
 void ops_embedding_backward(float *d_table, const float *d_out, const int32_t *tokens, int n, int dim) {
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel((double)n * dim))
     {
         size_t b, e;
         cpu_split((size_t)dim, omp_get_thread_num(), omp_get_num_threads(), &b, &e);

@@ -20,7 +20,7 @@ void ops_matmul_forward(float *out, const float *in, const float *weight, const 
     // thread pack the whole weight, splitting the columns packs it once in all. So rows are
     // split only when they outnumber the weight's rows (then packing the input dominates).
     const int by_rows = n >= MIN_ROWS_PER_THREAD * omp_get_max_threads() && n >= out_dim;
-#pragma omp parallel if ((double)n * in_dim * out_dim >= 4.0 * CPU_MIN_PARALLEL_WORK)
+#pragma omp parallel if (cpu_parallel((double)n * in_dim * out_dim / 8))
     {
         size_t b, e;
         if (by_rows) {
@@ -57,7 +57,7 @@ void ops_matmul_backward(float *d_in, float *d_weight, float *d_bias, const floa
     const int threads = omp_get_max_threads();
     const int in_by_rows = n >= MIN_ROWS_PER_THREAD * threads;
     const int w_by_rows = out_dim >= 16 * threads;
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel((double)n * in_dim * out_dim / 8))
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         size_t b, e;

@@ -19,7 +19,22 @@
 #include <cblas.h>
 #endif
 
+int cpu_has_avx2(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    const char *baseline = getenv("ASYNCRL_CPU_BASELINE");  // tests run the baseline build too
+    return cached && !(baseline && baseline[0] == '1');
+#else
+    return 0;
+#endif
+}
+
 void ops_init(int threads) {
+    cpu_has_avx2();
     if (threads > 0) omp_set_num_threads(threads);
 #ifndef ASYNCRL_NO_BLAS
     openblas_set_num_threads(1);

@@ -10,7 +10,7 @@
 #include "ops.h"
 
 void ops_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int n, int dim, float eps) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim >= CPU_MIN_PARALLEL_WORK)
+#pragma omp parallel for schedule(static) if (cpu_parallel(2.0 * n * dim))
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * dim;
         float *y = out + (size_t)i * dim;
@@ -34,7 +34,7 @@ void ops_rmsnorm_backward(float *d_in, float *d_weight, const float *d_out, cons
         partial = calloc((size_t)threads * dim, sizeof(float));
         CHECK(partial != NULL, "out of memory", "rmsnorm backward scratch of %d x %d floats", threads, dim);
     }
-#pragma omp parallel
+#pragma omp parallel if (cpu_parallel(3.0 * n * dim))
     {
         const int t = omp_get_thread_num();
         size_t b, e;

@@ -1,21 +1,19 @@
-// CPU paged KV cache for inference: writing new key/value rows into their cache slots (and
-// reading them back), and causal grouped-query attention of new query rows (decode or a
-// prefill chunk) against the cached keys and values, read block by block through each
-// sequence's block table.
-//
-// Layout (private to this backend, see ops.h): block b, kv head g holds its keys transposed,
-// Kt (hd, bs), and its values as rows, V (bs, hd), both at offset ((b * KVH + g) * hd) * bs.
-// With transposed keys the score loop runs over consecutive keys (vectorised, no horizontal
-// sums), even for heads of 8 floats.
+// CPU paged KV cache for inference: writing new key/value rows into their cache slots, and
+// causal grouped-query attention of new query rows (decode or a prefill chunk) against the
+// cached keys and values, read block by block through each sequence's block table.
 //
 // Attention runs one task per (tile of up to ROWS consecutive query rows of one sequence,
-// kv head g): for each visible block, the tile's ROWS x G query heads are scored against its
-// keys (each key row of Kt read once for the whole tile), then each (row, head) takes a
-// softmax over its own causal range and sums the values. Every (row, head) is computed with
-// the same operations in the same order whatever else is in the call or the tile (scores are
-// elementwise over keys; sums run in key order; scratch rows are 64-byte aligned with a stride
-// that is a multiple of 16), so results are batch invariant. Scratch per thread: ROWS * G *
-// (longest context rounded up to 16) + 2 ROWS * G * hd floats.
+// kv head g). For each visible block, the block's keys of head g are first copied transposed
+// into scratch, Kt (hd, block_size), so that the scores of the tile's ROWS x G query heads
+// run over consecutive keys (vectorised, no horizontal sums, each key read once for the whole
+// tile); then each (row, head) takes a softmax over its own causal range and sums the values
+// (rows of the cache, as they are). Every (row, head) is computed with the same operations in
+// the same order whatever else is in the call or the tile (scores are elementwise over keys;
+// sums run in key order; scratch rows have a stride that is a multiple of 16 floats), so the
+// results are batch invariant. Loops are compiled twice (baseline and AVX2+FMA, see cpu.h).
+// Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd +
+// hd * block_size floats.
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -27,38 +25,13 @@
 
 #define ROWS 4  // query rows per task (prefill chunks share each key read among them)
 
-static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim, int block_size) {
-    return ((size_t)block * n_kv_heads + g) * head_dim * block_size;
-}
-
 void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int n_kv_heads, int head_dim, int block_size) {
-    const int kv_dim = n_kv_heads * head_dim;
-#pragma omp parallel for schedule(static) if (n >= 64)
+                        int kv_dim) {
+    const size_t bytes = (size_t)kv_dim * sizeof(float);
+#pragma omp parallel for schedule(static) if (cpu_parallel(2.0 * n * kv_dim))
     for (int i = 0; i < n; i++) {
-        const int block = slots[i] / block_size, t = slots[i] % block_size;
-        for (int g = 0; g < n_kv_heads; g++) {
-            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
-            const float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
-            const float *vr = v + (size_t)i * kv_dim + (size_t)g * head_dim;
-            for (int d = 0; d < head_dim; d++) k_cache[base + (size_t)d * block_size + t] = kr[d];
-            memcpy(v_cache + base + (size_t)t * head_dim, vr, (size_t)head_dim * sizeof(float));
-        }
-    }
-}
-
-void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
-                       int n_kv_heads, int head_dim, int block_size) {
-    const int kv_dim = n_kv_heads * head_dim;
-    for (int i = 0; i < n; i++) {
-        const int block = slots[i] / block_size, t = slots[i] % block_size;
-        for (int g = 0; g < n_kv_heads; g++) {
-            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
-            float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
-            for (int d = 0; d < head_dim; d++) kr[d] = k_cache[base + (size_t)d * block_size + t];
-            memcpy(v + (size_t)i * kv_dim + (size_t)g * head_dim, v_cache + base + (size_t)t * head_dim,
-                   (size_t)head_dim * sizeof(float));
-        }
+        memcpy(k_cache + (size_t)slots[i] * kv_dim, k + (size_t)i * kv_dim, bytes);
+        memcpy(v_cache + (size_t)slots[i] * kv_dim, v + (size_t)i * kv_dim, bytes);
     }
 }
 
@@ -86,6 +59,15 @@ static CPU_INLINE void tile_queries(float *qt, const AttnArgs *a, const AttnTask
         }
 }
 
+// kt (hd, bs) = the keys of head g in slots base .. base+nt-1, transposed.
+static CPU_INLINE void transpose_keys(float *kt, const AttnArgs *a, int g, size_t base, int nt) {
+    const int hd = a->head_dim, bs = a->block_size, kv_dim = a->n_kv_heads * hd;
+    for (int j = 0; j < nt; j++) {
+        const float *kr = a->k_cache + (base + j) * kv_dim + (size_t)g * hd;
+        for (int d = 0; d < hd; d++) kt[(size_t)d * bs + j] = kr[d];
+    }
+}
+
 // The score of query qi (hd) against `width` consecutive keys of a transposed block kt (hd, bs)
 // from key j0: s[j] = (sum over even d of qi[d] k[d][j]) + (sum over odd d ...), each sum in d
 // order (two independent chains, hd is even). width is a constant 16 or 8 after inlining; the
@@ -102,12 +84,13 @@ static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, in
 }
 
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
-// block, 16 or 8 keys at a time in registers.
-static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
+// block, 16 or 8 keys at a time in registers. kt: (hd, bs) scratch.
+static CPU_INLINE void tile_scores(float *scores, float *kt, const float *qt, const AttnArgs *a, const AttnTask *t,
+                                   int keys) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const int nt = keys - t0 < bs ? keys - t0 : bs;
-        const float *kt = a->k_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (hd, bs)
+        transpose_keys(kt, a, t->g, (size_t)a->table[t0 / bs] * bs, nt);
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
@@ -116,7 +99,8 @@ static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArg
             for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8);
             for (int j = j0; j < nt; j++) {
                 float even = qi[0] * kt[j], odd = qi[1] * kt[(size_t)bs + j];
-                for (int d = 2; d < hd; d += 2) even += qi[d] * kt[(size_t)d * bs + j], odd += qi[d + 1] * kt[(size_t)(d + 1) * bs + j];
+                for (int d = 2; d < hd; d += 2)
+                    even += qi[d] * kt[(size_t)d * bs + j], odd += qi[d + 1] * kt[(size_t)(d + 1) * bs + j];
                 s[j] = even + odd;
             }
         }
@@ -140,47 +124,50 @@ static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
     return 1.0f / sum;
 }
 
-// o[d0 .. d0+width) += sum_j p[j] * v_j[...] over n value rows vb (n, hd), keys in order, with
-// width (32, 16 or 8 after inlining) output floats in registers as independent chains.
-static CPU_INLINE void accumulate_chunk(float *o, const float *p, const float *vb, int n, int hd, int d0, int width) {
+// o[d0 .. d0+width) += sum_j p[j] * v_j[...] over n value rows vb (n rows, row stride ld), keys
+// in order, with width (32, 16 or 8 after inlining) output floats in registers as independent
+// chains.
+static CPU_INLINE void accumulate_chunk(float *o, const float *p, const float *vb, size_t ld, int n, int d0,
+                                        int width) {
     float acc[32];
     for (int l = 0; l < width; l++) acc[l] = o[d0 + l];
     for (int j = 0; j < n; j++) {
         const float w = p[j];
-        const float *vr = vb + (size_t)j * hd + d0;
+        const float *vr = vb + (size_t)j * ld + d0;
         for (int l = 0; l < width; l++) acc[l] += w * vr[l];
     }
     for (int l = 0; l < width; l++) o[d0 + l] = acc[l];
 }
 
-// o (hd) += sum_j p[j] * v_j over n value rows vb (n, hd); every output float sums over the
-// keys in order, whatever chunk it falls in.
-static CPU_INLINE void accumulate_values(float *o, const float *p, const float *vb, int n, int hd) {
+// o (hd) += sum_j p[j] * v_j over n value rows vb (row stride ld); every output float sums
+// over the keys in order, whatever chunk it falls in.
+static CPU_INLINE void accumulate_values(float *o, const float *p, const float *vb, size_t ld, int n, int hd) {
     int d0 = 0;
-    for (; d0 + 32 <= hd; d0 += 32) accumulate_chunk(o, p, vb, n, hd, d0, 32);
-    for (; d0 + 16 <= hd; d0 += 16) accumulate_chunk(o, p, vb, n, hd, d0, 16);
-    for (; d0 + 8 <= hd; d0 += 8) accumulate_chunk(o, p, vb, n, hd, d0, 8);
+    for (; d0 + 32 <= hd; d0 += 32) accumulate_chunk(o, p, vb, ld, n, d0, 32);
+    for (; d0 + 16 <= hd; d0 += 16) accumulate_chunk(o, p, vb, ld, n, d0, 16);
+    for (; d0 + 8 <= hd; d0 += 8) accumulate_chunk(o, p, vb, ld, n, d0, 8);
     for (int d = d0; d < hd; d++) {
         float acc = o[d];
-        for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * hd + d];
+        for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * ld + d];
         o[d] = acc;
     }
 }
 
 // out rows of the tile (n_rows, H*hd at the group's heads) = sum_t p[t] v_t * inv_sum, each
 // (row, head) over its own keys. acc: (n_rows * G, hd) scratch.
-static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum, const AttnArgs *a,
-                        const AttnTask *t) {
+static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum,
+                                   const AttnArgs *a, const AttnTask *t) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
+    const size_t kv_dim = (size_t)a->n_kv_heads * hd;
     memset(acc, 0, (size_t)n_q * hd * sizeof(float));
     const int keys_max = t->pos0 + t->n_rows;
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
         const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
-        const float *vb = a->v_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (bs, hd)
+        const float *vb = a->v_cache + (size_t)a->table[t0 / bs] * bs * kv_dim + (size_t)t->g * hd;  // rows of kv_dim
         for (int i = 0; i < n_q; i++) {
             const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
             const int n = keys - t0 < nt ? keys - t0 : nt;
-            if (n > 0) accumulate_values(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, n, hd);
+            if (n > 0) accumulate_values(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, kv_dim, n, hd);
         }
     }
     for (int i = 0; i < n_q; i++) {
@@ -192,18 +179,26 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 }
 
 // One task with its thread's scratch: (ROWS * G, stride) scores, then (ROWS * G, hd) value
-// sums, (ROWS * G, hd) scaled queries and (ROWS * G) softmax normalisers.
-CPU_VECTOR_CLONES
-static void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+// sums, (ROWS * G, hd) scaled queries, (ROWS * G) softmax normalisers and (hd, bs) keys.
+static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
     const int n_q = t->n_rows * a->group;
     float *scores = scratch;
     float *acc = scores + (size_t)ROWS * a->group * a->stride;
     float *qt = acc + (size_t)ROWS * a->group * a->head_dim;
     float *inv_sum = qt + (size_t)ROWS * a->group * a->head_dim;
+    float *kt = inv_sum + (size_t)ROWS * a->group;
     tile_queries(qt, a, t);
-    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows);
-    for (int k = 0; k < n_q; k++) inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
+    tile_scores(scores, kt, qt, a, t, t->pos0 + t->n_rows);
+    for (int k = 0; k < n_q; k++)
+        inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
     tile_values(out, acc, scores, inv_sum, a, t);
+}
+
+CPU_AVX2 static void attention_task_avx2(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+    attention_task(out, scratch, a, t);
+}
+static void attention_task_base(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+    attention_task(out, scratch, a, t);
 }
 
 void ops_paged_attention_forward(float *out, const float *q, const float *k_cache, const float *v_cache,
@@ -232,7 +227,8 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
                                          context_len[s] - n_q + r, g};
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
-    const size_t per_thread = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;  // 64-byte multiple
+    const size_t per_thread =
+        ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + (size_t)head_dim * block_size + 15) / 16 * 16;
     const int threads = omp_get_max_threads();
     float *scratch = aligned_alloc(64, (size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",
@@ -240,12 +236,15 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
     AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .block_size = block_size, .n_heads = n_heads,
                      .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group, .stride = stride,
                      .scale = 1.0f / sqrtf((float)head_dim)};
+    const int avx2 = cpu_has_avx2();
 
-#pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1 && work >= CPU_MIN_PARALLEL_WORK)
+#pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1 && cpu_parallel(work))
     for (int i = 0; i < n_tasks; i++) {
         AttnArgs a = base;
         a.table = block_tables + (size_t)tasks[i].seq * max_blocks;
-        attention_task(out, scratch + (size_t)omp_get_thread_num() * per_thread, &a, &tasks[i]);
+        float *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
+        if (avx2) attention_task_avx2(out, mine, &a, &tasks[i]);
+        else attention_task_base(out, mine, &a, &tasks[i]);
     }
     free(scratch);
     free(tasks);

@@ -8,7 +8,7 @@
 
 void ops_rope_table(float *cos_table, float *sin_table, int max_pos, int head_dim, double theta) {
     const int half = head_dim / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cpu_parallel(20.0 * max_pos * half))
     for (int p = 0; p < max_pos; p++)
         for (int j = 0; j < half; j++) {
             const double freq = pow(theta, -2.0 * j / head_dim);
@@ -22,7 +22,7 @@ void ops_rope_table(float *cos_table, float *sin_table, int max_pos, int head_di
 static void rope_rotate(float *x, const int32_t *positions, const float *cos_table, const float *sin_table, int n,
                         int n_heads, int head_dim, float sign) {
     const int half = head_dim / 2;
-#pragma omp parallel for schedule(static) if ((size_t)n * n_heads * head_dim >= CPU_MIN_PARALLEL_WORK)
+#pragma omp parallel for schedule(static) if (cpu_parallel(2.0 * n * n_heads * head_dim))
     for (int i = 0; i < n; i++) {
         const float *c = cos_table + (size_t)positions[i] * half;
         const float *s = sin_table + (size_t)positions[i] * half;

@@ -5,11 +5,13 @@
 // Per row: passes for z = logits / T, its max (and the first id reaching it), w = exp(z - max)
 // and its sum (the logsumexp), the kept weights wk, and the inverse-CDF walk, which skips
 // blocks of 256 ids by their sums. Sums run in double in a fixed order (8 interleaved lanes),
-// so every pass vectorises and a row's result never depends on the other rows. With them, the kept rank prefix is found by selection, not a
+// so every pass vectorises and a row's result never depends on the other rows. The row loop is
+// compiled twice (baseline and AVX2+FMA, see cpu.h). With them, the kept rank prefix is found by selection, not a
 // sort: a quickselect by rank for top-k, then a quickselect by probability mass for top-p,
 // expected O(V); the prefix is then described by its last token b, and "j is in the prefix"
 // is "j ranks before b or is b". Rows run in parallel; scratch per thread: 3 V floats, V ints
 // and V / 256 doubles.
+#pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -157,10 +159,9 @@ static int32_t first_index_of(const float *z, int vocab, float value) {
     return 0;
 }
 
-// Samples one row (compiled for AVX2 too, see cpu.h). z, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob its
+// Samples one row. z, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob its
 // logprob. Every pass but the top-k / top-p selection is a plain loop the compiler vectorises.
-CPU_VECTOR_CLONES
-static int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp, float *restrict z,
+static CPU_INLINE int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp, float *restrict z,
                           float *restrict w, float *restrict wk, int32_t *ids, double *sums, float *logprob) {
     const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
 #pragma omp simd
@@ -221,6 +222,15 @@ static int32_t sample_row(const float *restrict logits, int vocab, const OpsSamp
     return tok;
 }
 
+CPU_AVX2 static int32_t sample_row_avx2(const float *logits, int vocab, const OpsSampleParams *sp, float *z, float *w,
+                                        float *wk, int32_t *ids, double *sums, float *logprob) {
+    return sample_row(logits, vocab, sp, z, w, wk, ids, sums, logprob);
+}
+static int32_t sample_row_base(const float *logits, int vocab, const OpsSampleParams *sp, float *z, float *w,
+                               float *wk, int32_t *ids, double *sums, float *logprob) {
+    return sample_row(logits, vocab, sp, z, w, wk, ids, sums, logprob);
+}
+
 void ops_sample(int32_t *tokens, float *logprobs, const float *logits, const OpsSampleParams *params, int n,
                 int vocab) {
     if (n <= 0 || vocab <= 0) return;
@@ -229,12 +239,15 @@ void ops_sample(int32_t *tokens, float *logprobs, const float *logits, const Ops
     const size_t per_thread = 4 * (size_t)vocab + 2 * ((size_t)vocab / WALK_BLOCK + 1);
     float *scratch = malloc((size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory", "sampling scratch of %d x %zu floats", threads, per_thread);
-#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+    const int avx2 = cpu_has_avx2();
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1 && cpu_parallel((double)n * vocab * 8))
     for (int i = 0; i < n; i++) {
         float *z = scratch + (size_t)omp_get_thread_num() * per_thread, *w = z + vocab, *wk = w + vocab;
         int32_t *ids = (int32_t *)(wk + vocab);
         double *sums = (double *)(wk + 2 * (size_t)vocab);  // 4 V floats in: 8-byte aligned
-        tokens[i] = sample_row(logits + (size_t)i * vocab, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i]);
+        const float *row = logits + (size_t)i * vocab;
+        tokens[i] = avx2 ? sample_row_avx2(row, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i])
+                         : sample_row_base(row, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i]);
     }
     free(scratch);
 }

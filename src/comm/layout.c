@@ -47,6 +47,16 @@ void layout_init(Layout *layout, const Config *cfg, MPI_Comm world) {
     MPI_CHECK(MPI_Comm_size(local, &layout->local_size));
     int is_compute = layout->role != ROLE_ORCHESTRATOR;
     MPI_CHECK(MPI_Allreduce(&is_compute, &layout->local_compute, 1, MPI_INT, MPI_SUM, local));
+    // A GPU backend picks its device by the rank's index among the node's compute ranks (the
+    // orchestrator uses no GPU, so 8 trainers beside it get GPUs 0..7). kernels/cuda/memory.cu
+    // reads ASYNCRL_LOCAL_RANK; a value set by the user wins. Published here because this split is
+    // collective over every rank and ops_init, which only compute ranks call, must not be.
+    int compute_index = 0;
+    MPI_CHECK(MPI_Exscan(&is_compute, &compute_index, 1, MPI_INT, MPI_SUM, local));
+    if (layout->local_rank == 0) compute_index = 0;  // Exscan leaves rank 0's result undefined
+    char local_rank[16];
+    snprintf(local_rank, sizeof local_rank, "%d", compute_index);
+    setenv("ASYNCRL_LOCAL_RANK", local_rank, 0);
     MPI_CHECK(MPI_Comm_free(&local));
 
     int is_trainer = layout->role == ROLE_TRAINER;

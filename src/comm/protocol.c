@@ -422,7 +422,8 @@ int decode_weights_notice(const void *buf, size_t len, WeightsNotice *m, ErrorBu
     if (get_header(&r, MSG_WEIGHTS) || br_i32(&r, &m->version, "version") || br_u64(&r, &m->n_params, "n_params") ||
         br_done(&r))
         return -1;
-    if (m->version < 0) return error_set(err, "malformed weights message: negative version %d", m->version);
+    if (m->version < WEIGHTS_END)
+        return error_set(err, "malformed weights message: version %d", m->version);
     return 0;
 }
 
@@ -481,6 +482,17 @@ void encode_control(ByteWriter *w, const Control *c) {
     bw_u64(w, (uint64_t)c->rr_rank);
     bw_u32(w, c->n_pending);
     bw_put(w, c->pending, sizeof(int64_t) * c->n_pending);
+    bw_u32(w, c->n_easy);
+    bw_put(w, c->easy, sizeof(int64_t) * c->n_easy);
+    bw_u32(w, c->n_hard);
+    bw_put(w, c->hard, sizeof(int64_t) * c->n_hard);
+}
+
+void control_free(Control *c) {
+    free(c->pending);
+    free(c->easy);
+    free(c->hard);
+    c->pending = c->easy = c->hard = NULL;
 }
 
 int decode_control(const void *buf, size_t len, Control *c, ErrorBuf *err) {
@@ -492,16 +504,17 @@ int decode_control(const void *buf, size_t len, Control *c, ErrorBuf *err) {
         br_i32(&r, &c->ok, "ok") || br_str(&r, c->text, sizeof c->text, "text") || br_u64(&r, &u[0], "cursor") ||
         br_u64(&r, &u[1], "sft_cursor") || br_u64(&r, &u[2], "next_group") || br_u64(&r, &u[3], "next_request") ||
         br_u64(&r, &u[4], "rr_rank") || br_count(&r, &c->n_pending, 1u << 26, sizeof(int64_t), "pending") ||
-        br_array(&r, (void **)&c->pending, c->n_pending, sizeof(int64_t), "pending"))
-        return -1;
-    if (br_done(&r)) {
-        free(c->pending);
-        c->pending = NULL;
+        br_array(&r, (void **)&c->pending, c->n_pending, sizeof(int64_t), "pending") ||
+        br_count(&r, &c->n_easy, 1u << 28, sizeof(int64_t), "easy") ||
+        br_array(&r, (void **)&c->easy, c->n_easy, sizeof(int64_t), "easy") ||
+        br_count(&r, &c->n_hard, 1u << 28, sizeof(int64_t), "hard") ||
+        br_array(&r, (void **)&c->hard, c->n_hard, sizeof(int64_t), "hard") || br_done(&r)) {
+        control_free(c);
         return -1;
     }
     if (c->kind != CONTROL_CHECKPOINT && c->kind != CONTROL_CHECKPOINT_DONE)
-        return free(c->pending), c->pending = NULL, error_set(err, "malformed control message: unknown kind %u", c->kind);
-    if (c->step < 0) return free(c->pending), c->pending = NULL, error_set(err, "malformed control message: step %d", c->step);
+        return control_free(c), error_set(err, "malformed control message: unknown kind %u", c->kind);
+    if (c->step < 0) return control_free(c), error_set(err, "malformed control message: step %d", c->step);
     c->cursor = (int64_t)u[0], c->sft_cursor = (int64_t)u[1], c->next_group = (int64_t)u[2];
     c->next_request = (int64_t)u[3], c->rr_rank = (int64_t)u[4];
     return 0;

@@ -136,8 +136,10 @@ typedef struct {
 // ---------------------------------------------------------------------------------------------
 // Small messages
 
+#define WEIGHTS_END (-1)  // a notice with this version: the trainer root publishes nothing more
+
 typedef struct {
-    int32_t version;
+    int32_t version;         // or WEIGHTS_END
     uint64_t n_params;       // floats in the broadcast that follows
 } WeightsNotice;
 
@@ -188,7 +190,11 @@ typedef struct {
     int64_t cursor, sft_cursor, next_group, next_request, rr_rank;
     uint32_t n_pending;
     int64_t *pending;        // (n_pending) problem indices handed out but not trained
+    uint32_t n_easy, n_hard;
+    int64_t *easy, *hard;    // (n_easy), (n_hard) problem ids in the easy / hard pools
 } Control;
+
+void control_free(Control *c);  // the arrays of a decoded control message
 
 void encode_control(ByteWriter *w, const Control *c);
 int decode_control(const void *buf, size_t len, Control *c, ErrorBuf *err);

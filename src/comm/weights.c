@@ -1,40 +1,23 @@
 // Non-blocking weight broadcast from the trainer root to the inference ranks (see weights.h).
+// The notices travel as MPI messages; the parameters through the device collectives'
+// broadcast (devcomm_bcast_start / devcomm_bcast_test), whatever the backend.
 #include "comm/weights.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm/mpi_check.h"
 #include "comm/protocol.h"
 #include "comm/transport.h"
 #include "core/log.h"
 #include "ops.h"
-
-// MPI counts are int: a buffer of more than 2^30 floats goes out as several broadcasts.
-#define CHUNK ((size_t)1 << 30)
-
-static void bcast_start(float *buf, size_t n, MPI_Comm comm, WeightsTransfer *t) {
-    t->n_requests = 0;
-    for (size_t off = 0; off < n || t->n_requests == 0; off += CHUNK) {
-        CHECK(t->n_requests < WEIGHTS_MAX_CHUNKS, "", "parameter buffer of %zu floats is too large", n);
-        size_t count = n - off < CHUNK ? n - off : CHUNK;
-        MPI_CHECK(MPI_Ibcast(buf + off, (int)count, MPI_FLOAT, 0, comm, &t->requests[t->n_requests++]));
-        if (n == 0) break;
-    }
-}
-
-static int bcast_test(WeightsTransfer *t) {
-    int done = 0;
-    MPI_CHECK(MPI_Testall(t->n_requests, t->requests, &done, MPI_STATUSES_IGNORE));
-    return done;
-}
 
 void weights_sender_init(WeightsSender *s, const Layout *layout, size_t n_floats) {
     memset(s, 0, sizeof *s);
     s->comm = layout->weights;
     s->world_root = layout->trainer_root;
     s->n_floats = n_floats;
-    s->staging = xmalloc(sizeof(float) * n_floats);
+    s->dc = devcomm_create(s->comm);
+    s->staging = ops_alloc(sizeof(float) * n_floats);
     s->version = -1;
     int *ranks = xmalloc(sizeof(int) * (size_t)layout->n_inference);
     for (int i = 0; i < layout->n_inference; i++) ranks[i] = layout->first_inference + i;
@@ -44,7 +27,7 @@ void weights_sender_init(WeightsSender *s, const Layout *layout, size_t n_floats
 
 int weights_sender_progress(WeightsSender *s) {
     if (!s->in_flight) return 0;
-    if (bcast_test(&s->transfer)) {
+    if (devcomm_bcast_test(s->dc)) {
         s->in_flight = 0;
         s->seconds += MPI_Wtime() - s->started;
         s->bytes_sent += (double)s->n_floats * sizeof(float) * s->n_inference;
@@ -52,12 +35,7 @@ int weights_sender_progress(WeightsSender *s) {
     return s->in_flight;
 }
 
-void weights_publish(WeightsSender *s, const float *params, int version) {
-    Backoff b;
-    backoff_reset(&b);
-    while (weights_sender_progress(s)) backoff_sleep(&b);
-    ops_copy_to_host(s->staging, params, sizeof(float) * s->n_floats);
-    s->version = version;
+static void notify_all(const WeightsSender *s, int version) {
     WeightsNotice notice = {.version = version, .n_params = s->n_floats};
     for (int i = 0; i < s->n_inference; i++) {
         ByteWriter w;
@@ -66,8 +44,17 @@ void weights_publish(WeightsSender *s, const float *params, int version) {
         msg_send_now(&w, s->inference[i], MSG_WEIGHTS, MPI_COMM_WORLD);
         bw_free(&w);
     }
+}
+
+void weights_publish(WeightsSender *s, const float *params, int version) {
+    Backoff b;
+    backoff_reset(&b);
+    while (weights_sender_progress(s)) backoff_sleep(&b);
+    ops_copy(s->staging, params, sizeof(float) * s->n_floats);
+    s->version = version;
+    notify_all(s, version);
     s->started = MPI_Wtime();
-    bcast_start(s->staging, s->n_floats, s->comm, &s->transfer);
+    devcomm_bcast_start(s->dc, s->staging, s->n_floats);
     s->in_flight = 1;
 }
 
@@ -75,7 +62,9 @@ void weights_sender_finish(WeightsSender *s) {
     Backoff b;
     backoff_reset(&b);
     while (weights_sender_progress(s)) backoff_sleep(&b);
-    free(s->staging);
+    notify_all(s, WEIGHTS_END);
+    devcomm_destroy(s->dc);
+    ops_free(s->staging);
     free((void *)s->inference);
     memset(s, 0, sizeof *s);
 }
@@ -86,6 +75,7 @@ void weights_receiver_init(WeightsReceiver *r, const Layout *layout, size_t n_fl
     r->world_root = layout->trainer_root;
     r->n_floats = n_floats;
     r->keep_all = keep_all;
+    r->dc = devcomm_create(r->comm);
 }
 
 static float *get_buffer(WeightsReceiver *r) {
@@ -94,13 +84,13 @@ static float *get_buffer(WeightsReceiver *r) {
         r->spare = NULL;
         return b;
     }
-    return xmalloc(sizeof(float) * r->n_floats);
+    return ops_alloc(sizeof(float) * r->n_floats);
 }
 
 void weights_receiver_recycle(WeightsReceiver *r, float *buffer) {
     if (!buffer) return;
     if (!r->spare) r->spare = buffer;
-    else free(buffer);
+    else ops_free(buffer);
 }
 
 static void push_ready(WeightsReceiver *r, StagedWeights w) {
@@ -115,7 +105,7 @@ static void push_ready(WeightsReceiver *r, StagedWeights w) {
 void weights_receiver_poll(WeightsReceiver *r) {
     for (;;) {
         if (r->receiving) {
-            if (!bcast_test(&r->transfer)) return;
+            if (!devcomm_bcast_test(r->dc)) return;
             r->receiving = 0;
             push_ready(r, r->incoming);
             LOG_DEBUG("weights version %d received", r->incoming.version);
@@ -127,14 +117,29 @@ void weights_receiver_poll(WeightsReceiver *r) {
         if (decode_weights_notice(msg.data, msg.len, &notice, &err) != 0)
             FATAL("the trainer root sent a damaged notice: a bug or a mismatched binary", "%s", err.msg);
         received_free(&msg);
+        if (notice.version == WEIGHTS_END) {
+            r->ended = 1;
+            return;
+        }
         CHECK(notice.n_params == r->n_floats, "trainer and inference must load the same model shape",
               "weights notice for %llu floats, this rank's model has %zu", (unsigned long long)notice.n_params,
               r->n_floats);
         r->incoming.version = notice.version;
         r->incoming.data = get_buffer(r);
-        bcast_start(r->incoming.data, r->n_floats, r->comm, &r->transfer);
+        devcomm_bcast_start(r->dc, r->incoming.data, r->n_floats);
         r->receiving = 1;
     }
+}
+
+void weights_receiver_drain(WeightsReceiver *r) {
+    Backoff b;
+    backoff_reset(&b);
+    for (;;) {
+        weights_receiver_poll(r);
+        if (r->ended && !r->receiving) break;
+        backoff_sleep(&b);
+    }
+    weights_receiver_free(r);
 }
 
 void weights_receiver_wait(WeightsReceiver *r, int min_version) {
@@ -164,15 +169,16 @@ void weights_receiver_free(WeightsReceiver *r) {
     Backoff b;
     backoff_reset(&b);
     while (r->receiving) {
-        if (bcast_test(&r->transfer)) {
+        if (devcomm_bcast_test(r->dc)) {
             r->receiving = 0;
-            free(r->incoming.data);
+            ops_free(r->incoming.data);
         } else {
             backoff_sleep(&b);
         }
     }
-    for (int i = 0; i < r->n_ready; i++) free(r->ready[i].data);
+    for (int i = 0; i < r->n_ready; i++) ops_free(r->ready[i].data);
     free(r->ready);
-    free(r->spare);
+    ops_free(r->spare);
+    devcomm_destroy(r->dc);
     memset(r, 0, sizeof *r);
 }

@@ -18,3 +18,5 @@ int cmd_check(int argc, char **argv);
 int cmd_defaults(int argc, char **argv);
 int cmd_rl(int argc, char **argv);   // src/orch/job.c
 int cmd_sft(int argc, char **argv);  // src/orch/job.c
+int cmd_eval(int argc, char **argv); // src/orch/job.c
+int cmd_convert(int argc, char **argv);  // src/model/convert.c

@@ -58,9 +58,10 @@ struct Config {
         int max_off_policy_steps;
         int in_flight_updates;
         int drop_zero_advantage;
+        int max_dropped_groups;
         int groups_per_rank;
-        double easy_threshold;
-        double easy_keep;
+        double easy_threshold, easy_keep;
+        double hard_threshold, hard_keep;
     } orchestrator;
     EnvConfig env;             // env.tasks, env.weights and each environment's settings
     struct {

@@ -16,6 +16,9 @@ void signals_install(void) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    // A file-size limit (or quota) makes writes fail with EFBIG instead of killing the rank, so a
+    // checkpoint that cannot be written is an error the run reports, not a crash.
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 int signals_stop_requested(void) { return (int)g_stop; }

@@ -69,7 +69,9 @@ typedef struct Engine Engine;
 // NULL + err when the settings cannot work (e.g. a KV budget smaller than one sequence).
 Engine *engine_create(const ModelConfig *mc, const EngineConfig *ec, ErrorBuf *err);
 void engine_free(Engine *e);
-// New weights (host floats, the model's params layout, n_params of them) as `version`.
+// New weights (the model's params layout, n_params floats) as `version`. Host or device memory:
+// the weight receiver (comm/weights.h) hands out device buffers, and the backends' copies take
+// either (the CUDA backend's copies infer the direction from the pointers).
 void engine_set_weights(Engine *e, const float *host_params, int version);
 int engine_version(const Engine *e);       // version sampling now (-1 before any weights)
 int engine_staged_version(const Engine *e); // DRAIN mode: version waiting to apply (-1 none)

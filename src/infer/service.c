@@ -10,9 +10,7 @@
 #include "comm/weights.h"
 #include "core/log.h"
 #include "infer/engine.h"
-#include "model/hf.h"
-#include "model/llama2c.h"
-#include "model/tokenizer.h"
+#include "model/model_load.h"
 #include "ops.h"
 
 typedef struct {
@@ -29,17 +27,6 @@ typedef struct {
     Request *held;
     int n_held, cap_held;
 } Service;
-
-// The model's shape without loading its weights (they arrive by broadcast).
-static int policy_shape(const Config *cfg, ModelConfig *mc, ErrorBuf *err) {
-    if (strcmp(cfg->model.source, "llama2c") == 0) return llama2c_read_config(cfg->model.path, mc, err);
-    if (strcmp(cfg->model.source, "hf") == 0) return hf_read_config(cfg->model.path, mc, err);
-    Tokenizer *t = tokenizer_load(cfg->model.tokenizer, err);
-    if (!t) return -1;
-    int rc = model_config_from(cfg, t->vocab_size, mc, err);
-    tokenizer_free(t);
-    return rc;
-}
 
 static void send_completions(Service *s, Completion *comps, int n) {
     if (n <= 0) return;
@@ -178,7 +165,7 @@ int inference_run(const Config *cfg, const Layout *L) {
     ops_init(layout_compute_threads(cfg, L));
     ErrorBuf err;
     ModelConfig mc;
-    if (policy_shape(cfg, &mc, &err) != 0) FATAL("check the model.* settings", "%s", err.msg);
+    if (model_shape_from_config(cfg, &mc, &err) != 0) FATAL("check the model.* settings", "%s", err.msg);
     EngineConfig ec = {.max_seqs = cfg->inference.max_seqs, .kv_block_size = cfg->inference.kv_block_size,
                        .kv_blocks = cfg->inference.kv_blocks, .prefill_chunk = cfg->inference.prefill_chunk,
                        .swap_mode = (cfg->orchestrator.in_flight_updates && !cfg->run.deterministic)
@@ -232,7 +219,7 @@ int inference_run(const Config *cfg, const Layout *L) {
     for (int i = 0; i < s.n_held; i++) free(s.held[i].prompt);
     free(s.held);
     outbox_free(&s.out);
-    weights_receiver_free(&s.weights);
+    weights_receiver_drain(&s.weights);  // joins what the trainer root still broadcasts, up to its end notice
     engine_free(s.engine);
     ops_finalize();
     return 0;

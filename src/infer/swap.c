@@ -45,7 +45,8 @@ static void count_update(Engine *e) {
 void engine_set_weights(Engine *e, const float *host_params, int version) {
     if (e->cfg.swap_mode == ENGINE_SWAP_DRAIN && engine_started_count(e) > 0) {
         if (!e->staged) e->staged = xmalloc(e->model->n_params * sizeof(float));
-        memcpy(e->staged, host_params, e->model->n_params * sizeof(float));
+        // ops_copy_to_host, not memcpy: the weight receiver hands out device buffers (CUDA).
+        ops_copy_to_host(e->staged, host_params, e->model->n_params * sizeof(float));
         e->staged_version = version;
         return;
     }

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 
 void checkpoint_state_free(CheckpointState *st) {
     free(st->pending);
-    st->pending = NULL;
-    st->n_pending = 0;
+    free(st->easy);
+    free(st->hard);
+    st->pending = st->easy = st->hard = NULL;
+    st->n_pending = st->n_easy = st->n_hard = 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,13 +124,25 @@ static void checkpoint_name(char *buf, size_t size, const char *out_dir, int64_t
     snprintf(buf, size, "%s/checkpoints/step_%06lld.h5%s", out_dir, (long long)step, suffix);
 }
 
+// Fault injection for tests: ASYNCRL_FAULT_KILL_CHECKPOINT=<step> kills the writing process
+// with SIGKILL halfway through writing that step's checkpoint, as a node failure would.
+static int fault_kill_at(int64_t step) {
+    const char *v = getenv("ASYNCRL_FAULT_KILL_CHECKPOINT");
+    return v && *v && atoll(v) == step;
+}
+
 // Writes len bytes to path (created 0644), retrying short writes; -1 with errno on failure.
-static int write_all(const char *path, const void *data, size_t len) {
+static int write_all(const char *path, const void *data, size_t len, int kill_halfway) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return -1;
     const char *p = data;
+    size_t half = len / 2;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        if (kill_halfway && (size_t)(p - (const char *)data) >= half) {
+            fsync(fd);
+            raise(SIGKILL);
+        }
+        ssize_t n = write(fd, p, kill_halfway && len > half ? len - half : len);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             int saved = n < 0 ? errno : ENOSPC;
@@ -252,6 +267,9 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     hsize_t np = (hsize_t)st->n_pending;
     int64_t none = 0;
     w_dataset(&w, "orchestrator/pending", H5T_NATIVE_INT64, 1, &np, st->n_pending ? (const void *)st->pending : &none);
+    hsize_t ne = (hsize_t)st->n_easy, nh = (hsize_t)st->n_hard;
+    w_dataset(&w, "orchestrator/easy", H5T_NATIVE_INT64, 1, &ne, st->n_easy ? (const void *)st->easy : &none);
+    w_dataset(&w, "orchestrator/hard", H5T_NATIVE_INT64, 1, &nh, st->n_hard ? (const void *)st->hard : &none);
     w_attr_i64(&w, "step", st->step);
     w_attr_i64(&w, "policy_version", st->step);
     w_attr_i64(&w, "optimizer_step", opt ? opt->step : st->optimizer_step);
@@ -275,7 +293,7 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     }
     if (!w.failed && size <= 0) w_fail(&w, "building the file image");
     H5Fclose(w.file);
-    if (!w.failed && write_all(tmp, image, (size_t)size) != 0) {
+    if (!w.failed && write_all(tmp, image, (size_t)size, fault_kill_at(st->step)) != 0) {
         error_set(err, "writing checkpoint %s failed: %s (is the disk full?)", tmp, strerror(errno));
         w.failed = 1;
     }
@@ -371,6 +389,20 @@ int checkpoint_read_config(const char *path, ModelConfig *c, ErrorBuf *err) {
     return model_config_resolve(c, err);
 }
 
+// A 1-D int64 dataset into a heap array.
+static int read_ids(hid_t f, const char *path, const char *name, int64_t **out, int64_t *n_out, ErrorBuf *err) {
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) return error_set(err, "checkpoint %s lacks /%s", path, name);
+    hsize_t n = h5_length(ds);
+    *n_out = (int64_t)n;
+    *out = xmalloc(sizeof(int64_t) * (n ? n : 1));
+    int rc = 0;
+    if (n && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+        rc = error_set(err, "checkpoint %s: /%s is unreadable", path, name);
+    H5Dclose(ds);
+    return rc;
+}
+
 int checkpoint_read_state(const char *path, CheckpointState *st, char **config_text, ErrorBuf *err) {
     memset(st, 0, sizeof *st);
     hid_t f = open_checkpoint(path, err);
@@ -382,19 +414,9 @@ int checkpoint_read_state(const char *path, CheckpointState *st, char **config_t
              r_attr_i64(f, path, "next_request", &st->next_request, err) ||
              r_attr_i64(f, path, "rr_rank", &st->rr_rank, err) || r_attr_i64(f, path, "seed", &st->seed, err)
                  ? -1 : 0;
-    if (rc == 0) {
-        hid_t ds = H5Dopen2(f, "orchestrator/pending", H5P_DEFAULT);
-        if (ds < 0) {
-            rc = error_set(err, "checkpoint %s lacks /orchestrator/pending", path);
-        } else {
-            hsize_t n = h5_length(ds);
-            st->n_pending = (int64_t)n;
-            st->pending = xmalloc(sizeof(int64_t) * (n ? n : 1));
-            if (n && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, st->pending) < 0)
-                rc = error_set(err, "checkpoint %s: /orchestrator/pending is unreadable", path);
-            H5Dclose(ds);
-        }
-    }
+    if (rc == 0) rc = read_ids(f, path, "orchestrator/pending", &st->pending, &st->n_pending, err);
+    if (rc == 0) rc = read_ids(f, path, "orchestrator/easy", &st->easy, &st->n_easy, err);
+    if (rc == 0) rc = read_ids(f, path, "orchestrator/hard", &st->hard, &st->n_hard, err);
     if (rc == 0 && config_text) {
         *config_text = h5_read_attr_string(f, "config");
         if (!*config_text) rc = error_set(err, "checkpoint %s lacks its config text", path);

@@ -4,6 +4,7 @@
 //   /optimizer/m/<tensor>, /optimizer/v/<tensor>   AdamW moments, same names and shapes
 //   /orchestrator/pending      problem indices handed out but not trained yet (re-issued first
 //                              on resume, so no problem is replayed or skipped)
+//   /orchestrator/easy, /orchestrator/hard   the problem pools (ids)
 //   /history/v_<version>       deterministic mode with async_level k: the params (flat, float32)
 //                              of the k policies before this one, which the next steps' rollouts
 //                              use, so a resumed run reproduces the uninterrupted one exactly
@@ -33,6 +34,8 @@ typedef struct {
     int64_t seed;
     int64_t n_pending;
     int64_t *pending;        // (n_pending) problem indices to re-issue first
+    int64_t n_easy, n_hard;
+    int64_t *easy, *hard;    // problem ids in the easy / hard pools (orchestrator.easy_threshold)
 } CheckpointState;
 
 void checkpoint_state_free(CheckpointState *st);

@@ -39,6 +39,7 @@ struct MetricsWriter {
     struct {
         Column *cols;
         int n;
+        int rl_steps;
     } tables[8];
     int n_tables;
     hid_t rollout[R_COUNT];
@@ -94,7 +95,7 @@ static void cut_back(MetricsWriter *m, int64_t steps) {
     // Row tables: keep the rows of earlier steps.
     for (int t = 0; t < m->n_tables; t++) {
         Column *step_col = find_column(m->tables[t].cols, m->tables[t].n, "step");
-        if (!step_col) continue;
+        if (!step_col || !m->tables[t].rl_steps) continue;
         hsize_t ne = h5_length(step_col->ds);
         double *es = xmalloc(sizeof(double) * (ne ? ne : 1));
         if (ne) H5_CHECK(H5Dread(step_col->ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, es), "");
@@ -119,6 +120,15 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     if (reopen) {
         m->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
         if (m->file < 0) {
+            // A job killed while writing leaves the SWMR "open for writing" flags set; clear them
+            // as h5clear -s does (HDF5 1.10's clear_status_flags file-access property).
+            hbool_t clear = 1;
+            if (H5Pexist(fapl, "clear_status_flags") > 0 && H5Pset(fapl, "clear_status_flags", &clear) >= 0) {
+                LOG_WARN("%s was not closed cleanly (the job was killed?): clearing its status flags", path);
+                m->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+            }
+        }
+        if (m->file < 0) {
             h5_print_stack();
             FATAL("the file may be open in another writer, or damaged: move it away to start a fresh one "
                   "(a crashed SWMR writer can also be cleared with `h5clear -s FILE`)",
@@ -139,6 +149,7 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     m->n_tables = n_tables;
     for (int t = 0; t < n_tables; t++) {
         m->tables[t].n = tables[t].n_columns;
+        m->tables[t].rl_steps = tables[t].rl_steps;
         m->tables[t].cols = make_columns(m->file, tables[t].name, tables[t].columns, tables[t].n_columns);
     }
     for (int c = 0; c < R_COUNT; c++) {

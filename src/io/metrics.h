@@ -35,6 +35,7 @@ typedef struct {
     const char *name;            // group name, e.g. "eval"
     const char *const *columns;  // column names; must include "step"
     int n_columns;
+    int rl_steps;                // 1: "step" is an RL step (rows of later steps go on resume)
 } MetricsTable;
 
 // Opens (creating or, with resume_steps >= 0, reopening and cutting back to that many step rows

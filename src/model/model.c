@@ -110,15 +110,7 @@ Model *model_create(const ModelConfig *config, ErrorBuf *err) {
 }
 
 static void free_acts(ModelActs *a) {
-    float **bufs[] = {&a->x, &a->xn1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->lse, &a->xn2, &a->rstd2,
-                      &a->gate, &a->up, &a->act, &a->xn_final, &a->rstd_final, &a->logits, &a->loss_lse,
-                      &a->logp, &a->entropy, &a->d_x, &a->d_xn, &a->d_q, &a->d_att, &a->d_k, &a->d_v,
-                      &a->d_gate, &a->d_up, &a->d_act, &a->d_logp, &a->d_entropy};
-    if (a->x_mid != a->x) ops_free(a->x_mid);
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) ops_free(*bufs[i]);
-    ops_free(a->tokens);
-    ops_free(a->positions);
-    ops_free(a->targets);
+    ops_free(a->block);
     memset(a, 0, sizeof *a);
 }
 
@@ -158,7 +150,64 @@ void model_init_random(Model *m, uint64_t seed, float init_std) {
     model_params_changed(m);
 }
 
-static float *alloc_floats(size_t n) { return ops_alloc(n * sizeof(float)); }
+// Lays the activation buffers out in one block starting at `base` (NULL: only sizes them);
+// every buffer starts 64-byte aligned. Returns the block's size in bytes.
+static size_t layout_acts(ModelActs *a, char *base, const ModelConfig *c, int max_tokens, int training) {
+    const size_t T = (size_t)max_tokens, D = c->dim, Q = (size_t)c->n_heads * c->head_dim;
+    const size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->hidden_dim, V = c->vocab_size;
+    const size_t L = training ? (size_t)c->n_layers : 1;
+    size_t off = 0;
+#define CARVE(field, count)                                                \
+    do {                                                                   \
+        a->field = base ? (void *)(base + off) : NULL;                     \
+        off += ((count) * sizeof(float) + 63) / 64 * 64;                   \
+    } while (0)
+    CARVE(tokens, T);
+    CARVE(positions, T);
+    CARVE(targets, T);
+    CARVE(x, (training ? L + 1 : 1) * T * D);
+    if (training) CARVE(x_mid, L * T * D);
+    else a->x_mid = a->x;
+    CARVE(xn1, L * T * D);
+    CARVE(rstd1, L * T);
+    CARVE(q, L * T * Q);
+    CARVE(k, L * T * KV);
+    CARVE(v, L * T * KV);
+    CARVE(att, L * T * Q);
+    CARVE(lse, L * T * c->n_heads);
+    CARVE(xn2, L * T * D);
+    CARVE(rstd2, L * T);
+    CARVE(gate, L * T * F);
+    CARVE(up, L * T * F);
+    CARVE(act, L * T * F);
+    CARVE(xn_final, T * D);
+    CARVE(rstd_final, T);
+    CARVE(logits, T * V);
+    CARVE(loss_lse, T);
+    CARVE(logp, T);
+    CARVE(entropy, T);
+    if (training) {
+        CARVE(d_x, T * D);
+        CARVE(d_xn, T * D);
+        CARVE(d_q, T * Q);
+        CARVE(d_att, T * Q);
+        CARVE(d_k, T * KV);
+        CARVE(d_v, T * KV);
+        CARVE(d_gate, T * F);
+        CARVE(d_up, T * F);
+        CARVE(d_act, T * F);
+        CARVE(d_logp, T);
+        CARVE(d_entropy, T);
+    }
+#undef CARVE
+    return off;
+}
+
+size_t model_reserve_bytes(const ModelConfig *config, int max_tokens, int training) {
+    ModelActs a;
+    memset(&a, 0, sizeof a);
+    return layout_acts(&a, NULL, config, max_tokens, training);
+}
 
 int model_reserve(Model *m, int max_tokens, int training, ErrorBuf *err) {
     const ModelConfig *c = &m->config;
@@ -166,52 +215,17 @@ int model_reserve(Model *m, int max_tokens, int training, ErrorBuf *err) {
         return error_set(err, "max tokens per pass = %d is out of range [1, %d]", max_tokens, 1 << 24);
     free_acts(&m->acts);
     ModelActs *a = &m->acts;
-    const size_t T = (size_t)max_tokens, D = c->dim, Q = (size_t)c->n_heads * c->head_dim;
-    const size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->hidden_dim, V = c->vocab_size;
-    const size_t L = training ? (size_t)c->n_layers : 1;
+    const size_t bytes = layout_acts(a, NULL, c, max_tokens, training);
+    a->block = ops_alloc(bytes);
+    layout_acts(a, a->block, c, max_tokens, training);
+    a->block_bytes = bytes;
     a->max_tokens = max_tokens;
     a->training = training != 0;
-    a->tokens = ops_alloc(T * sizeof(int32_t));
-    a->positions = ops_alloc(T * sizeof(int32_t));
-    a->targets = ops_alloc(T * sizeof(int32_t));
-    a->x = alloc_floats((training ? L + 1 : 1) * T * D);
-    a->x_mid = training ? alloc_floats(L * T * D) : a->x;
-    a->xn1 = alloc_floats(L * T * D);
-    a->rstd1 = alloc_floats(L * T);
-    a->q = alloc_floats(L * T * Q);
-    a->k = alloc_floats(L * T * KV);
-    a->v = alloc_floats(L * T * KV);
-    a->att = alloc_floats(L * T * Q);
-    a->lse = alloc_floats(L * T * c->n_heads);
-    a->xn2 = alloc_floats(L * T * D);
-    a->rstd2 = alloc_floats(L * T);
-    a->gate = alloc_floats(L * T * F);
-    a->up = alloc_floats(L * T * F);
-    a->act = alloc_floats(L * T * F);
-    a->xn_final = alloc_floats(T * D);
-    a->rstd_final = alloc_floats(T);
-    a->logits = alloc_floats(T * V);
-    a->loss_lse = alloc_floats(T);
-    a->logp = alloc_floats(T);
-    a->entropy = alloc_floats(T);
-    if (training) {
-        a->d_x = alloc_floats(T * D);
-        a->d_xn = alloc_floats(T * D);
-        a->d_q = alloc_floats(T * Q);
-        a->d_att = alloc_floats(T * Q);
-        a->d_k = alloc_floats(T * KV);
-        a->d_v = alloc_floats(T * KV);
-        a->d_gate = alloc_floats(T * F);
-        a->d_up = alloc_floats(T * F);
-        a->d_act = alloc_floats(T * F);
-        a->d_logp = alloc_floats(T);
-        a->d_entropy = alloc_floats(T);
-        if (!m->grads) {
-            m->grads = alloc_floats(m->n_params);
-            m->layer_grads = xcalloc((size_t)c->n_layers, sizeof(LayerWeights));
-            for (int l = 0; l < c->n_layers; l++) model_layer_pointers(m, m->grads, l, &m->layer_grads[l]);
-            global_pointers(m, m->grads, &m->d_embed, &m->d_final_norm, &m->d_lm_head);
-        }
+    if (training && !m->grads) {
+        m->grads = ops_alloc(m->n_params * sizeof(float));
+        m->layer_grads = xcalloc((size_t)c->n_layers, sizeof(LayerWeights));
+        for (int l = 0; l < c->n_layers; l++) model_layer_pointers(m, m->grads, l, &m->layer_grads[l]);
+        global_pointers(m, m->grads, &m->d_embed, &m->d_final_norm, &m->d_lm_head);
     }
     return 0;
 }

@@ -110,6 +110,8 @@ typedef struct {
 // Activations of the last forward (device). With training, every per-layer buffer holds
 // n_layers slices of (max_tokens, ...); without, one slice reused by every layer.
 typedef struct {
+    void *block;         // one device allocation holding every buffer below
+    size_t block_bytes;
     int max_tokens, training;
     int n;               // tokens of the last forward
     int has_backward;    // the last forward was a training forward not yet consumed by backward
@@ -164,6 +166,10 @@ void model_init_random(Model *m, uint64_t seed, float init_std);
 // Allocates activations for passes of up to max_tokens tokens; training = 1 also allocates
 // the gradient buffer (zeroed) and the backward scratch. May be called again to resize.
 int model_reserve(Model *m, int max_tokens, int training, ErrorBuf *err);
+// Device bytes model_reserve allocates for activations (not counting grads: n_params floats).
+// About 4 * max_tokens * (V + L * (5 D + 2 H*hd + 2 KVH*hd + 3 F + H + 2)) with training; the
+// logits (max_tokens x V) dominate for large vocabularies.
+size_t model_reserve_bytes(const ModelConfig *config, int max_tokens, int training);
 void model_zero_grads(Model *m);
 // Call after writing params directly (loading, optimizer step, broadcast): lets the backend
 // refresh derived copies (ops_params_updated).

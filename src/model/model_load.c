@@ -37,3 +37,13 @@ int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok
     *tok_out = tok;
     return 0;
 }
+
+int model_shape_from_config(const Config *cfg, ModelConfig *mc, ErrorBuf *err) {
+    if (strcmp(cfg->model.source, "llama2c") == 0) return llama2c_read_config(cfg->model.path, mc, err);
+    if (strcmp(cfg->model.source, "hf") == 0) return hf_read_config(cfg->model.path, mc, err);
+    Tokenizer *t = tokenizer_load(cfg->model.tokenizer, err);
+    if (!t) return -1;
+    int rc = model_config_from(cfg, t->vocab_size, mc, err);
+    tokenizer_free(t);
+    return rc;
+}

@@ -12,3 +12,5 @@
 #include "model/tokenizer.h"
 
 int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok_out, ErrorBuf *err);
+// The model's shape alone (reads only headers / config.json; for init the tokenizer's size).
+int model_shape_from_config(const Config *cfg, ModelConfig *out, ErrorBuf *err);

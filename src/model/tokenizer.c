@@ -31,13 +31,15 @@ static int cmp_bytes(const char *a, int alen, const char *b, int blen) {
     return c ? c : (alen > blen) - (alen < blen);
 }
 
-static const Tokenizer *g_sort_tok;  // qsort has no context argument in C11
+typedef struct {
+    const char *piece;
+    int len, id;
+} SortEntry;
 
-static int cmp_ids(const void *pa, const void *pb) {
-    const int a = *(const int *)pa, b = *(const int *)pb;
-    int c = cmp_bytes(g_sort_tok->pieces[a], g_sort_tok->piece_len[a], g_sort_tok->pieces[b],
-                      g_sort_tok->piece_len[b]);
-    return c ? c : (a > b) - (a < b);
+static int cmp_entries(const void *pa, const void *pb) {
+    const SortEntry *a = pa, *b = pb;
+    int c = cmp_bytes(a->piece, a->len, b->piece, b->len);
+    return c ? c : (a->id > b->id) - (a->id < b->id);
 }
 
 // Lowest id whose piece is exactly s[0..len), or -1.
@@ -130,11 +132,12 @@ static Tokenizer *load_llama2c(const char *path, ErrorBuf *err) {
     }
     free(data);
     for (int i = 0; i < 256; i++) t->byte_pieces[i] = (unsigned char)i;
+    SortEntry *entries = xmalloc((size_t)count * sizeof(SortEntry));
+    for (int i = 0; i < count; i++) entries[i] = (SortEntry){t->pieces[i], t->piece_len[i], i};
+    qsort(entries, (size_t)count, sizeof(SortEntry), cmp_entries);
     t->sorted = xmalloc((size_t)count * sizeof(int));
-    for (int i = 0; i < count; i++) t->sorted[i] = i;
-    g_sort_tok = t;
-    qsort(t->sorted, (size_t)count, sizeof(int), cmp_ids);
-    g_sort_tok = NULL;
+    for (int i = 0; i < count; i++) t->sorted[i] = entries[i].id;
+    free(entries);
     return t;
 }
 

@@ -59,13 +59,30 @@ int cmd_rl(int argc, char **argv) {
     return status;
 }
 
-// The warm-up alone: sft.steps supervised steps, evaluation before and after, no RL steps.
+// The warm-up alone: sft.steps supervised steps, an evaluation, a checkpoint (step 0) that
+// `rl --set checkpoint.resume=0` or `convert` can take; no RL steps.
 int cmd_sft(int argc, char **argv) {
     Config cfg;
     Layout L;
     job_start(&argc, &argv, "sft", &cfg, &L);
     cfg.run.max_steps = 0;
+    cfg.checkpoint.at_end = 1;  // the warmed-up policy is what this command makes: keep it
     if (cfg.sft.steps == 0) die_user("asyncrl sft needs sft.steps > 0 (e.g. --set sft.steps=200)");
+    int status = run_roles(&cfg, &L);
+    job_finish(&L);
+    return status;
+}
+
+// Evaluation alone: the policy of the config (model.source, or the checkpoint named by
+// checkpoint.resume) on eval.problems held-out problems; no training.
+int cmd_eval(int argc, char **argv) {
+    Config cfg;
+    Layout L;
+    job_start(&argc, &argv, "eval", &cfg, &L);
+    cfg.run.max_steps = 0;
+    cfg.sft.steps = 0;
+    cfg.checkpoint.at_end = 0;
+    if (cfg.eval.problems == 0) die_user("asyncrl eval needs eval.problems > 0");
     int status = run_roles(&cfg, &L);
     job_finish(&L);
     return status;

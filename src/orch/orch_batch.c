@@ -10,6 +10,7 @@
 
 // Metrics computed by the orchestrator; the trainer's come with its step-done message.
 static const char *ORCH_METRICS[] = {"reward_mean", "samples", "groups_dropped", "groups_rescheduled",
+                                     "pool_easy", "pool_hard", "problems_skipped",
                                      "completion_len_mean", "seq_len_mean", "seq_len_max", "truncated_frac",
                                      "off_policy_mean", "off_policy_max"};
 static const char *TRAINER_METRICS[] = {"loss", "entropy", "mismatch_kl", "masked_low", "masked_high", "masked_seq",
@@ -19,7 +20,8 @@ static const char *TRAINER_METRICS[] = {"loss", "entropy", "mismatch_kl", "maske
 static const char *TIMING_METRICS[] = {"timing/step_s", "timing/trainer_s", "timing/trainer_wait_s",
                                        "timing/rollout_wait_s", "timing/inference_tokens_per_s",
                                        "timing/inference_busy_frac", "timing/inference_idle_s",
-                                       "timing/trainer_tokens_per_s", "timing/weights_broadcast_s", "timing/elapsed_s"};
+                                       "timing/trainer_tokens_per_s", "timing/weights_broadcast_s", "timing/elapsed_s",
+                                       "timing/orchestrator_busy_s"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 const char *const *orch_step_metric_names(const Orch *o, int *n) {
@@ -145,6 +147,9 @@ void orch_step_done(Orch *o, const StepDone *s) {
     PUT("samples", st->samples);
     PUT("groups_dropped", st->dropped_groups);
     PUT("groups_rescheduled", st->rescheduled_groups);
+    PUT("pool_easy", o->pools.easy.count);
+    PUT("pool_hard", o->pools.hard.count);
+    PUT("problems_skipped", st->skipped);
     PUT("completion_len_mean", st->reward_n ? st->completion_len_sum / st->reward_n : NAN);
     PUT("seq_len_mean", st->reward_n ? st->seq_len_sum / st->reward_n : NAN);
     PUT("seq_len_max", st->seq_len_max);
@@ -167,6 +172,8 @@ void orch_step_done(Orch *o, const StepDone *s) {
     PUT("timing/rollout_wait_s", st->rollout_wait_s);
     PUT("timing/step_s", now - (s->step > 0 && o->stats[s->step - 1].valid ? o->stats[s->step - 1].sent_time : 0));
     PUT("timing/elapsed_s", now);
+    PUT("timing/orchestrator_busy_s", o->busy_s - o->busy_at_step);
+    o->busy_at_step = o->busy_s;
 #undef PUT
     o->inf_decode_at_step = decode;
     o->inf_busy_at_step = busy;

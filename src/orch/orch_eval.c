@@ -35,9 +35,12 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     const Config *cfg = o->cfg;
     const int problems = cfg->eval.problems, per = 1 + cfg->eval.samples;
     if (problems <= 0) return NAN;
+    // Deterministic mode names the exact policy (the trainer's newest); otherwise inference
+    // uses the newest it holds (at least the one waited for before calling).
     int version = o->inf_version[0];
     for (int r = 1; r < o->n_inf; r++)
         if (o->inf_version[r] < version) version = o->inf_version[r];
+    if (cfg->run.deterministic) version = o->trainer_version;
     o->eval_step = step;
     o->eval_pending = problems;
     for (int p = 0; p < problems; p++) {
@@ -46,6 +49,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
         group_list_push(&o->active, g);
         orch_dispatch(o, g, p % o->n_inf);
     }
+    orch_flush(o);
     Backoff b;
     backoff_reset(&b);
     while (o->eval_pending > 0) {

@@ -12,7 +12,7 @@
 #include "orch/packing.h"
 
 static const char *SFT_COLUMNS[] = {"step", "loss", "grad_norm", "lr", "trainer_tokens"};
-const MetricsTable ORCH_SFT_TABLE = {"sft", SFT_COLUMNS, 5};
+const MetricsTable ORCH_SFT_TABLE = {"sft", SFT_COLUMNS, 5, 0};  // warm-up steps, never cut on resume
 
 typedef struct {
     char **prompts, **answers;
@@ -126,8 +126,10 @@ static void send_sft_batch(Orch *o, const SftData *data, int step) {
             rc = make_sample(o, p.prompt, p.answer, p.answer_turns, p.n_answer_turns, &samples[i]);
             problem_free(&p);
         }
-        if (rc != 0) FATAL("raise trainer.seq_len or shorten the data", "SFT sample %llu does not fit in "
-                           "trainer.seq_len = %d tokens", (unsigned long long)index, cfg->trainer.seq_len);
+        if (rc != 0)
+            FATAL("raise model.max_seq_len / trainer.seq_len, or shorten the data", "SFT sample %llu does not fit: a "
+                  "sample may have at most %d tokens (trainer.seq_len = %d, the model's max_seq_len bounds it too)",
+                  (unsigned long long)index, o->lim.max_total, cfg->trainer.seq_len);
         ps[i] = (PackSample){samples[i].n, samples[i].tokens, samples[i].mask, samples[i].logp, 1.0f};
     }
     Batch *batches = xcalloc((size_t)T, sizeof(Batch));

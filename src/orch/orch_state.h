@@ -11,6 +11,7 @@
 #include "env/env.h"
 #include "env/mix.h"
 #include "io/metrics.h"
+#include "orch/pools.h"
 #include "orch/rollout.h"
 
 typedef struct {
@@ -42,9 +43,21 @@ typedef struct {
     double completion_len_sum, seq_len_sum, seq_len_max, truncated;
     double off_policy_sum, off_policy_n, off_policy_max;
     double dropped_groups, rescheduled_groups, samples;
+    double skipped;          // problems the pools skipped for this step
     double sent_time;        // when the batch went to the trainers
     double rollout_wait_s;   // how long the batch waited for rollouts after the previous one
 } StepStats;
+
+typedef struct {
+    Request *items;          // requests collected for one inference rank, sent by orch_flush
+    int count, cap;
+} RequestList;
+
+// Deterministic mode: the counters at the moment a step's first group was handed out.
+typedef struct {
+    uint64_t cursor, next_group, next_request;
+    int rr_rank;
+} DetMark;
 
 typedef struct {
     const Config *cfg;
@@ -71,6 +84,7 @@ typedef struct {
     int n_inf;
     int *inf_version;        // policy version each inference rank holds
     int *inf_load;           // requests outstanding per inference rank
+    RequestList *outgoing;   // (n_inf) requests collected, not yet sent
     EngineTotals *inf_stats;     // the latest engine totals of each inference rank
     double inf_decode_at_step, inf_busy_at_step;  // their sums when the last step was logged
     int capacity;            // requests kept outstanding per inference rank
@@ -79,7 +93,11 @@ typedef struct {
     int step_fill;           // the step whose batch is being filled
     int steps_done;          // steps the trainer has finished
     int trainer_version;     // newest policy version the trainer has produced
-    int stop;                // the trainer asked to stop (too many bad steps)
+    int stop;                // the run must end early (see trainer_stop, dropped_in_row)
+    int trainer_stop;        // the trainer asked to stop (too many bad steps in a row)
+    int dropped_in_row;      // zero-advantage groups since the last kept one
+    ProblemPools pools;      // easy / hard problems (orchestrator.easy_threshold, hard_threshold)
+    int skipped_in_row;      // problems the pools skipped since the last one handed out
     int sft_done;            // warm-up steps the trainer has finished
     // Checkpoints and resume.
     int resumed;             // started from a checkpoint
@@ -87,11 +105,14 @@ typedef struct {
     int n_reissue, reissue_head;
     int ckpt_acked;          // step of the last checkpoint acknowledged by the trainer root (-1 none)
     int ckpt_ok;             // whether it was written
+    int det_marked;          // deterministic mode: the step det_mark belongs to (-1 none)
+    DetMark det_mark;
     StepStats *stats;        // (max_steps) per-step orchestrator statistics
     double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
     const char **step_names, **eval_names;
     int n_step_names, n_eval_names;
     double inference_time_at_step;  // when the last step was logged
+    double busy_s, busy_at_step;    // the orchestrator's own work (not its sleeps)
 
     // Evaluation in progress.
     int eval_pending;        // eval groups not yet scored
@@ -102,8 +123,10 @@ typedef struct {
 uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
 // Creates a group for problem `index` of `split` (from the environment the mix picks for it).
 Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
-// Sends every waiting sample of g to inference rank `rank` (with g->version).
+// Queues every waiting sample of g for inference rank `rank` (with g->version); orch_flush
+// sends each rank's queue as one message.
 void orch_dispatch(Orch *o, Group *g, int rank);
+void orch_flush(Orch *o);
 // Receives and handles every message that has arrived; returns how many.
 int orch_poll(Orch *o);
 double orch_now(const Orch *o);

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "orch/advantage.h"
 #include "orch/codec.h"
+#include "model/model_load.h"
 #include "orch/orch_state.h"
 #include "core/signals.h"
 #include "io/checkpoint.h"
@@ -105,14 +106,37 @@ Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, in
     return g;
 }
 
+// Requests are collected per inference rank and sent as one message by orch_flush: a round of
+// groups reaches an engine at once, so in deterministic mode its batches do not depend on timing.
+static Request *outgoing_slot(Orch *o, int rank) {
+    RequestList *l = &o->outgoing[rank];
+    if (l->count == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->items = xrealloc(l->items, sizeof(Request) * (size_t)l->cap);
+    }
+    return &l->items[l->count++];
+}
+
+void orch_flush(Orch *o) {
+    for (int r = 0; r < o->n_inf; r++) {
+        RequestList *l = &o->outgoing[r];
+        if (l->count == 0) continue;
+        ByteWriter w;
+        bw_init(&w, 4096);
+        encode_requests(&w, l->items, l->count);
+        outbox_send(&o->out, &w, o->L->first_inference + r, MSG_REQUESTS, MPI_COMM_WORLD);
+        o->inf_load[r] += l->count;
+        for (int i = 0; i < l->count; i++) free(l->items[i].prompt);
+        l->count = 0;
+    }
+}
+
 void orch_dispatch(Orch *o, Group *g, int rank) {
     const Config *cfg = o->cfg;
-    Request *reqs = xcalloc((size_t)g->n, sizeof(Request));
-    int n = 0;
     for (int s = 0; s < g->n; s++) {
         Sample *x = &g->samples[s];
         if (x->state != SAMPLE_WAITING) continue;
-        Request *q = &reqs[n++];
+        Request *q = outgoing_slot(o, rank);
         sample_make_request(g, s, &o->lim, q);
         q->id = ++o->next_request;
         q->seed = orch_request_seed(o, g, s);
@@ -125,19 +149,15 @@ void orch_dispatch(Orch *o, Group *g, int rank) {
         q->flags = (greedy ? REQ_GREEDY : 0u) | (g->eval ? REQ_EVAL : 0u);
         q->n_stop = 1;
         q->stop[0] = o->codec.eos;
+        // The prompt is copied: the sample's token array may grow before the flush.
+        int32_t *prompt = xmalloc(sizeof(int32_t) * (size_t)(q->n_prompt ? q->n_prompt : 1));
+        memcpy(prompt, q->prompt, sizeof(int32_t) * (size_t)q->n_prompt);
+        q->prompt = prompt;
         x->state = SAMPLE_RUNNING;
         x->request_id = q->id;
         x->rank = rank;
         map_put(&o->map, q->id, g, s);
     }
-    if (n > 0) {
-        ByteWriter w;
-        bw_init(&w, 4096);
-        encode_requests(&w, reqs, n);
-        outbox_send(&o->out, &w, o->L->first_inference + rank, MSG_REQUESTS, MPI_COMM_WORLD);
-        o->inf_load[rank] += n;
-    }
-    free(reqs);
 }
 
 // Cancels the requests of g still running on inference; their completions will be ignored.
@@ -171,10 +191,13 @@ static int min_inference_version(const Orch *o) {
     return v;
 }
 
+// Requests outstanding on a rank, counting those collected but not yet sent.
+static int rank_load(const Orch *o, int r) { return o->inf_load[r] + o->outgoing[r].count; }
+
 static int least_loaded_rank(const Orch *o) {
     int best = 0;
     for (int r = 1; r < o->n_inf; r++)
-        if (o->inf_load[r] < o->inf_load[best]) best = r;
+        if (rank_load(o, r) < rank_load(o, best)) best = r;
     return best;
 }
 
@@ -192,6 +215,12 @@ static void finalize_group(Orch *o, Group *g) {
     }
     compute_advantages(rewards, lengths, g->n, o->cfg->loss.std_normalize, o->cfg->loss.length_weighted_mean, adv);
     for (int s = 0; s < g->n; s++) g->samples[s].advantage = adv[s];
+    if (!g->eval) {
+        double mean = 0;
+        for (int s = 0; s < g->n; s++) mean += rewards[s] / g->n;
+        pools_record(&o->pools, g->problem.id, mean, o->cfg->orchestrator.easy_threshold,
+                     o->cfg->orchestrator.hard_threshold);
+    }
     if (g->eval) {
         group_list_push(&o->eval_done, g);
         o->eval_pending--;
@@ -199,10 +228,21 @@ static void finalize_group(Orch *o, Group *g) {
     }
     if (o->cfg->orchestrator.drop_zero_advantage && advantages_all_zero(adv, g->n)) {
         if (o->step_fill < o->cfg->run.max_steps) o->stats[o->step_fill].dropped_groups += 1;
+        o->dropped_in_row++;
+        if (o->dropped_in_row % 1000 == 0)
+            LOG_WARN("%d groups in a row had zero advantage (every sample got the same reward): the policy may have "
+                     "collapsed, or the task is too hard or too easy for it", o->dropped_in_row);
+        if (o->dropped_in_row >= o->cfg->orchestrator.max_dropped_groups && !o->stop) {
+            LOG_ERROR("stopping: %d groups in a row had zero advantage (orchestrator.max_dropped_groups); no batch can "
+                      "be filled. Check the rewards (a collapsed policy, a verifier that always gives the same score), "
+                      "or set orchestrator.drop_zero_advantage = false", o->dropped_in_row);
+            o->stop = 1;
+        }
         group_free(g);
         free(g);
         return;
     }
+    o->dropped_in_row = 0;
     group_list_push(&o->ready, g);
 }
 
@@ -289,7 +329,7 @@ static void handle_step_done(Orch *o, const Received *msg) {
         o->trainer_idle_since = orch_now(o);
         o->trainer_version = s.version;
     }
-    if (s.flags & STEP_STOP) o->stop = 1;
+    if (s.flags & STEP_STOP) o->stop = o->trainer_stop = 1;
     step_done_free(&s);
 }
 
@@ -302,7 +342,7 @@ static void handle_control(Orch *o, const Received *msg) {
     o->ckpt_ok = c.ok;
     if (c.ok) LOG_INFO("checkpoint of step %d written: %s", c.step, c.text);
     else LOG_ERROR("checkpoint of step %d failed: %s (the previous checkpoints are intact)", c.step, c.text);
-    free(c.pending);
+    control_free(&c);
 }
 
 // Problem indices handed out but not trained: every RL group still ready or in flight.
@@ -323,12 +363,30 @@ void orch_request_checkpoint(Orch *o, int step) {
     Control c = {.kind = CONTROL_CHECKPOINT, .step = step, .cursor = (int64_t)o->cursor,
                  .sft_cursor = (int64_t)o->sft_cursor, .next_group = (int64_t)o->next_group,
                  .next_request = (int64_t)o->next_request, .rr_rank = o->rr_rank};
-    c.pending = pending_problems(o, &c.n_pending);
+    if (o->cfg->run.deterministic) {
+        // Step `step`'s groups may be out already: record the counters as that step began, so a
+        // resumed run hands out the very same groups (nothing else is in flight at a boundary).
+        if (o->det_marked >= step) {
+            c.cursor = (int64_t)o->det_mark.cursor;
+            c.next_group = (int64_t)o->det_mark.next_group;
+            c.next_request = (int64_t)o->det_mark.next_request;
+            c.rr_rank = o->det_mark.rr_rank;
+        }
+        c.pending = xmalloc(sizeof(int64_t));
+        c.n_pending = 0;
+    } else {
+        c.pending = pending_problems(o, &c.n_pending);
+    }
+    int n_easy, n_hard;
+    c.easy = (int64_t *)idset_list(&o->pools.easy, &n_easy);
+    c.hard = (int64_t *)idset_list(&o->pools.hard, &n_hard);
+    c.n_easy = (uint32_t)n_easy;
+    c.n_hard = (uint32_t)n_hard;
     ByteWriter w;
     bw_init(&w, 256);
     encode_control(&w, &c);
     outbox_send(&o->out, &w, o->L->trainer_root, MSG_CONTROL, MPI_COMM_WORLD);
-    free(c.pending);
+    control_free(&c);
 }
 
 int orch_wait_checkpoint(Orch *o, int step) {
@@ -359,8 +417,13 @@ int orch_poll(Orch *o) {
     }
     outbox_progress(&o->out);
     handled += poll_scoring(o);
-    // Multi-turn samples waiting for their next turn go back to their rank.
-    for (int i = 0; i < o->active.count; i++) {
+    // Multi-turn samples waiting for their next turn go back to their rank. In deterministic mode
+    // they go in rounds: only once no sample is generating, all together.
+    int running = 0;
+    if (o->cfg->run.deterministic)
+        for (int i = 0; i < o->active.count && !running; i++)
+            for (int s = 0; s < o->active.items[i]->n; s++) running |= o->active.items[i]->samples[s].state == SAMPLE_RUNNING;
+    for (int i = 0; i < o->active.count && !running; i++) {
         Group *g = o->active.items[i];
         int waiting = 0, rank = -1;
         for (int s = 0; s < g->n; s++) {
@@ -369,6 +432,7 @@ int orch_poll(Orch *o) {
         }
         if (waiting) orch_dispatch(o, g, rank >= 0 && g->attempts == 0 ? rank : least_loaded_rank(o));
     }
+    orch_flush(o);
     return handled;
 }
 
@@ -397,6 +461,31 @@ static uint64_t next_problem(Orch *o) {
     return o->cursor++;
 }
 
+// A new RL group for the next problem that the pools do not skip (NULL when too many in a row
+// are skipped: every problem seems pooled).
+static Group *next_group(Orch *o, int n_samples, int step) {
+    const Config *cfg = o->cfg;
+    for (int tries = 0; tries < 1000; tries++) {
+        uint64_t index = next_problem(o);
+        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, n_samples, step, 0);
+        if (!pools_skip(&o->pools, g->problem.id, index, (uint64_t)cfg->run.seed, cfg->orchestrator.easy_keep,
+                        cfg->orchestrator.hard_keep)) {
+            o->skipped_in_row = 0;
+            return g;
+        }
+        if (step >= 0 && step < cfg->run.max_steps) o->stats[step].skipped += 1;
+        group_free(g);
+        free(g);
+        if (++o->skipped_in_row >= 100000) {
+            LOG_ERROR("stopping: the last %d problems were all in the easy or hard pools: raise orchestrator.easy_keep "
+                      "/ hard_keep or use more problems", o->skipped_in_row);
+            o->stop = 1;
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 static void schedule_async(Orch *o) {
     const int G = o->cfg->orchestrator.group_size, k = o->cfg->run.async_level;
     for (;;) {
@@ -404,9 +493,9 @@ static void schedule_async(Orch *o) {
         if (target >= o->cfg->run.max_steps) return;
         if (min_inference_version(o) < target - k) return;
         int rank = least_loaded_rank(o);
-        if (o->inf_load[rank] + G > o->capacity) return;
-        uint64_t index = next_problem(o);
-        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, target, 0);
+        if (rank_load(o, rank) + G > o->capacity) return;
+        Group *g = next_group(o, G, target);
+        if (!g) return;
         g->version = -1;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, rank);
@@ -423,9 +512,13 @@ static void schedule_deterministic(Orch *o) {
     int version = n - cfg->run.async_level > 0 ? n - cfg->run.async_level : 0;
     if (o->trainer_version < version) return;  // the trainer has not produced it yet
     int groups = (cfg->orchestrator.batch_size - have) / G;
+    if (o->det_marked < n) {  // the counters as step n begins: what a checkpoint at boundary n records
+        o->det_marked = n;
+        o->det_mark = (DetMark){o->cursor, o->next_group, o->next_request, o->rr_rank};
+    }
     for (int j = 0; j < groups; j++) {
-        uint64_t index = next_problem(o);
-        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, G, n, 0);
+        Group *g = next_group(o, G, n);
+        if (!g) return;
         g->version = version;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, o->rr_rank);
@@ -437,6 +530,7 @@ static void schedule(Orch *o) {
     if (o->stop) return;
     if (o->cfg->run.deterministic) schedule_deterministic(o);
     else schedule_async(o);
+    orch_flush(o);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,7 +541,7 @@ static void load_resume_state(Orch *o, const char *path) {
     CheckpointState st;
     ErrorBuf err;
     if (checkpoint_read_state(path, &st, NULL, &err) != 0) FATAL("pick another checkpoint (checkpoint.resume)", "%s", err.msg);
-    CHECK(st.step <= o->cfg->run.max_steps, "raise run.max_steps to continue this run",
+    CHECK(st.step <= o->cfg->run.max_steps || o->cfg->run.max_steps == 0, "raise run.max_steps to continue this run",
           "the checkpoint is at step %lld, beyond run.max_steps = %d", (long long)st.step, o->cfg->run.max_steps);
     o->resumed = 1;
     o->step_fill = o->steps_done = (int)st.step;
@@ -461,9 +555,13 @@ static void load_resume_state(Orch *o, const char *path) {
     o->reissue = st.pending;
     o->n_reissue = (int)st.n_pending;
     st.pending = NULL;
+    for (int64_t i = 0; i < st.n_easy; i++) idset_add(&o->pools.easy, (uint64_t)st.easy[i]);
+    for (int64_t i = 0; i < st.n_hard; i++) idset_add(&o->pools.hard, (uint64_t)st.hard[i]);
+    LOG_INFO("resumed at step %lld: %d problem(s) handed out before the checkpoint are asked again, then problem %llu on; "
+             "pools: %d easy, %d hard", (long long)o->steps_done, o->n_reissue, (unsigned long long)o->cursor,
+             o->pools.easy.count, o->pools.hard.count);
+    checkpoint_state_free(&st);
     o->ckpt_acked = (int)st.step;
-    LOG_INFO("resumed at step %lld: %d problem(s) handed out before the checkpoint are asked again, then problem %llu on",
-             (long long)st.step, o->n_reissue, (unsigned long long)o->cursor);
 }
 
 static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resume_path) {
@@ -478,7 +576,11 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->envs = o->mix.envs;
     o->n_envs = o->mix.count;
     if (codec_open(&o->codec, cfg, &err) != 0) FATAL("check model.tokenizer", "%s", err.msg);
-    o->lim.max_total = cfg->trainer.seq_len + 1;
+    // A sample (prompt, turns, completion) fits a training row (seq_len positions for seq_len + 1
+    // tokens) and the model's context (max_seq_len tokens).
+    ModelConfig shape;
+    if (model_shape_from_config(cfg, &shape, &err) != 0) FATAL("check the model.* settings", "%s", err.msg);
+    o->lim.max_total = cfg->trainer.seq_len + 1 < shape.max_seq_len ? cfg->trainer.seq_len + 1 : shape.max_seq_len;
     o->lim.max_tokens = cfg->inference.max_tokens;
     proto_limits_from_config(cfg, codec_vocab_size(&o->codec), &o->plim);
     o->n_inf = L->n_inference;
@@ -486,14 +588,16 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     for (int r = 0; r < o->n_inf; r++) o->inf_version[r] = -1;
     o->inf_load = xcalloc((size_t)o->n_inf, sizeof(int));
     o->inf_stats = xcalloc((size_t)o->n_inf, sizeof(EngineTotals));
+    o->outgoing = xcalloc((size_t)o->n_inf, sizeof(RequestList));
     const int G = cfg->orchestrator.group_size;
     o->capacity = cfg->orchestrator.groups_per_rank ? cfg->orchestrator.groups_per_rank * G
                                                     : cfg->inference.max_seqs + G;
     if (o->capacity < G) o->capacity = G;
     o->stats = xcalloc((size_t)(cfg->run.max_steps > 0 ? cfg->run.max_steps : 1), sizeof(StepStats));
-    o->trainer_version = -1;
+    o->trainer_version = 0;  // v0: the initial (or warmed-up) policy the trainer publishes
     o->steps_done = 0;
     o->ckpt_acked = -1;
+    o->det_marked = -1;
     if (resume_path[0]) load_resume_state(o, resume_path);
 
     mkdir(cfg->run.output_dir, 0755);
@@ -502,7 +606,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     int n_step, n_eval;
     const char *const *step_names = orch_step_metric_names(o, &n_step);
     const char *const *eval_names = orch_eval_metric_names(o, &n_eval);
-    MetricsTable tables[2] = {{"eval", eval_names, n_eval}, ORCH_SFT_TABLE};
+    MetricsTable tables[2] = {{"eval", eval_names, n_eval, 1}, ORCH_SFT_TABLE};
     char env_names[1024] = "";
     for (int e = 0; e < o->n_envs; e++) {
         if (e) strncat(env_names, ",", sizeof env_names - strlen(env_names) - 1);
@@ -525,10 +629,13 @@ static void teardown(Orch *o) {
     free(o->eval_done.items);
     free(o->map.slots);
     env_mix_free(&o->mix);
+    pools_free(&o->pools);
     codec_close(&o->codec);
     free(o->inf_version);
     free(o->inf_load);
     free(o->inf_stats);
+    for (int r = 0; r < o->n_inf; r++) free(o->outgoing[r].items);
+    free(o->outgoing);
     free(o->stats);
     free(o->reissue);
     free(o->step_names);
@@ -536,8 +643,10 @@ static void teardown(Orch *o) {
     outbox_free(&o->out);
 }
 
-// Waits (sleeping) until every inference rank holds at least `version`.
+// Waits (sleeping) until every inference rank holds at least `version`. Deterministic mode
+// does not wait: each request names its version and inference switches to it when idle.
 static void wait_inference_version(Orch *o, int version) {
+    if (o->cfg->run.deterministic) return;
     Backoff b;
     backoff_reset(&b);
     while (min_inference_version(o) < version) {
@@ -582,6 +691,7 @@ static int rl_loop(Orch *o) {
     while (o->steps_done < cfg->run.max_steps && !o->stop) {
         int sig = signals_stop_requested();
         if (sig) return sig;
+        double t0 = MPI_Wtime();
         schedule(o);
         int progressed = orch_poll(o);
         while (o->step_fill < cfg->run.max_steps && orch_ready_samples(o) >= cfg->orchestrator.batch_size &&
@@ -597,6 +707,7 @@ static int rl_loop(Orch *o) {
             orch_evaluate(o, o->steps_done, "periodic");
             progressed = 1;
         }
+        o->busy_s += MPI_Wtime() - t0;
         if (progressed) backoff_reset(&b);
         else backoff_sleep(&b);
     }
@@ -628,13 +739,37 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
              o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
     if (cfg->sft.steps > o.sft_done) orch_sft(&o);
     wait_inference_version(&o, o.resumed ? o.steps_done : 0);
+    // No RL steps to run (asyncrl eval, asyncrl sft): one evaluation of the policy as it is.
+    if (cfg->run.max_steps == 0 || o.steps_done >= cfg->run.max_steps) {
+        double reward = orch_evaluate(&o, o.steps_done, cfg->sft.steps > 0 && !o.resumed ? "after SFT" : "final");
+        printf("eval reward: %.4f\n", reward);
+        fflush(stdout);
+        int status = 0;
+        if (cfg->checkpoint.at_end && cfg->sft.steps > 0 && !o.resumed) {  // keep the warmed-up policy
+            orch_request_checkpoint(&o, o.steps_done);
+            if (!orch_wait_checkpoint(&o, o.steps_done)) status = 1;
+        }
+        shutdown_ranks(&o);
+        teardown(&o);
+        return status;
+    }
     double before = o.resumed ? NAN : orch_evaluate(&o, 0, "before RL");
 
     int status = 0, sig = rl_loop(&o);
     if (sig) {
         status = stop_for_signal(&o, sig);
     } else {
-        if (o.stop) LOG_WARN("the trainer stopped the run after %d bad steps in a row", cfg->trainer.max_bad_steps);
+        // Batches already sent are trained before the end (a stop can come with some in flight).
+        Backoff b;
+        backoff_reset(&b);
+        while (o.steps_done < o.step_fill) {
+            if (orch_poll(&o)) backoff_reset(&b);
+            else backoff_sleep(&b);
+        }
+        if (o.stop && o.trainer_stop)
+            LOG_ERROR("the trainer stopped the run after %d steps in a row with a non-finite loss or gradient "
+                      "(trainer.max_bad_steps); the last checkpoint holds the last good weights. Lower trainer.lr or "
+                      "check the data", cfg->trainer.max_bad_steps);
         drop_rl_groups(&o);
         wait_inference_version(&o, o.trainer_version);
         double after = orch_evaluate(&o, o.steps_done, "after RL");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "comm/mpi_check.h"
+#include "ops.h"
 
 void train_step_init(TrainStep *ts, Model *model, Optimizer *opt, MPI_Comm comm, int micro_rows, int seq_len,
                      float temperature) {
@@ -55,6 +56,21 @@ static int gather_rows(TrainStep *ts, const Batch *b, int r0, int r1) {
     return n;
 }
 
+// Fault injection for tests: ASYNCRL_FAULT_NAN_STEPS="3,4" poisons the gradient at those RL steps,
+// as a numerical blow-up would, to exercise the skip-and-stop path.
+static int fault_nan_at(int step) {
+    const char *list = getenv("ASYNCRL_FAULT_NAN_STEPS");
+    if (!list) return 0;
+    for (const char *p = list; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        if (v == step) return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
 static double loss_tokens(const Batch *b) {
     double n = 0;
     for (int r = 0; r < b->n_rows; r++)
@@ -82,6 +98,11 @@ TrainStepResult train_step_run(TrainStep *ts, const Batch *b, const LossConfig *
         for (int i = 0; i < n; i++)
             if (ts->mask[i]) st.entropy += ts->entropy[i];
         if (model_backward(ts->model, ts->d_logp, NULL, &err) != 0) FATAL("", "step %d backward: %s", b->step, err.msg);
+        if (ts->progress) ts->progress(ts->progress_ctx);
+    }
+    if (fault_nan_at(b->step) && !(b->flags & BATCH_SFT)) {  // fault injection for tests
+        float nan_value = NAN;
+        ops_copy_to_device(ts->model->grads, &nan_value, sizeof nan_value);
     }
     devcomm_allreduce_sum(ts->dc, ts->model->grads, ts->model->n_params);
     double sums[8] = {st.loss, st.tokens, st.masked_low, st.masked_high, st.masked_seq, st.mismatch_kl, st.entropy,

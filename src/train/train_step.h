@@ -20,6 +20,10 @@ typedef struct {
     DeviceComm *dc;
     int micro_rows;
     float temperature;       // the sampling temperature: logprobs are log_softmax(logits / T)
+    // Called between micro-batches (may be NULL): the trainer root drives the weight broadcast
+    // it started, which MPI only moves forward inside MPI calls.
+    void (*progress)(void *ctx);
+    void *progress_ctx;
     // Host scratch for one micro-batch: (micro_rows * seq_len).
     int cap;
     int32_t *tokens, *positions, *targets, *samples;

@@ -36,6 +36,7 @@ typedef struct {
     PolicySnapshot *history;
     int n_history, max_history;
     double wait_s;        // waiting for the current batch
+    double broadcast_s_logged;  // broadcast seconds already reported
 } Trainer;
 
 // Publishes the current weights as `version` (root only), remembering them for the history.
@@ -75,7 +76,8 @@ static void write_checkpoint(Trainer *t, const Control *req) {
                               .bad_in_row = t->bad_in_row, .cursor = req->cursor, .sft_cursor = req->sft_cursor,
                               .next_group = req->next_group, .next_request = req->next_request,
                               .rr_rank = req->rr_rank, .seed = t->cfg->run.seed, .n_pending = req->n_pending,
-                              .pending = req->pending};
+                              .pending = req->pending, .n_easy = req->n_easy, .easy = req->easy,
+                              .n_hard = req->n_hard, .hard = req->hard};
         int n_hist = history_for_checkpoint(t);
         char *text = config_to_text(t->cfg);
         ErrorBuf err;
@@ -111,7 +113,8 @@ static void send_step_done(Trainer *t, const Batch *b, const LossStats *st, doub
     step_done_add(&s, "timing/trainer_s", train_s);
     step_done_add(&s, "timing/trainer_wait_s", t->wait_s);
     step_done_add(&s, "timing/trainer_tokens_per_s", train_s > 0 ? tokens / train_s : 0);
-    step_done_add(&s, "timing/weights_broadcast_s", t->sender.seconds);
+    step_done_add(&s, "timing/weights_broadcast_s", t->sender.seconds - t->broadcast_s_logged);
+    t->broadcast_s_logged = t->sender.seconds;
     ByteWriter w;
     bw_init(&w, 1024);
     encode_step_done(&w, &s);
@@ -206,6 +209,8 @@ static void resume_from(Trainer *t, const char *path) {
     }
 }
 
+static void progress_broadcast(void *ctx) { weights_sender_progress(ctx); }
+
 int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     Trainer t;
     memset(&t, 0, sizeof t);
@@ -228,6 +233,8 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     proto_limits_from_config(cfg, t.model->config.vocab_size, &t.plim);
     if (t.is_root) {
         weights_sender_init(&t.sender, L, t.model->n_params);
+        t.step.progress = progress_broadcast;
+        t.step.progress_ctx = &t.sender;
         char shape[256];
         model_config_describe(&t.model->config, shape, sizeof shape);
         LOG_INFO("model: %s; %.2fM parameters; %d trainer rank(s)", shape, (double)t.model->n_params / 1e6,
@@ -260,7 +267,7 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
             received_free(&msg);
             CHECK(t.is_root && c.kind == CONTROL_CHECKPOINT, "a bug", "trainer got control kind %u", c.kind);
             write_checkpoint(&t, &c);
-            free(c.pending);
+            control_free(&c);
             continue;
         }
         CHECK(msg.tag == MSG_BATCH, "ranks of different versions, or a bug", "trainer got a %s message",

@@ -14,3 +14,10 @@ check() { name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name" "command
 # A job on NP ranks of this machine (oversubscribed; nothing busy-waits).
 job() { np=$1; shift; sh scripts/mpirun.sh "$np" "$BIN" "$@"; }
 have_models() { [ -r "$MODELS/stories260K.bin" ] && [ -r "$MODELS/tok512.bin" ]; }
+# GPU tests (tests/integration/gpu_*.sh, run by `make CUDA=1 test-gpu`): the number of visible
+# GPUs, 0 when there is none or nvidia-smi is missing.
+gpu_count() {
+    n=0
+    if command -v nvidia-smi >/dev/null 2>&1; then n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); fi
+    echo "${n:-0}"
+}

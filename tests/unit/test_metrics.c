@@ -12,7 +12,7 @@ static char g_path[256];
 
 static const char *STEP_NAMES[] = {"loss", "reward_mean", "grad_norm"};
 static const char *EVAL_NAMES[] = {"step", "greedy_pass", "sampled_pass"};
-static const MetricsTable TABLES[] = {{"eval", EVAL_NAMES, 3}};
+static const MetricsTable TABLES[] = {{"eval", EVAL_NAMES, 3, 1}};
 
 static MetricsWriter *open_writer(int64_t resume) {
     return metrics_open(g_path, STEP_NAMES, 3, TABLES, 1, "run = { seed = 1L; };", "reverse,sorting", 1, resume);

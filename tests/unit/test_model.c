@@ -223,11 +223,17 @@ static void test_packed_equals_separate(void **state) {
     float *g_sep = malloc(m->n_params * sizeof(float));
     ops_copy_to_host(g_sep, m->grads, m->n_params * sizeof(float));
     test_assert_close("packed vs separate logp", logp_packed, logp_sep, n, 1e-5, 1e-5);
-    test_assert_close("packed vs separate grads", g_packed, g_sep, m->n_params, 1e-5, 1e-4);
-    // The gradient is not trivially zero.
+    // Per tensor, to fp32 accuracy relative to the tensor's largest gradient (the two runs add
+    // the same terms in different orders).
     double ss = 0;
-    for (size_t i = 0; i < m->n_params; i++) ss += (double)g_sep[i] * g_sep[i];
-    assert_true(ss > 1e-3);
+    for (int t = 0; t < m->n_tensors; t++) {
+        const ModelTensor *mt = &m->tensors[t];
+        double scale = 0;
+        for (size_t i = 0; i < mt->numel; i++) scale = fmax(scale, fabs(g_sep[mt->offset + i]));
+        test_assert_close(mt->name, g_packed + mt->offset, g_sep + mt->offset, mt->numel, 1e-4 * scale, 1e-4);
+        ss += scale * scale;
+    }
+    assert_true(ss > 1e-3);  // the gradient is not trivially zero
     free(g_packed), free(g_sep);
     model_free(m);
 }
@@ -247,6 +253,8 @@ static void test_forward_modes_agree(void **state) {
     assert_int_not_equal(model_forward_train(m, tokens, positions, targets, n, 1.0f, logp, NULL, &err), 0);
     assert_non_null(strstr(err.msg, "training = 1"));
     assert_int_equal(model_reserve(m, n, 1, &err), 0);
+    assert_int_equal(m->acts.block_bytes, model_reserve_bytes(&m->config, n, 1));
+    assert_true(model_reserve_bytes(&m->config, n, 1) > 2 * model_reserve_bytes(&m->config, n, 0));
     assert_int_equal(model_forward_logits(m, tokens, positions, n, 1, lt, &err), 0);
     test_assert_close("train-buffer vs eval-buffer logits", lt, le, (size_t)n * 50, 1e-6, 1e-6);
     float d[12] = {1};

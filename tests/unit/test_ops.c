@@ -2,7 +2,9 @@
 // naive double-precision implementation written here, each backward against central finite
 // differences of that double-precision forward (so a backward is never checked against the
 // code it differentiates). Data goes through ops_alloc / ops_copy_* so the same tests can run
-// on any backend. Two threads, so the parallel splits are exercised.
+// on any backend. Two threads, so the parallel splits are exercised. The CPU backend has an
+// AVX2+FMA and a baseline build of its hot loops: the whole group runs twice, the second time
+// with ASYNCRL_CPU_BASELINE=1.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +391,14 @@ static void test_attention(void **state) {
     attention_case(lens2, 2, 3, 3, 6);   // plain multi-head attention
     const int lens3[] = {130};
     attention_case(lens3, 1, 2, 1, 4);   // one kv head for all
+    // Head sizes through the specialised loops (16, 48; 88 = 64 + 24 in two slices) and the
+    // generic one (hd 6 above, 36 here).
+    const int lens4[] = {40, 17};
+    attention_case(lens4, 2, 4, 2, 16);
+    const int lens5[] = {20, 3};
+    attention_case(lens5, 2, 2, 1, 48);
+    attention_case(lens5, 2, 2, 2, 88);
+    attention_case(lens5, 2, 1, 1, 36);
 }
 
 // A packed row gives each sample exactly what it gets alone: the samples do not see each other.
@@ -638,5 +648,8 @@ int main(void) {
         cmocka_unit_test(test_logprob),    cmocka_unit_test(test_logprob_stable),
         cmocka_unit_test(test_elementwise), cmocka_unit_test(test_adamw),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    int failed = cmocka_run_group_tests_name("ops (fastest build)", tests, setup, NULL);
+    setenv("ASYNCRL_CPU_BASELINE", "1", 1);
+    failed += cmocka_run_group_tests_name("ops (baseline build)", tests, setup, NULL);
+    return failed;
 }

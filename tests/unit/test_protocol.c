@@ -170,7 +170,7 @@ static void test_small_messages_round_trip(void **state) {
     assert_int_equal(ctl2.step, 6);
     assert_int_equal(ctl2.cursor, 99);
     assert_int_equal(ctl2.pending[1], 42);
-    free(ctl2.pending);
+    control_free(&ctl2);
     bw_free(&w);
 
     WeightsLoaded wl = {.version = 3, .rank = 2}, wl2;
@@ -203,7 +203,7 @@ static int decode_any(int type, const void *buf, size_t len, ErrorBuf *err) {
         case 4: { WeightsNotice m; rc = decode_weights_notice(buf, len, &m, err); break; }
         case 5: { WeightsLoaded m; rc = decode_weights_loaded(buf, len, &m, err); break; }
         case 6: { Cancel m; rc = decode_cancel(buf, len, &lim, &m, err); if (!rc) free(m.ids); break; }
-        case 7: { Control m; rc = decode_control(buf, len, &m, err); if (!rc) free(m.pending); break; }
+        case 7: { Control m; rc = decode_control(buf, len, &m, err); if (!rc) control_free(&m); break; }
     }
     return rc;
 }

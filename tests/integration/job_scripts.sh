@@ -1,0 +1,71 @@
+# The Slurm job scripts' shared logic without Slurm (the real-Slurm test is make test-slurm):
+# shell syntax, the rank placement of the multi-node script, the checks before launch (world
+# size against the tasks, a bad config), and a stop signal passed on to the ranks of a real
+# job (mpirun on this machine), which checkpoint and exit 0.
+. tests/integration/lib.sh
+for f in jobs/*.sbatch jobs/lib/asyncrl_job.sh; do
+    check "bash -n $f" bash -n "$f"
+done
+
+place() { bash -c '. jobs/lib/asyncrl_job.sh; asyncrl_place_ranks "$@"' place "$@" 2>&1 | tr '\n' ' '; }
+got=$(place 3 5 2 a b c d e)
+check "placement: orchestrator + trainers first, PER_NODE a node, inference after ($got)" \
+    test "$got" = "a a a b c c d d e "
+got=$(place 16 16 8 n1 n2 n3 n4 | tr ' ' '\n' | sort | uniq -c | tr -s ' ' | tr '\n' ',')
+check "placement: 16 + 16 ranks on 4 nodes of 8 GPUs ($got)" test "$got" = " 9 n1, 8 n2, 8 n3, 8 n4,"
+got=$(place 1 1 8 n1 n2 n3)
+check "placement: 1 + 1 ranks, one node each, extra nodes unused ($got)" test "$got" = "n1 n1 n2 "
+got=$(place 3 5 2 a b c)
+case "$got" in
+    *"need 2 + 3 = 5 nodes, the job has 3"*"--nodes=5"*) ok "placement: too few nodes is an error naming --nodes" ;;
+    *) not_ok "placement: too few nodes is an error naming --nodes" "$got" ;;
+esac
+
+# Checks before launch: the world size against the tasks, and the config itself.
+export ASYNCRL_BIN="$BIN" OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1
+out=$(SLURM_NTASKS=4 bash jobs/debug_cpu.sbatch inputs/slurm_debug.cfg 2>&1)
+rc=$?
+if [ $rc = 2 ] && echo "$out" | grep -q "the config needs 3 ranks (1 orchestrator + 1 trainers + 1 inference) but the job has 4 tasks: submit with --ntasks=3"; then
+    ok "a task count that does not match the config stops the job before launch"
+else
+    not_ok "a task count that does not match the config stops the job before launch" "rc $rc" "$out"
+fi
+out=$(bash jobs/debug_cpu.sbatch inputs/slurm_debug.cfg --set ranks.nonsense=1 2>&1)
+rc=$?
+if [ $rc = 2 ] && echo "$out" | grep -q "nonsense" && echo "$out" | grep -q "does not pass \`asyncrl check\`"; then
+    ok "a bad config stops the job before launch, with asyncrl check's message"
+else
+    not_ok "a bad config stops the job before launch, with asyncrl check's message" "rc $rc" "$out"
+fi
+out=$(ASYNCRL_BIN=build/nonexistent bash jobs/debug_cpu.sbatch inputs/slurm_debug.cfg 2>&1)
+echo "$out" | grep -q "no binary build/nonexistent.*make" && ok "a missing binary is named, with how to build it" ||
+    not_ok "a missing binary is named, with how to build it" "$out"
+
+# A stop signal to the job script reaches the ranks through mpirun: they finish their step,
+# checkpoint and exit 0; outside Slurm the script says to rerun to resume.
+run=$TMP_ROOT/run
+ASYNCRL_LAUNCHER=mpirun ASYNCRL_MPIRUN_FLAGS="--oversubscribe --bind-to none" ASYNCRL_SIGNAL_DELAY_S=2 \
+    bash jobs/debug_cpu.sbatch inputs/slurm_debug.cfg --set run.output_dir="$run" --set run.max_steps=200 \
+    >"$TMP_ROOT/job.out" 2>&1 &
+pid=$!
+i=0
+while [ ! -f "$run/checkpoints/step_000001.h5" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+kill -USR1 $pid
+wait $pid
+rc=$?
+if [ $rc = 0 ] && grep -q "passing SIGUSR1 to the ranks (through mpirun" "$TMP_ROOT/job.out" &&
+    grep -q "stopped; not under Slurm: run the same command again to resume" "$TMP_ROOT/job.out" &&
+    ! grep -q "step  199 " "$TMP_ROOT/job.out"; then
+    ok "a stop signal reaches the ranks; they checkpoint and the job exits 0"
+else
+    not_ok "a stop signal reaches the ranks; they checkpoint and the job exits 0" "rc $rc" "$(tail -15 "$TMP_ROOT/job.out")"
+fi
+
+# Whether a stopped run still has steps to go (no requeue of a finished run).
+finished() { bash -c '. jobs/lib/asyncrl_job.sh; asyncrl_run_finished "$@"' finished "$@"; }
+if ! finished "$run" 200 && finished "$run" 1 && ! finished "$TMP_ROOT/nonexistent" 1; then
+    ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps"
+else
+    not_ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps" \
+        "$("$BIN" report "$run" 2>&1 | tail -4)"
+fi

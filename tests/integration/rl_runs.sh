@@ -1,0 +1,24 @@
+# Short RL runs on 3 ranks, 4 ranks (two trainers) and 5 ranks (two inference): each completes,
+# learns (reward rises), and the staleness bounds of DESIGN.md section 2 hold in the rollout
+# table: async (default), synchronous (async_level 0) and deterministic.
+. tests/integration/lib.sh
+PY=/usr/bin/python3
+if ! $PY -c 'import h5py' 2>/dev/null; then skip "rl runs" "python3-h5py is missing (make deps installs it)"; exit 0; fi
+
+run() {  # name np mode k margin [--set ...]
+    name=$1; np=$2; mode=$3; k=$4; margin=$5; shift 5
+    out=$TMP_ROOT/$name
+    if job "$np" rl inputs/test_reverse.cfg --set run.output_dir="$out" "$@" >"$out.log" 2>&1; then
+        ok "$name: the job completes"
+        $PY tests/integration/check_run.py "$out/metrics.h5" "$mode" "$k" 8 $margin | sed "s/^\(ok\|not ok\) - /\1 - $name: /"
+    else
+        not_ok "$name: the job completes" "$(tail -5 "$out.log")"
+    fi
+}
+
+run "3 ranks, async" 3 async 1 0.03
+run "4 ranks, two trainers" 4 async 1 0.03 --set ranks.trainers=2
+run "5 ranks, two trainers, two inference" 5 async 1 0.03 --set ranks.trainers=2 --set ranks.inference=2
+run "3 ranks, async_level 0" 3 sync 0 "" --set run.async_level=0 --set run.max_steps=10
+run "4 ranks, async_level 2, deterministic" 4 deterministic 2 "" --set run.async_level=2 --set run.deterministic=true \
+    --set ranks.inference=2 --set run.max_steps=10

@@ -1,0 +1,85 @@
+# The subcommands around the RL job: sft (warm-up alone, checkpointed), eval (of a checkpoint),
+# convert (checkpoint -> Hugging Face directory and llama2.c .bin, which then generate the same
+# text), and the errors a user meets with them.
+. tests/integration/lib.sh
+CFG=inputs/test_reverse.cfg
+run=$TMP_ROOT/sft
+
+if job 3 sft $CFG --set run.output_dir="$run" --set sft.steps=120 >"$run.log" 2>&1 &&
+    grep -q "^eval reward: " "$run.log" && [ -f "$run/checkpoints/step_000000.h5" ]; then
+    ok "sft: the warm-up runs alone, is evaluated and checkpointed"
+else
+    not_ok "sft: the warm-up runs alone, is evaluated and checkpointed" "$(tail -3 "$run.log")"
+fi
+sft_reward=$(sed -n 's/^eval reward: //p' "$run.log")
+
+if job 3 eval $CFG --set run.output_dir="$run" --set checkpoint.resume=latest >"$run.eval.log" 2>&1; then
+    eval_reward=$(sed -n 's/^eval reward: //p' "$run.eval.log")
+    [ -n "$eval_reward" ] && [ "$eval_reward" = "$sft_reward" ] && ok "eval of the checkpoint gives the same reward ($eval_reward)" ||
+        not_ok "eval of the checkpoint gives the same reward" "sft $sft_reward, eval $eval_reward"
+else
+    not_ok "eval of the checkpoint" "$(tail -3 "$run.eval.log")"
+fi
+
+ck=$run/checkpoints/step_000000.h5
+if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_ROOT/m.bin" --format llama2c >/dev/null &&
+    [ -f "$TMP_ROOT/hf/config.json" ] && [ -f "$TMP_ROOT/hf/model.safetensors" ]; then
+    ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
+    a=$("$BIN" generate --model "$TMP_ROOT/hf" --tokenizer byte --prompt "rev hello=" --greedy -n 12 2>/dev/null)
+    b=$("$BIN" generate --model "$TMP_ROOT/m.bin" --tokenizer byte --prompt "rev hello=" --greedy -n 12 2>/dev/null)
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok "both converted models generate the same text ($(echo "$a" | head -1))" ||
+        not_ok "both converted models generate the same text" "hf: $a" "bin: $b"
+else
+    not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
+fi
+"$BIN" convert /nonexistent/model.bin "$TMP_ROOT/x" 2>"$TMP_ROOT/err"
+[ $? != 0 ] && grep -q "/nonexistent/model.bin" "$TMP_ROOT/err" && ok "convert: a missing input is a clear error" ||
+    not_ok "convert: a missing input is a clear error" "$(cat "$TMP_ROOT/err")"
+job 3 sft $CFG --set run.output_dir="$TMP_ROOT/x" --set sft.steps=0 >"$TMP_ROOT/x.log" 2>&1
+[ $? != 0 ] && grep -q "asyncrl sft needs sft.steps > 0" "$TMP_ROOT/x.log" && ok "sft without steps is a clear error" ||
+    not_ok "sft without steps is a clear error" "$(tail -2 "$TMP_ROOT/x.log")"
+job 4 rl $CFG --set run.output_dir="$TMP_ROOT/y" >"$TMP_ROOT/y.log" 2>&1
+rc=$?
+[ "$rc" = 2 ] && grep -q "the job has 4 ranks but the config asks for 3" "$TMP_ROOT/y.log" && grep -q "mpirun -np 3" "$TMP_ROOT/y.log" &&
+    ok "a world size that does not match ranks.* is a clear error before any work (exit 2)" ||
+    not_ok "a world size that does not match ranks.* is a clear error" "exit $rc" "$(grep error "$TMP_ROOT/y.log")"
+
+# The code environment inside the RL job: every sampled program is scored in the sandbox pool,
+# asynchronously (the orchestrator's loop never waits for it).
+if [ -x /usr/bin/python3 ]; then
+    code=$TMP_ROOT/code
+    if job 3 rl inputs/code.cfg --set run.output_dir="$code" --set model.dim=32 --set model.n_layers=1 \
+        --set sft.steps=5 --set run.max_steps=2 --set orchestrator.batch_size=16 --set inference.max_tokens=48 \
+        --set orchestrator.drop_zero_advantage=false --set eval.problems=2 --set eval.samples=1 \
+        --set checkpoint.at_end=false >"$code.log" 2>&1 && grep -q "^step    1 " "$code.log"; then
+        ok "code environment: an RL run scores its programs in the sandbox"
+    else
+        not_ok "code environment: an RL run scores its programs in the sandbox" "$(grep -iE 'error|warn' "$code.log" | head -3)"
+    fi
+else
+    skip "code environment in the RL job" "/usr/bin/python3 is missing"
+fi
+
+# Problem pools: on a small problem space (short sorting lists repeat), solved problems join the
+# easy pool and are mostly skipped; the pools survive a checkpoint and resume.
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    pool=$TMP_ROOT/pools
+    POOLS="--set env.tasks=[sorting] --set env.sorting.min_len=2 --set env.sorting.max_len=3 --set env.sorting.max_value=5
+           --set orchestrator.easy_threshold=1.0 --set orchestrator.easy_keep=0.2 --set orchestrator.batch_size=32
+           --set checkpoint.interval=6"
+    job 3 rl $CFG $POOLS --set run.output_dir="$pool" --set run.max_steps=12 >"$pool.log" 2>&1 || not_ok "pools run" "$(tail -3 "$pool.log")"
+    /usr/bin/python3 - "$pool" <<'PYEOF'
+import sys, h5py
+run = sys.argv[1]
+m = h5py.File(f"{run}/metrics.h5", "r")
+easy, skipped = m["steps/pool_easy"][:], m["steps/problems_skipped"][:]
+print(("ok" if easy[-1] > 0 and skipped.sum() > 0 else "not ok") +
+      f" - pools: solved problems join the easy pool ({int(easy[-1])}) and are skipped ({int(skipped.sum())} times)")
+with h5py.File(f"{run}/checkpoints/step_000006.h5", "r") as c:
+    n = len(c["orchestrator/easy"])
+print(("ok" if n > 0 else "not ok") + f" - pools: the checkpoint keeps the easy pool ({n} problems)")
+PYEOF
+    job 3 rl $CFG $POOLS --set run.output_dir="$pool" --set run.max_steps=14 --set checkpoint.resume=6 >"$pool.resume.log" 2>&1 &&
+        grep -q "pools: [1-9][0-9]* easy" "$pool.resume.log" && ok "pools: a resumed run starts with the checkpoint's pools" ||
+        not_ok "pools: a resumed run starts with the checkpoint's pools" "$(grep -i resum "$pool.resume.log" | head -2)"
+fi
