@@ -162,15 +162,23 @@ void ops_adamw(float *params, const float *grads, float *m, float *v, size_t n, 
 // ---------------------------------------------------------------------------------------
 // Inference: paged KV cache, attention of new query rows against it, sampling.
 //
-// The cache of one layer holds n_slots = n_blocks * block_size rows of keys and as many of
-// values: k_cache, v_cache (n_slots, KVH*hd). A sequence owns a list of blocks, its row of a
-// block table (S, max_blocks) of block ids; the key / value of its token at position p lie in
-// slot table[p / block_size] * block_size + p % block_size. Keys are stored after RoPE.
+// The cache of one layer holds n_blocks blocks of block_size token slots, for keys and for
+// values: k_cache and v_cache are n_blocks * block_size * KVH * hd floats each (ops_alloc'd,
+// zeroed) in a layout private to the backend: only the ops below read or write them. A
+// sequence owns a list of blocks, its row of a block table (S, max_blocks) of block ids; the
+// key / value of its token at position p lie in slot table[p / block_size] * block_size +
+// p % block_size. Keys are stored after RoPE. (CPU layout: block b, kv head g holds its keys
+// transposed, (hd, block_size), at ((b * KVH + g) * hd) * block_size, and its values as rows,
+// (block_size, hd), at the same offset of v_cache. CUDA layout: slot-major rows,
+// (n_slots, KVH*hd).)
 
-// k_cache[slots[i]] = k[i] and v_cache[slots[i]] = v[i] for i < n; k, v (N, kv_dim) with
-// kv_dim = KVH*hd; slots (N) distinct, in [0, n_slots) (callers check).
+// Stores row i of k and v (N, KVH*hd) as the key / value of cache slot slots[i], i < n.
+// slots (N) distinct, in [0, n_blocks * block_size) (callers check).
 void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int kv_dim);
+                        int n_kv_heads, int head_dim, int block_size);
+// The inverse, for tests and debugging: k, v (N, KVH*hd) = the keys / values of slots (N).
+void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
+                       int n_kv_heads, int head_dim, int block_size);
 
 // Causal attention of new query rows against the paged cache (decode: one row per sequence;
 // chunked prefill: several consecutive rows of one sequence), grouped-query, scores scaled by
@@ -179,7 +187,7 @@ void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const fl
 // rows (their k/v were written by ops_kv_cache_write before the call), so row j (0-based) of
 // s has position ctx - n_q + j and attends to the keys at positions 0 .. ctx - n_q + j.
 // Query head h reads key/value head h / (H / KVH).
-//   out (N, H*hd) =; q (N, H*hd) with N = query_start[S]; k_cache, v_cache (n_slots, KVH*hd);
+//   out (N, H*hd) =; q (N, H*hd) with N = query_start[S]; k_cache, v_cache as above;
 //   block_tables (S, max_blocks) with ctx <= max_blocks * block_size for every s;
 //   query_start (S+1) with query_start[0] = 0, increasing; context_len (S) >= n_q.
 // Memory: never a (T x T) matrix; the CPU backend uses per-thread scratch of O(4 G x max ctx)

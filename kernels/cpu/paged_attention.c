@@ -1,18 +1,23 @@
-// CPU paged KV cache for inference: writing new key/value rows into their cache slots, and
-// causal grouped-query attention of new query rows (decode or a prefill chunk) against the
-// cached keys and values, read block by block through each sequence's block table.
+// CPU paged KV cache for inference: writing new key/value rows into their cache slots (and
+// reading them back), and causal grouped-query attention of new query rows (decode or a
+// prefill chunk) against the cached keys and values, read block by block through each
+// sequence's block table.
+//
+// Layout (private to this backend, see ops.h): block b, kv head g holds its keys transposed,
+// Kt (hd, bs), and its values as rows, V (bs, hd), both at offset ((b * KVH + g) * hd) * bs.
+// A (block, head) is one contiguous run of memory (the prefetcher streams it), and with
+// transposed keys the score loop runs over consecutive keys (vectorised, no horizontal sums),
+// even for heads of 8 floats.
 //
 // Attention runs one task per (tile of up to ROWS consecutive query rows of one sequence,
-// kv head g). For each visible block, the block's keys of head g are first copied transposed
-// into scratch, Kt (hd, block_size), so that the scores of the tile's ROWS x G query heads
-// run over consecutive keys (vectorised, no horizontal sums, each key read once for the whole
-// tile); then each (row, head) takes a softmax over its own causal range and sums the values
-// (rows of the cache, as they are). Every (row, head) is computed with the same operations in
-// the same order whatever else is in the call or the tile (scores are elementwise over keys;
-// sums run in key order; scratch rows have a stride that is a multiple of 16 floats), so the
-// results are batch invariant. Loops are compiled twice (baseline and AVX2+FMA, see cpu.h).
-// Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd +
-// hd * block_size floats.
+// kv head g): for each visible block, the tile's ROWS x G query heads are scored against its
+// keys (each key row of Kt read once for the whole tile), then each (row, head) takes a
+// softmax over its own causal range and sums the values. Every (row, head) is computed with
+// the same operations in the same order whatever else is in the call or the tile (scores are
+// elementwise over keys; sums run in key order; scratch rows have a stride that is a multiple
+// of 16 floats), so the results are batch invariant. Loops are compiled twice (baseline and
+// AVX2+FMA, see cpu.h). Scratch per thread: ROWS * G * (longest context rounded up to 16) +
+// 2 ROWS * G * hd floats.
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
@@ -25,13 +30,39 @@
 
 #define ROWS 4  // query rows per task (prefill chunks share each key read among them)
 
+// Offset of (block, kv head g) in k_cache and v_cache: hd * bs floats each.
+static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim, int block_size) {
+    return ((size_t)block * n_kv_heads + g) * head_dim * block_size;
+}
+
 void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int kv_dim) {
-    const size_t bytes = (size_t)kv_dim * sizeof(float);
+                        int n_kv_heads, int head_dim, int block_size) {
+    const int kv_dim = n_kv_heads * head_dim;
 #pragma omp parallel for schedule(static) if (cpu_parallel(2.0 * n * kv_dim))
     for (int i = 0; i < n; i++) {
-        memcpy(k_cache + (size_t)slots[i] * kv_dim, k + (size_t)i * kv_dim, bytes);
-        memcpy(v_cache + (size_t)slots[i] * kv_dim, v + (size_t)i * kv_dim, bytes);
+        const int block = slots[i] / block_size, t = slots[i] % block_size;
+        for (int g = 0; g < n_kv_heads; g++) {
+            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
+            const float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
+            const float *vr = v + (size_t)i * kv_dim + (size_t)g * head_dim;
+            for (int d = 0; d < head_dim; d++) k_cache[base + (size_t)d * block_size + t] = kr[d];
+            memcpy(v_cache + base + (size_t)t * head_dim, vr, (size_t)head_dim * sizeof(float));
+        }
+    }
+}
+
+void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
+                       int n_kv_heads, int head_dim, int block_size) {
+    const int kv_dim = n_kv_heads * head_dim;
+    for (int i = 0; i < n; i++) {
+        const int block = slots[i] / block_size, t = slots[i] % block_size;
+        for (int g = 0; g < n_kv_heads; g++) {
+            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
+            float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
+            for (int d = 0; d < head_dim; d++) kr[d] = k_cache[base + (size_t)d * block_size + t];
+            memcpy(v + (size_t)i * kv_dim + (size_t)g * head_dim, v_cache + base + (size_t)t * head_dim,
+                   (size_t)head_dim * sizeof(float));
+        }
     }
 }
 
@@ -59,15 +90,6 @@ static CPU_INLINE void tile_queries(float *qt, const AttnArgs *a, const AttnTask
         }
 }
 
-// kt (hd, bs) = the keys of head g in slots base .. base+nt-1, transposed.
-static CPU_INLINE void transpose_keys(float *kt, const AttnArgs *a, int g, size_t base, int nt) {
-    const int hd = a->head_dim, bs = a->block_size, kv_dim = a->n_kv_heads * hd;
-    for (int j = 0; j < nt; j++) {
-        const float *kr = a->k_cache + (base + j) * kv_dim + (size_t)g * hd;
-        for (int d = 0; d < hd; d++) kt[(size_t)d * bs + j] = kr[d];
-    }
-}
-
 // The score of query qi (hd) against `width` consecutive keys of a transposed block kt (hd, bs)
 // from key j0: s[j] = (sum over even d of qi[d] k[d][j]) + (sum over odd d ...), each sum in d
 // order (two independent chains, hd is even). width is a constant 16 or 8 after inlining; the
@@ -84,13 +106,12 @@ static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, in
 }
 
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
-// block, 16 or 8 keys at a time in registers. kt: (hd, bs) scratch.
-static CPU_INLINE void tile_scores(float *scores, float *kt, const float *qt, const AttnArgs *a, const AttnTask *t,
-                                   int keys) {
+// block, 16 or 8 keys at a time in registers.
+static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const int nt = keys - t0 < bs ? keys - t0 : bs;
-        transpose_keys(kt, a, t->g, (size_t)a->table[t0 / bs] * bs, nt);
+        const float *kt = a->k_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (hd, bs)
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
@@ -158,16 +179,15 @@ static CPU_INLINE void accumulate_values(float *o, const float *p, const float *
 static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum,
                                    const AttnArgs *a, const AttnTask *t) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
-    const size_t kv_dim = (size_t)a->n_kv_heads * hd;
     memset(acc, 0, (size_t)n_q * hd * sizeof(float));
     const int keys_max = t->pos0 + t->n_rows;
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
         const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
-        const float *vb = a->v_cache + (size_t)a->table[t0 / bs] * bs * kv_dim + (size_t)t->g * hd;  // rows of kv_dim
+        const float *vb = a->v_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (bs, hd)
         for (int i = 0; i < n_q; i++) {
             const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
             const int n = keys - t0 < nt ? keys - t0 : nt;
-            if (n > 0) accumulate_values(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, kv_dim, n, hd);
+            if (n > 0) accumulate_values(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, hd, n, hd);
         }
     }
     for (int i = 0; i < n_q; i++) {
@@ -179,16 +199,15 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 }
 
 // One task with its thread's scratch: (ROWS * G, stride) scores, then (ROWS * G, hd) value
-// sums, (ROWS * G, hd) scaled queries, (ROWS * G) softmax normalisers and (hd, bs) keys.
+// sums, (ROWS * G, hd) scaled queries and (ROWS * G) softmax normalisers.
 static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
     const int n_q = t->n_rows * a->group;
     float *scores = scratch;
     float *acc = scores + (size_t)ROWS * a->group * a->stride;
     float *qt = acc + (size_t)ROWS * a->group * a->head_dim;
     float *inv_sum = qt + (size_t)ROWS * a->group * a->head_dim;
-    float *kt = inv_sum + (size_t)ROWS * a->group;
     tile_queries(qt, a, t);
-    tile_scores(scores, kt, qt, a, t, t->pos0 + t->n_rows);
+    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows);
     for (int k = 0; k < n_q; k++)
         inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
     tile_values(out, acc, scores, inv_sum, a, t);
@@ -228,7 +247,7 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const size_t per_thread =
-        ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + (size_t)head_dim * block_size + 15) / 16 * 16;
+        ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
     const int threads = omp_get_max_threads();
     float *scratch = aligned_alloc(64, (size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",

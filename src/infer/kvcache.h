@@ -12,7 +12,8 @@ typedef struct {
     int n_layers, kv_dim;  // kv_dim = KVH * hd
     int block_size;        // tokens per block
     int n_blocks;          // blocks in the budget
-    float *k, *v;          // device (L, n_blocks * block_size, kv_dim) each
+    float *k, *v;          // device: L layers of n_blocks * block_size * kv_dim floats each, in the
+                           // backend's cache layout (kernels/ops.h)
     int32_t *free_ids;     // host stack of free block ids (n_free of them)
     int n_free;
 } KVCache;
@@ -26,7 +27,7 @@ typedef struct {
 // Allocates the cache (zeroed). -1 + err for sizes that are not positive or overflow.
 int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blocks, ErrorBuf *err);
 void kvcache_free(KVCache *c);
-float *kvcache_layer_k(const KVCache *c, int layer);  // (n_blocks * block_size, kv_dim)
+float *kvcache_layer_k(const KVCache *c, int layer);  // n_blocks * block_size * kv_dim floats
 float *kvcache_layer_v(const KVCache *c, int layer);
 int kvcache_blocks_used(const KVCache *c);
 

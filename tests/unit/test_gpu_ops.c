@@ -650,7 +650,7 @@ typedef struct {
     int L, KVH, hd, bs, n_blocks, max_blocks;
     int32_t *table;     // (max_blocks)
     float *k, *v;       // (L, KVH*hd) the sequence's keys / values by position
-    float *k_cache, *v_cache;  // (n_blocks*bs, KVH*hd) host
+    float *k_cache, *v_cache;  // (n_blocks*bs, KVH*hd) host: every slot's key / value as rows
 } PagedSeq;
 
 static void paged_seq(PagedSeq *p, int L, int KVH, int hd, int bs) {
@@ -679,22 +679,37 @@ static void paged_seq(PagedSeq *p, int L, int KVH, int hd, int bs) {
 
 static void paged_seq_free(PagedSeq *p) { free(p->table), free(p->k), free(p->v), free(p->k_cache), free(p->v_cache); }
 
+// Each backend keeps the cache in its own layout (ops.h), so both are compared through
+// ops_kv_cache_read: every slot reads back what was last written to it.
 static void test_kv_cache_write(void **state) {
     (void)state;
-    const int n = 37, kv_dim = 96, n_slots = 100;
-    float *k_cache = randn((size_t)n_slots * kv_dim, 1), *v_cache = randn((size_t)n_slots * kv_dim, 1);
+    const int n = 37, KVH = 2, hd = 48, kv_dim = KVH * hd, bs = 4, n_slots = 100;
+    float *init_k = randn((size_t)n_slots * kv_dim, 1), *init_v = randn((size_t)n_slots * kv_dim, 1);
     float *k = randn((size_t)n * kv_dim, 1), *v = randn((size_t)n * kv_dim, 1);
-    int32_t slots[37];
+    int32_t all[100], slots[37];
+    for (int i = 0; i < n_slots; i++) all[i] = i;
     for (int i = 0; i < n; i++) slots[i] = (i * 53 + 7) % n_slots;  // distinct, scattered
-    float *d_kc = dev(k_cache, (size_t)n_slots * kv_dim), *d_vc = dev(v_cache, (size_t)n_slots * kv_dim);
+    const size_t bytes = (size_t)n_slots * kv_dim * sizeof(float);
+    float *k_cache = calloc(1, bytes), *v_cache = calloc(1, bytes);
+    float *d_kc = ops_alloc(bytes), *d_vc = ops_alloc(bytes);
+    float *d_ik = dev(init_k, (size_t)n_slots * kv_dim), *d_iv = dev(init_v, (size_t)n_slots * kv_dim);
     float *d_k = dev(k, (size_t)n * kv_dim), *d_v = dev(v, (size_t)n * kv_dim);
-    int32_t *d_slots = dev_i(slots, n);
-    ops_kv_cache_write(d_kc, d_vc, d_k, d_v, d_slots, n, kv_dim);
-    ref_ops_kv_cache_write(k_cache, v_cache, k, v, slots, n, kv_dim);
-    expect_equal("kv cache keys", d_kc, k_cache, (size_t)n_slots * kv_dim);
-    expect_equal("kv cache values", d_vc, v_cache, (size_t)n_slots * kv_dim);
-    free(k_cache), free(v_cache), free(k), free(v);
-    ops_free(d_kc), ops_free(d_vc), ops_free(d_k), ops_free(d_v), ops_free(d_slots);
+    int32_t *d_all = dev_i(all, n_slots), *d_slots = dev_i(slots, n);
+    ops_kv_cache_write(d_kc, d_vc, d_ik, d_iv, d_all, n_slots, KVH, hd, bs);
+    ops_kv_cache_write(d_kc, d_vc, d_k, d_v, d_slots, n, KVH, hd, bs);
+    ref_ops_kv_cache_write(k_cache, v_cache, init_k, init_v, all, n_slots, KVH, hd, bs);
+    ref_ops_kv_cache_write(k_cache, v_cache, k, v, slots, n, KVH, hd, bs);
+    float *rk = malloc(bytes), *rv = malloc(bytes);
+    float *d_rk = ops_alloc(bytes), *d_rv = ops_alloc(bytes);
+    ops_kv_cache_read(d_rk, d_rv, d_kc, d_vc, d_all, n_slots, KVH, hd, bs);
+    ref_ops_kv_cache_read(rk, rv, k_cache, v_cache, all, n_slots, KVH, hd, bs);
+    expect_equal("kv cache keys", d_rk, rk, (size_t)n_slots * kv_dim);
+    expect_equal("kv cache values", d_rv, rv, (size_t)n_slots * kv_dim);
+    for (int i = 0; i < n; i++)  // and the reference read back holds the new rows
+        assert_memory_equal(rk + (size_t)slots[i] * kv_dim, k + (size_t)i * kv_dim, kv_dim * sizeof(float));
+    free(init_k), free(init_v), free(k), free(v), free(k_cache), free(v_cache), free(rk), free(rv);
+    ops_free(d_kc), ops_free(d_vc), ops_free(d_ik), ops_free(d_iv), ops_free(d_k), ops_free(d_v);
+    ops_free(d_all), ops_free(d_slots), ops_free(d_rk), ops_free(d_rv);
 }
 
 // Paged attention against the CPU op (a prefill chunk of one sequence and decode rows of
@@ -723,12 +738,21 @@ static void paged_case(int H, int KVH, int hd, int bs, int L) {
     int32_t qs[3] = {0, n_q_a, n_q_a + 1}, ctx[2] = {L, b.L};
     const int N = qs[2];
     float *q = randn((size_t)N * q_dim, 1);
-    float *d_kc = dev(k_cache, (slots_a + slots_b) * kv_dim), *d_vc = dev(v_cache, (slots_a + slots_b) * kv_dim);
+    // Each backend's cache, in its own layout, written slot by slot from the rows.
+    const int n_all = (int)(slots_a + slots_b);
+    int32_t *all = malloc(sizeof(int32_t) * n_all);
+    for (int i = 0; i < n_all; i++) all[i] = i;
+    float *d_kc = ops_alloc((size_t)n_all * kv_dim * sizeof(float)), *d_vc = ops_alloc((size_t)n_all * kv_dim * sizeof(float));
+    float *d_rows_k = dev(k_cache, (size_t)n_all * kv_dim), *d_rows_v = dev(v_cache, (size_t)n_all * kv_dim);
+    int32_t *d_all = dev_i(all, n_all);
+    ops_kv_cache_write(d_kc, d_vc, d_rows_k, d_rows_v, d_all, n_all, KVH, hd, bs);
+    float *ref_kc = malloc((size_t)n_all * kv_dim * sizeof(float)), *ref_vc = malloc((size_t)n_all * kv_dim * sizeof(float));
+    ref_ops_kv_cache_write(ref_kc, ref_vc, k_cache, v_cache, all, n_all, KVH, hd, bs);
     int32_t *d_tables = dev_i(tables, (size_t)2 * max_blocks), *d_qs = dev_i(qs, 3), *d_ctx = dev_i(ctx, 2);
     float *d_q = dev(q, (size_t)N * q_dim), *d_out = ops_alloc((size_t)N * q_dim * sizeof(float));
     float *ref = malloc((size_t)N * q_dim * sizeof(float));
     ops_paged_attention_forward(d_out, d_q, d_kc, d_vc, d_tables, d_qs, d_ctx, 2, max_blocks, bs, H, KVH, hd);
-    ref_ops_paged_attention_forward(ref, q, k_cache, v_cache, tables, qs, ctx, 2, max_blocks, bs, H, KVH, hd);
+    ref_ops_paged_attention_forward(ref, q, ref_kc, ref_vc, tables, qs, ctx, 2, max_blocks, bs, H, KVH, hd);
     expect_close("paged attention", d_out, ref, (size_t)N * q_dim, 2e-5, 1e-4);
 
     // Prefill of all of a, compared with the training attention over a's keys and values.
@@ -756,7 +780,9 @@ static void paged_case(int H, int KVH, int hd, int bs, int L) {
         free(t);
     }
     paged_seq_free(&a), paged_seq_free(&b);
-    free(k_cache), free(v_cache), free(tables), free(q), free(ref), free(qa), free(pos);
+    free(k_cache), free(v_cache), free(tables), free(q), free(ref), free(qa), free(pos), free(all), free(ref_kc),
+        free(ref_vc);
+    ops_free(d_rows_k), ops_free(d_rows_v), ops_free(d_all);
     ops_free(d_kc), ops_free(d_vc), ops_free(d_tables), ops_free(d_qs), ops_free(d_ctx), ops_free(d_q);
     ops_free(d_out), ops_free(d_qa), ops_free(d_qs_a), ops_free(d_ctx_a), ops_free(d_pos), ops_free(d_ka);
     ops_free(d_va), ops_free(d_paged), ops_free(d_train), ops_free(d_qs_1), ops_free(d_dec);

@@ -1,5 +1,6 @@
 // Tests of the inference ops in kernels/ops.h against independent references written here:
-// - ops_kv_cache_write puts rows in their slots and touches nothing else;
+// - ops_kv_cache_write puts rows in their slots and touches nothing else (read back with
+//   ops_kv_cache_read, the cache layout being the backend's own);
 // - ops_paged_attention_forward equals double-precision causal attention computed from
 //   plain per-sequence key/value arrays (no cache), for decode rows and prefill chunks,
 //   GQA and MHA, shuffled block tables; a sequence's rows do not depend on the other rows;
@@ -92,46 +93,60 @@ static void attention_case(const AttnCase *c) {
     }
     assert_true(next_block <= c->n_blocks);
     const int N = qs[S];
-    // Per-sequence keys / values of every position, the cache holding the prefix ones.
+    // Per-sequence keys / values of every position: the prefix ones are written to the cache
+    // first (as earlier steps would), then this call's rows.
     float **K = malloc((size_t)S * sizeof(float *)), **V = malloc((size_t)S * sizeof(float *));
-    float *k_cache = randn(n_slots * kv_dim, 1.0f), *v_cache = randn(n_slots * kv_dim, 1.0f);  // garbage elsewhere
+    int n_prefix = 0;
+    for (int s = 0; s < S; s++) n_prefix += c->ctx[s] - c->n_q[s];
+    float *k_pre = malloc((size_t)(n_prefix + 1) * kv_dim * sizeof(float));
+    float *v_pre = malloc((size_t)(n_prefix + 1) * kv_dim * sizeof(float));
+    int32_t *pre_slots = malloc((size_t)(n_prefix + 1) * sizeof(int32_t));
     float *k_new = malloc((size_t)N * kv_dim * sizeof(float)), *v_new = malloc((size_t)N * kv_dim * sizeof(float));
     int32_t *slots = malloc((size_t)N * sizeof(int32_t));
+    int pi = 0;
     for (int s = 0; s < S; s++) {
         K[s] = randn((size_t)c->ctx[s] * kv_dim, 1.0f);
         V[s] = randn((size_t)c->ctx[s] * kv_dim, 1.0f);
         for (int p = 0; p < c->ctx[s]; p++) {
             const int32_t slot = tables[s * c->max_blocks + p / c->bs] * c->bs + p % c->bs;
             const int j = p - (c->ctx[s] - c->n_q[s]);
-            if (j < 0) {  // prefix: already cached
-                memcpy(k_cache + (size_t)slot * kv_dim, K[s] + (size_t)p * kv_dim, kv_dim * sizeof(float));
-                memcpy(v_cache + (size_t)slot * kv_dim, V[s] + (size_t)p * kv_dim, kv_dim * sizeof(float));
-            } else {  // new row
-                const int row = qs[s] + j;
-                memcpy(k_new + (size_t)row * kv_dim, K[s] + (size_t)p * kv_dim, kv_dim * sizeof(float));
-                memcpy(v_new + (size_t)row * kv_dim, V[s] + (size_t)p * kv_dim, kv_dim * sizeof(float));
-                slots[row] = slot;
-            }
+            const int row = j < 0 ? pi++ : qs[s] + j;
+            memcpy((j < 0 ? k_pre : k_new) + (size_t)row * kv_dim, K[s] + (size_t)p * kv_dim, kv_dim * sizeof(float));
+            memcpy((j < 0 ? v_pre : v_new) + (size_t)row * kv_dim, V[s] + (size_t)p * kv_dim, kv_dim * sizeof(float));
+            (j < 0 ? pre_slots : slots)[row] = slot;
         }
     }
     float *q = randn((size_t)N * q_dim, 1.0f);
-    float *d_k = dev(k_cache, n_slots * kv_dim * 4), *d_v = dev(v_cache, n_slots * kv_dim * 4);
+    float *d_k = ops_alloc(n_slots * kv_dim * 4), *d_v = ops_alloc(n_slots * kv_dim * 4);
+    float *d_kp = dev(k_pre, (size_t)n_prefix * kv_dim * 4), *d_vp = dev(v_pre, (size_t)n_prefix * kv_dim * 4);
+    int32_t *d_pslots = dev(pre_slots, (size_t)n_prefix * 4);
     float *d_kn = dev(k_new, (size_t)N * kv_dim * 4), *d_vn = dev(v_new, (size_t)N * kv_dim * 4);
     int32_t *d_slots = dev(slots, (size_t)N * 4), *d_tables = dev(tables, (size_t)S * c->max_blocks * 4);
     int32_t *d_qs = dev(qs, (size_t)(S + 1) * 4), *d_ctx = dev(ctx, (size_t)S * 4);
     float *d_q = dev(q, (size_t)N * q_dim * 4), *d_out = ops_alloc((size_t)N * q_dim * 4);
+    ops_kv_cache_write(d_k, d_v, d_kp, d_vp, d_pslots, n_prefix, c->KVH, c->hd, c->bs);
+    ops_kv_cache_write(d_k, d_v, d_kn, d_vn, d_slots, N, c->KVH, c->hd, c->bs);
 
-    // The write: new rows land in their slots, every other slot keeps its value.
-    ops_kv_cache_write(d_k, d_v, d_kn, d_vn, d_slots, N, kv_dim);
-    float *k_after = malloc(n_slots * kv_dim * sizeof(float)), *v_after = malloc(n_slots * kv_dim * sizeof(float));
-    ops_copy_to_host(k_after, d_k, n_slots * kv_dim * 4);
-    ops_copy_to_host(v_after, d_v, n_slots * kv_dim * 4);
-    for (int r = 0; r < N; r++) {
-        memcpy(k_cache + (size_t)slots[r] * kv_dim, k_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
-        memcpy(v_cache + (size_t)slots[r] * kv_dim, v_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
+    // Reading every slot back: the written rows, and zeros (the fresh cache) everywhere else.
+    float *want_k = calloc(n_slots * kv_dim, sizeof(float)), *want_v = calloc(n_slots * kv_dim, sizeof(float));
+    for (int r = 0; r < n_prefix; r++) {
+        memcpy(want_k + (size_t)pre_slots[r] * kv_dim, k_pre + (size_t)r * kv_dim, kv_dim * sizeof(float));
+        memcpy(want_v + (size_t)pre_slots[r] * kv_dim, v_pre + (size_t)r * kv_dim, kv_dim * sizeof(float));
     }
-    assert_memory_equal(k_after, k_cache, n_slots * kv_dim * sizeof(float));
-    assert_memory_equal(v_after, v_cache, n_slots * kv_dim * sizeof(float));
+    for (int r = 0; r < N; r++) {
+        memcpy(want_k + (size_t)slots[r] * kv_dim, k_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
+        memcpy(want_v + (size_t)slots[r] * kv_dim, v_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
+    }
+    int32_t *all_slots = malloc(n_slots * sizeof(int32_t));
+    for (size_t i = 0; i < n_slots; i++) all_slots[i] = (int32_t)i;
+    int32_t *d_all = dev(all_slots, n_slots * 4);
+    float *d_rk = ops_alloc(n_slots * kv_dim * 4), *d_rv = ops_alloc(n_slots * kv_dim * 4);
+    ops_kv_cache_read(d_rk, d_rv, d_k, d_v, d_all, (int)n_slots, c->KVH, c->hd, c->bs);
+    float *k_after = malloc(n_slots * kv_dim * sizeof(float)), *v_after = malloc(n_slots * kv_dim * sizeof(float));
+    ops_copy_to_host(k_after, d_rk, n_slots * kv_dim * 4);
+    ops_copy_to_host(v_after, d_rv, n_slots * kv_dim * 4);
+    assert_memory_equal(k_after, want_k, n_slots * kv_dim * sizeof(float));
+    assert_memory_equal(v_after, want_v, n_slots * kv_dim * sizeof(float));
 
     ops_paged_attention_forward(d_out, d_q, d_k, d_v, d_tables, d_qs, d_ctx, S, c->max_blocks, c->bs, c->H, c->KVH,
                                 c->hd);
@@ -160,9 +175,11 @@ static void attention_case(const AttnCase *c) {
     assert_memory_equal(alone, out, (size_t)N * q_dim * sizeof(float));
 
     for (int s = 0; s < S; s++) free(K[s]), free(V[s]);
-    free(K), free(V), free(perm), free(tables), free(qs), free(ctx), free(k_cache), free(v_cache), free(k_new);
-    free(v_new), free(slots), free(q), free(k_after), free(v_after), free(out), free(want), free(row), free(alone);
-    void *d[] = {d_k, d_v, d_kn, d_vn, d_slots, d_tables, d_qs, d_ctx, d_q, d_out};
+    free(K), free(V), free(perm), free(tables), free(qs), free(ctx), free(k_pre), free(v_pre), free(pre_slots);
+    free(k_new), free(v_new), free(slots), free(q), free(want_k), free(want_v), free(all_slots), free(k_after);
+    free(v_after), free(out), free(want), free(row), free(alone);
+    void *d[] = {d_k, d_v, d_kp, d_vp, d_pslots, d_kn, d_vn, d_slots, d_tables, d_qs, d_ctx, d_q, d_out, d_all, d_rk,
+                 d_rv};
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) ops_free(d[i]);
 }
 
