@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/log.h"
 #include "io/h5util.h"
 #include "ops.h"
@@ -237,10 +238,7 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
                      size_t path_size, ErrorBuf *err) {
     char dir[CFG_STR_MAX + 32], tmp[CFG_STR_MAX + 64], final[CFG_STR_MAX + 64];
     snprintf(dir, sizeof dir, "%s/checkpoints", out_dir);
-    if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
-        return error_set(err, "cannot create the output directory %s: %s", out_dir, strerror(errno));
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return error_set(err, "cannot create the checkpoint directory %s: %s", dir, strerror(errno));
+    if (make_dirs(dir, err) != 0) return -1;
     checkpoint_name(tmp, sizeof tmp, out_dir, st->step, ".tmp");
     checkpoint_name(final, sizeof final, out_dir, st->step, "");
     // The file is built in memory (HDF5's core driver) and written out by write_all: a full disk

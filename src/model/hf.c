@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "core/json.h"
 #include "model/safetensors.h"
 
@@ -370,7 +371,7 @@ static void fetch_tensor(void *vctx, int i, float *out) {
 }
 
 int hf_save(const Model *m, const char *dir, ErrorBuf *err) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return error_set(err, "cannot create directory %s", dir);
+    if (make_dirs(dir, err) != 0) return -1;
     if (write_config(m, dir, err) != 0) return -1;
     const int n = m->n_tensors;
     const char **names = xcalloc((size_t)n, sizeof(char *));

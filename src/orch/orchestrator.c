@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "comm/mpi_check.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "orch/advantage.h"
@@ -600,7 +601,9 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->det_marked = -1;
     if (resume_path[0]) load_resume_state(o, resume_path);
 
-    mkdir(cfg->run.output_dir, 0755);
+    ErrorBuf dir_err;
+    if (make_dirs(cfg->run.output_dir, &dir_err) != 0)
+        FATAL("set run.output_dir to a directory this job may create and write", "run.output_dir: %s", dir_err.msg);
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->run.output_dir);
     int n_step, n_eval;

@@ -3,15 +3,15 @@
 # text), and the errors a user meets with them.
 . tests/integration/lib.sh
 CFG=inputs/test_reverse.cfg
-run=$TMP_ROOT/sft
+run=$TMP_ROOT/new/sft  # run.output_dir with a missing parent: created like mkdir -p
 
-if job 3 sft $CFG --set run.output_dir="$run" --set sft.steps=120 >"$run.log" 2>&1 &&
-    grep -q "^eval reward: " "$run.log" && [ -f "$run/checkpoints/step_000000.h5" ]; then
-    ok "sft: the warm-up runs alone, is evaluated and checkpointed"
+if job 3 sft $CFG --set run.output_dir="$run" --set sft.steps=120 >"$TMP_ROOT/sft.log" 2>&1 &&
+    grep -q "^eval reward: " "$TMP_ROOT/sft.log" && [ -f "$run/checkpoints/step_000000.h5" ] && [ -f "$run/metrics.h5" ]; then
+    ok "sft: the warm-up runs alone, is evaluated and checkpointed (output directory made with its parents)"
 else
-    not_ok "sft: the warm-up runs alone, is evaluated and checkpointed" "$(tail -3 "$run.log")"
+    not_ok "sft: the warm-up runs alone, is evaluated and checkpointed" "$(tail -3 "$TMP_ROOT/sft.log")"
 fi
-sft_reward=$(sed -n 's/^eval reward: //p' "$run.log")
+sft_reward=$(sed -n 's/^eval reward: //p' "$TMP_ROOT/sft.log")
 
 if job 3 eval $CFG --set run.output_dir="$run" --set checkpoint.resume=latest >"$run.eval.log" 2>&1; then
     eval_reward=$(sed -n 's/^eval reward: //p' "$run.eval.log")
@@ -38,6 +38,12 @@ fi
 job 3 sft $CFG --set run.output_dir="$TMP_ROOT/x" --set sft.steps=0 >"$TMP_ROOT/x.log" 2>&1
 [ $? != 0 ] && grep -q "asyncrl sft needs sft.steps > 0" "$TMP_ROOT/x.log" && ok "sft without steps is a clear error" ||
     not_ok "sft without steps is a clear error" "$(tail -2 "$TMP_ROOT/x.log")"
+: >"$TMP_ROOT/afile"
+job 3 rl $CFG --set run.output_dir="$TMP_ROOT/afile/run" >"$TMP_ROOT/afile.log" 2>&1
+rc=$?
+[ "$rc" != 0 ] && grep -q "run.output_dir: cannot create directory $TMP_ROOT/afile/run" "$TMP_ROOT/afile.log" &&
+    ok "an output directory that cannot be created is a clear error (exit $rc)" ||
+    not_ok "an output directory that cannot be created is a clear error" "exit $rc" "$(grep error "$TMP_ROOT/afile.log")"
 job 4 rl $CFG --set run.output_dir="$TMP_ROOT/y" >"$TMP_ROOT/y.log" 2>&1
 rc=$?
 [ "$rc" = 2 ] && grep -q "the job has 4 ranks but the config asks for 3" "$TMP_ROOT/y.log" && grep -q "mpirun -np 3" "$TMP_ROOT/y.log" &&

@@ -1,0 +1,28 @@
+// Filesystem helpers: mkdir -p.
+#include "core/files.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/config_types.h"
+
+int make_dirs(const char *path, ErrorBuf *err) {
+    char buf[CFG_STR_MAX + 64];
+    const size_t n = strlen(path);
+    if (n == 0) return error_set(err, "empty directory name");
+    if (n >= sizeof buf) return error_set(err, "directory name too long (%zu characters): %.60s...", n, path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        const char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return error_set(err, "cannot create directory %s: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) return error_set(err, "cannot use directory %s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return error_set(err, "%s exists and is not a directory", path);
+    return 0;
+}
