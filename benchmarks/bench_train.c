@@ -1,7 +1,8 @@
 // Training-step throughput of the CPU model: forward + backward + clipped AdamW over packed
 // rows (one sample of seq_len tokens per row, as the PyTorch twin bench_train_torch.py does),
-// for a named llama2.c shape. Prints one line: "asyncrl SHAPE TOKENS_PER_STEP TOKENS_PER_S
-// MS_PER_STEP" plus a per-phase breakdown on stderr.
+// for a named llama2.c shape. Each step is timed alone and the median step counts (robust to
+// other jobs on a shared machine). Prints one line: "asyncrl SHAPE TOKENS_PER_STEP
+// TOKENS_PER_S MS_PER_STEP" plus a per-phase breakdown (means) on stderr.
 //
 //   bench_train SHAPE [rows] [seq_len] [steps] [threads]
 //   SHAPE: stories260K (dim 64, 5 layers, 8 heads, 4 kv heads, hidden 172, vocab 512)
@@ -31,6 +32,11 @@ static int shape(const char *name, ModelConfig *c) {
         return -1;
     }
     return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv) {
@@ -76,7 +82,8 @@ int main(int argc, char **argv) {
         targets[i] = positions[i] == seq - 1 ? -1 : tokens[i + 1];
         d_logp[i] = -1.0f / n;  // mean negative log-likelihood
     }
-    double t_fwd = 0, t_bwd = 0, t_opt = 0, t_total = 0;
+    double t_fwd = 0, t_bwd = 0, t_opt = 0;
+    double *step_time = malloc(sizeof(double) * (size_t)steps);
     const int warmup = 2;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = omp_get_wtime();
@@ -90,14 +97,17 @@ int main(int argc, char **argv) {
         double t2 = omp_get_wtime();
         optimizer_step(opt, m);
         double t3 = omp_get_wtime();
-        if (s >= warmup) t_fwd += t1 - t0, t_bwd += t2 - t1, t_opt += t3 - t2, t_total += t3 - t0;
+        if (s >= warmup) t_fwd += t1 - t0, t_bwd += t2 - t1, t_opt += t3 - t2, step_time[s - warmup] = t3 - t0;
     }
     double loss = 0;
     for (int i = 0; i < n; i++) loss -= targets[i] >= 0 ? logp[i] : 0;
     fprintf(stderr, "asyncrl %s: %d x %d tokens, %d threads: forward %.1f ms, backward %.1f ms, optimizer %.1f ms "
                     "per step (loss %.3f)\n", argv[1], rows, seq, threads, 1e3 * t_fwd / steps, 1e3 * t_bwd / steps,
             1e3 * t_opt / steps, loss / (n - rows));
-    printf("asyncrl %s %d %.1f %.2f\n", argv[1], n, n * steps / t_total, 1e3 * t_total / steps);
+    qsort(step_time, (size_t)steps, sizeof(double), cmp_double);
+    const double median = step_time[steps / 2];
+    printf("asyncrl %s %d %.1f %.2f\n", argv[1], n, n / median, 1e3 * median);
+    free(step_time);
     free(tokens), free(positions), free(targets), free(logp), free(entropy), free(d_logp);
     optimizer_free(opt);
     model_free(m);

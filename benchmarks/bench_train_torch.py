@@ -7,7 +7,8 @@ AdamW (weight decay on matrices only), zero_grad.
 
     bench_train_torch.py SHAPE [rows] [seq_len] [steps] [threads]
 
-Prints "torch SHAPE TOKENS_PER_STEP TOKENS_PER_S MS_PER_STEP" like bench_train.
+Each step is timed alone and the median step counts, as in bench_train. Prints
+"torch SHAPE TOKENS_PER_STEP TOKENS_PER_S MS_PER_STEP" like bench_train.
 """
 import sys
 import time
@@ -45,7 +46,7 @@ def main():
     mask = (targets >= 0).float()
     n = rows * seq
     warmup = 2
-    total = 0.0
+    times = []
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         logits = model(input_ids=tokens).logits
@@ -60,8 +61,9 @@ def main():
         opt.zero_grad(set_to_none=False)
         del entropy
         if step >= warmup:
-            total += time.perf_counter() - t0
-    print(f"torch {name} {n} {n * steps / total:.1f} {1e3 * total / steps:.2f}")
+            times.append(time.perf_counter() - t0)
+    median = sorted(times)[len(times) // 2]
+    print(f"torch {name} {n} {n / median:.1f} {1e3 * median:.2f}")
     print(f"torch {name}: {rows} x {seq} tokens, {threads} threads, {torch.__version__}, attention "
           f"{model.config._attn_implementation}", file=sys.stderr)
 

@@ -26,9 +26,9 @@ machine() {
 # The larger of two numbers (either may be empty).
 best() { awk -v a="${1:-0}" -v b="${2:-0}" 'BEGIN { print (a + 0 > b + 0) ? a : b }'; }
 
-# Step: training throughput (tokens/s of forward + backward + clipped AdamW on packed rows),
-# asyncrl and the same step in PyTorch (transformers' LlamaForCausalLM) at the same thread
-# count, run alternately REPEATS times, best of each kept.
+# Step: training throughput (tokens/s of forward + backward + clipped AdamW on packed rows,
+# median step of each run), asyncrl and the same step in PyTorch (transformers'
+# LlamaForCausalLM) at the same thread count, run alternately REPEATS times, best of each kept.
 train_step() {  # SHAPE ROWS SEQ STEPS
     ours=0; torch=0
     i=0
@@ -49,12 +49,12 @@ report() {
     echo "## $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     echo
     echo "Machine: $(machine). Load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Command: \`make bench\` (sh benchmarks/run.sh $BUILD), $THREADS threads, best of $REPEATS alternating runs."
+    echo "Command: \`make bench\` (sh benchmarks/run.sh $BUILD), $THREADS threads, training: median step of each run, best of $REPEATS alternating runs."
     echo
     echo "| benchmark | asyncrl tokens/s | PyTorch tokens/s | asyncrl / PyTorch |"
     echo "|---|---|---|---|"
     # --- the steps ---
-    train_step stories260K 4 512 5
+    train_step stories260K 4 512 7
     train_step stories15M 8 256 5
     sh benchmarks/bench_decode.sh "$BUILD" "$THREADS" "$REPEATS" || echo "| decode | failed | | |"
     # --- end of steps ---
