@@ -215,6 +215,7 @@ static int generate(const GenerateArgs *a, Model *m, const Tokenizer *tok, Error
     }
     const double end = now_seconds();
     printf("\n");
+    fflush(stdout);  // the text before the tok/s lines on stderr, also when both go to one pipe
     int rc = 0;
     if (n_done > 0 && done[0].finish == FINISH_REJECTED) rc = error_set(err, "%s", done[0].reason);
     if (rc == 0 && shown > 0) {
