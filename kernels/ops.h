@@ -33,9 +33,12 @@ const char *ops_backend_name(void);  // "cpu" or "cuda"
 int ops_num_threads(void);
 void ops_synchronize(void);  // waits until every queued op has finished (CPU: nothing to do)
 
-// A parameter buffer's contents changed (loaded, optimizer step, weight broadcast). A backend
-// that keeps reduced-precision copies of weights (bf16 on CUDA) refreshes them here; the CPU
-// backend does nothing. params: device, n floats.
+// Registers a parameter buffer whose contents changed (loaded, optimizer step, weight
+// broadcast). Backends keep derived copies of the weights in it and refresh them before their
+// next use: CUDA a bf16 shadow of the last registered buffer, the CPU backend copies packed
+// for decode-sized matmuls (kernels/cpu/packed_matmul.c). Writes by ops (copies, zero, add,
+// scale, AdamW, collectives) into a registered buffer are noticed too; writes by other means
+// need this call again. params: device, n floats.
 void ops_params_updated(const float *params, size_t n);
 
 // ---------------------------------------------------------------------------------------

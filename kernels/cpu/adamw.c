@@ -54,4 +54,5 @@ void ops_adamw(float *params, const float *grads, float *m, float *v, size_t n, 
         if (avx2) adamw_avx2(params + b, grads + b, m + b, v + b, e - b, c);
         else adamw_base(params + b, grads + b, m + b, v + b, e - b, c);
     }
+    cpu_note_write(params, n * sizeof(float));
 }

@@ -7,6 +7,7 @@
 
 #include "collective.h"
 #include "core/error.h"
+#include "cpu/cpu.h"
 
 #define BCAST_MAX_CHUNKS 64
 #define CHUNK ((size_t)1 << 30)
@@ -15,6 +16,8 @@ struct DeviceComm {
     MPI_Comm comm;
     MPI_Request bcast[BCAST_MAX_CHUNKS];  // the broadcast in flight, one request per chunk
     int n_bcast;                          // 0 when none is in flight
+    float *bcast_buf;                     // its buffer (n floats): written when it completes
+    size_t bcast_n;
 };
 
 DeviceComm *devcomm_create(MPI_Comm comm) {
@@ -53,6 +56,7 @@ void devcomm_allreduce_sum(DeviceComm *dc, float *buf, size_t n) {
             FATAL("a trainer rank may have died", "MPI_Iallreduce of %zu floats failed", count);
         wait_sleeping(&request, "the gradient all-reduce");
     }
+    cpu_note_write(buf, n * sizeof(float));
 }
 
 int devcomm_direct_broadcast(const DeviceComm *dc) {
@@ -70,6 +74,8 @@ void devcomm_bcast_start(DeviceComm *dc, float *buf, size_t n) {
             FATAL("a rank may have died", "MPI_Ibcast of %zu floats failed", count);
         dc->n_bcast++;
     }
+    dc->bcast_buf = buf, dc->bcast_n = n;
+    cpu_note_write(buf, n * sizeof(float));
 }
 
 int devcomm_bcast_test(DeviceComm *dc) {
@@ -77,6 +83,9 @@ int devcomm_bcast_test(DeviceComm *dc) {
     int done = 0;
     if (MPI_Testall(dc->n_bcast, dc->bcast, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         FATAL("a rank may have died", "MPI_Testall failed in the weight broadcast");
-    if (done) dc->n_bcast = 0;
+    if (done) {
+        dc->n_bcast = 0;
+        cpu_note_write(dc->bcast_buf, dc->bcast_n * sizeof(float));  // (the root's buffer is unchanged: harmless)
+    }
     return done;
 }

@@ -24,6 +24,26 @@ void cpu_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const
 // the product itself; sgemv streams A once.)
 void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *x, float beta, float *y);
 
+// Decode-sized GEMMs against packed weights (packed_matmul.c). A weight lying in a parameter
+// buffer registered by ops_params_updated gets a copy packed in panels of 16 output rows,
+// repacked after each update of its buffer; cpu_packed_weight returns it (NULL for any other
+// pointer) and sets *needs_packing when the copy is stale: the caller must then pack every
+// panel (cpu_packed_pack, split among threads) before multiplying.
+typedef struct CpuPackedWeight CpuPackedWeight;
+void cpu_packed_params_updated(const float *params, size_t n);
+void cpu_packed_forget(const void *ptr);  // ptr was freed: forget it if it was a registered buffer
+// [ptr, ptr + bytes) was written by an op (copy, zero, add, scale, AdamW, a collective): packed
+// copies of weights in a registered buffer it overlaps are stale (as the CUDA backend's bf16
+// shadow, so the two backends keep one contract).
+void cpu_note_write(const void *ptr, size_t bytes);
+CpuPackedWeight *cpu_packed_weight(const float *weight, int rows, int cols, int *needs_packing);
+int cpu_packed_panels(const CpuPackedWeight *pw);
+void cpu_packed_pack(CpuPackedWeight *pw, int panel_begin, int panel_end);
+// out[:, panels] (N, O) (+)= in (N, I) @ W[panels]^T for the output columns of panels
+// [panel_begin, panel_end); one thread.
+void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin, int panel_end,
+                     int accumulate);
+
 // The share [*begin, *end) of n items that thread `thread` of `threads` works on.
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_AVX2 __attribute__((target("avx2,fma")))

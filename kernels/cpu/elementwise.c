@@ -10,11 +10,13 @@
 void ops_add(float *y, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static) if (cpu_parallel((double)n))
     for (size_t i = 0; i < n; i++) y[i] += x[i];
+    cpu_note_write(y, n * sizeof(float));
 }
 
 void ops_scale(float *x, float scale, size_t n) {
 #pragma omp parallel for simd schedule(static) if (cpu_parallel((double)n))
     for (size_t i = 0; i < n; i++) x[i] *= scale;
+    cpu_note_write(x, n * sizeof(float));
 }
 
 double ops_sum_squares(const float *x, size_t n) {

@@ -49,10 +49,7 @@ int ops_num_threads(void) { return omp_get_max_threads(); }
 
 void ops_synchronize(void) {}
 
-void ops_params_updated(const float *params, size_t n) {
-    (void)params;
-    (void)n;
-}
+void ops_params_updated(const float *params, size_t n) { cpu_packed_params_updated(params, n); }
 
 void *ops_alloc(size_t bytes) {
     size_t rounded = (bytes + 63) / 64 * 64;
@@ -65,10 +62,15 @@ void *ops_alloc(size_t bytes) {
     return p;
 }
 
-void ops_free(void *ptr) { free(ptr); }
+void ops_free(void *ptr) {
+    if (!ptr) return;
+    cpu_packed_forget(ptr);
+    free(ptr);
+}
 
 void ops_copy_to_device(void *dst, const void *src_host, size_t bytes) {
     if (bytes) memcpy(dst, src_host, bytes);
+    cpu_note_write(dst, bytes);
 }
 
 void ops_copy_to_host(void *dst_host, const void *src, size_t bytes) {
@@ -77,10 +79,12 @@ void ops_copy_to_host(void *dst_host, const void *src, size_t bytes) {
 
 void ops_copy(void *dst, const void *src, size_t bytes) {
     if (bytes && dst != src) memmove(dst, src, bytes);
+    cpu_note_write(dst, bytes);
 }
 
 void ops_zero(void *ptr, size_t bytes) {
     if (bytes) memset(ptr, 0, bytes);
+    cpu_note_write(ptr, bytes);
 }
 
 #ifndef ASYNCRL_NO_BLAS

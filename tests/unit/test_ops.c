@@ -166,6 +166,63 @@ static void test_matmul(void **state) {
     matmul_case(5, 7, 3, 1);     // tiny output: d_weight split by columns
 }
 
+// Weights inside a parameter buffer registered with ops_params_updated: the CPU backend
+// multiplies decode-sized inputs by a packed copy, which must follow every update of the
+// buffer, give each row the same bits whatever the other rows, and match the reference.
+static void packed_case(float *d_buf, size_t offset, int n, int I, int O, int with_bias) {
+    float *w = host(d_buf + offset, (size_t)O * I);
+    float *in = randn((size_t)n * I, 1), *b = randn(O, 1), *prev = randn((size_t)n * O, 1);
+    float *d_in = dev(in, (size_t)n * I * 4), *d_b = dev(b, (size_t)O * 4), *d_out = dev(prev, (size_t)n * O * 4);
+    double *din = to_double(in, (size_t)n * I), *dw = to_double(w, (size_t)O * I), *db = to_double(b, O);
+    double *ref = malloc((size_t)n * O * sizeof(double));
+    ref_matmul(ref, din, dw, with_bias ? db : NULL, n, I, O);
+    float *ref_f = malloc((size_t)n * O * sizeof(float)), *ref_acc = malloc((size_t)n * O * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * O; i++) ref_f[i] = (float)ref[i], ref_acc[i] = (float)(ref[i] + prev[i]);
+    ops_matmul_forward(d_out, d_in, d_buf + offset, with_bias ? d_b : NULL, n, I, O, 1);
+    float *got = host(d_out, (size_t)n * O);
+    test_assert_close("packed matmul forward (accumulate)", got, ref_acc, (size_t)n * O, 1e-4, 1e-4);
+    free(got);
+    ops_matmul_forward(d_out, d_in, d_buf + offset, with_bias ? d_b : NULL, n, I, O, 0);
+    got = host(d_out, (size_t)n * O);
+    test_assert_close("packed matmul forward", got, ref_f, (size_t)n * O, 1e-4, 1e-4);
+    // Row by row alone: the same bits as in the batch.
+    float *d_one = ops_alloc((size_t)O * 4);
+    for (int i = 0; i < n; i += n / 3 + 1) {
+        ops_matmul_forward(d_one, d_in + (size_t)i * I, d_buf + offset, with_bias ? d_b : NULL, 1, I, O, 0);
+        float *one = host(d_one, O);
+        assert_memory_equal(one, got + (size_t)i * O, (size_t)O * sizeof(float));
+        free(one);
+    }
+    free(got), free(w), free(in), free(b), free(prev), free(din), free(dw), free(db), free(ref), free(ref_f);
+    free(ref_acc);
+    ops_free(d_in), ops_free(d_b), ops_free(d_out), ops_free(d_one);
+}
+
+static void test_matmul_packed(void **state) {
+    (void)state;
+    const int I1 = 24, O1 = 37, I2 = 64, O2 = 48;
+    const size_t off2 = (size_t)O1 * I1 + 3, total = off2 + (size_t)O2 * I2 + 5;
+    for (int round = 0; round < 2; round++) {  // the second round: a freed buffer, a new one
+        float *buf = randn(total, 0.5f);
+        float *d_buf = dev(buf, total * 4);
+        ops_params_updated(d_buf, total);
+        const int ns[] = {1, 2, 5, 6, 7, 13, 64, 200};
+        for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+            packed_case(d_buf, 0, ns[k], I1, O1, (int)(k % 2));
+            packed_case(d_buf, off2, ns[k], I2, O2, (int)(k % 2 == 0));
+        }
+        // An update of the buffer (as an optimizer step or a weight swap makes): the next
+        // products use the new weights.
+        float *fresh = randn(total, 0.5f);
+        ops_copy_to_device(d_buf, fresh, total * 4);
+        ops_params_updated(d_buf, total);
+        packed_case(d_buf, 0, 9, I1, O1, 1);
+        packed_case(d_buf, off2, 64, I2, O2, 0);
+        free(buf), free(fresh);
+        ops_free(d_buf);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // rmsnorm
 
@@ -641,7 +698,8 @@ static void test_adamw(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),     cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_packed),
+        cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_packed_isolation),
         cmocka_unit_test(test_swiglu),     cmocka_unit_test(test_embedding),

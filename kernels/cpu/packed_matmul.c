@@ -1,0 +1,210 @@
+// Decode-sized GEMMs against weights packed once per parameter update.
+//
+// With few rows (the decode of up to a few hundred sequences) a linear layer is
+// out (N, O) = in (N, I) @ W^T with W (O, I) far larger than the input. OpenBLAS packs the
+// part of W it reads on every call, which at 64 rows costs a fifth of a decode step, and
+// first zeroes the output in a separate pass. Here W is packed once, after each change of the
+// parameter buffer it lies in (ops_params_updated), into panels of PANEL output rows,
+// Wp (ceil(O / PANEL), I, PANEL): panel p holds W[p*PANEL + j][k] at (p * I + k) * PANEL + j,
+// zero past the last row. A micro-kernel keeps MR x PANEL sums in registers: for each k it
+// reads PANEL packed weights and broadcasts MR inputs. Every output sums over k in order
+// whatever the rows next to it, so a row's result does not depend on the batch.
+//
+// Only weights inside a registered parameter buffer are packed (any other pointer returns
+// NULL and the caller uses BLAS). The packed copies cost as much memory again as the weights
+// that decode reads; they are made lazily, by the first call that needs them after an update,
+// each thread packing the panels it then multiplies.
+#pragma GCC optimize("fp-contract=fast")
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "cpu/cpu.h"
+#include "ops.h"
+
+#define PANEL 16  // output columns per panel: two vectors of 8 floats
+#define MR 6      // input rows per micro-kernel call
+#define MAX_BUFFERS 64
+
+typedef float v8 __attribute__((vector_size(32)));
+
+struct CpuPackedWeight {
+    const float *weight;  // (rows, cols) in a registered parameter buffer
+    int rows, cols;
+    float *packed;        // (ceil(rows / PANEL), cols, PANEL)
+    unsigned long stamp;  // the buffer's update count when packed (0: never)
+};
+
+// Registered parameter buffers and how many times each was updated.
+static struct {
+    const float *base;
+    size_t n;
+    unsigned long updates;
+} g_buffers[MAX_BUFFERS];
+static int g_n_buffers;
+static CpuPackedWeight *g_weights;
+static int g_n_weights, g_cap_weights;
+
+// Drops registered buffer b and the packed copies of its weights.
+static void forget_buffer(int b) {
+    const float *base = g_buffers[b].base, *end = base + g_buffers[b].n;
+    for (int w = 0; w < g_n_weights; w++)
+        if (g_weights[w].weight >= base && g_weights[w].weight < end) {
+            ops_free(g_weights[w].packed);
+            g_weights[w--] = g_weights[--g_n_weights];
+        }
+    g_buffers[b] = g_buffers[--g_n_buffers];
+}
+
+void cpu_packed_params_updated(const float *params, size_t n) {
+    for (int b = 0; b < g_n_buffers; b++)
+        if (g_buffers[b].base == params) {
+            if (g_buffers[b].n != n) {  // the same address for a buffer of another size: start afresh
+                forget_buffer(b);
+                break;
+            }
+            g_buffers[b].updates++;
+            return;
+        }
+    if (g_n_buffers == MAX_BUFFERS) forget_buffer(0);
+    g_buffers[g_n_buffers].base = params;
+    g_buffers[g_n_buffers].n = n;
+    g_buffers[g_n_buffers].updates = 1;
+    g_n_buffers++;
+}
+
+void cpu_packed_forget(const void *ptr) {
+    for (int b = 0; b < g_n_buffers; b++)
+        if (g_buffers[b].base == (const float *)ptr) {
+            forget_buffer(b);
+            return;
+        }
+}
+
+void cpu_note_write(const void *ptr, size_t bytes) {
+    const char *p = ptr;
+    for (int b = 0; b < g_n_buffers; b++) {
+        const char *base = (const char *)g_buffers[b].base, *end = base + g_buffers[b].n * sizeof(float);
+        if (p < end && p + bytes > base) g_buffers[b].updates++;
+    }
+}
+
+// The update count of the registered buffer holding all of W (rows, cols), 0 when none does.
+static unsigned long buffer_updates(const float *weight, int rows, int cols) {
+    for (int b = 0; b < g_n_buffers; b++) {
+        const float *base = g_buffers[b].base;
+        if (weight >= base && weight + (size_t)rows * cols <= base + g_buffers[b].n) return g_buffers[b].updates;
+    }
+    return 0;
+}
+
+CpuPackedWeight *cpu_packed_weight(const float *weight, int rows, int cols, int *needs_packing) {
+    const unsigned long updates = buffer_updates(weight, rows, cols);
+    if (updates == 0) return NULL;
+    CpuPackedWeight *pw = NULL;
+    for (int w = 0; w < g_n_weights && !pw; w++)
+        if (g_weights[w].weight == weight && g_weights[w].rows == rows && g_weights[w].cols == cols) pw = &g_weights[w];
+    if (!pw) {
+        if (g_n_weights == g_cap_weights) {
+            g_cap_weights = g_cap_weights ? 2 * g_cap_weights : 64;
+            g_weights = xrealloc(g_weights, sizeof *g_weights * (size_t)g_cap_weights);
+        }
+        pw = &g_weights[g_n_weights++];
+        const size_t panels = ((size_t)rows + PANEL - 1) / PANEL;
+        *pw = (CpuPackedWeight){.weight = weight, .rows = rows, .cols = cols, .stamp = 0,
+                                .packed = ops_alloc(panels * (size_t)cols * PANEL * sizeof(float))};
+    }
+    *needs_packing = pw->stamp != updates;
+    pw->stamp = updates;  // callers pack every panel before the result is used
+    return pw;
+}
+
+int cpu_packed_panels(const CpuPackedWeight *pw) { return (pw->rows + PANEL - 1) / PANEL; }
+
+void cpu_packed_pack(CpuPackedWeight *pw, int panel_begin, int panel_end) {
+    const int cols = pw->cols;
+    for (int p = panel_begin; p < panel_end; p++) {
+        float *dst = pw->packed + (size_t)p * cols * PANEL;
+        const int r0 = p * PANEL, nr = pw->rows - r0 < PANEL ? pw->rows - r0 : PANEL;
+        if (nr < PANEL) memset(dst, 0, sizeof(float) * (size_t)cols * PANEL);
+        for (int j = 0; j < nr; j++) {
+            const float *src = pw->weight + (size_t)(r0 + j) * cols;
+            for (int k = 0; k < cols; k++) dst[(size_t)k * PANEL + j] = src[k];
+        }
+    }
+}
+
+// c (mr, ncols) (+)= x (mr, K) @ panel^T, panel (K, PANEL) packed; mr <= MR a constant after
+// inlining so the sums stay in registers.
+static CPU_INLINE void micro_kernel(int mr, const float *x, size_t ldx, const float *panel, int K, float *c,
+                                    size_t ldc, int ncols, int accumulate) {
+    v8 lo[MR], hi[MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) lo[r] = (v8){0}, hi[r] = (v8){0};
+    for (int k = 0; k < K; k++) {
+        v8 w0, w1;  // (no function returns a vector: that would change the ABI between builds)
+        memcpy(&w0, panel + (size_t)k * PANEL, sizeof w0);
+        memcpy(&w1, panel + (size_t)k * PANEL + 8, sizeof w1);
+#pragma GCC unroll 6
+        for (int r = 0; r < mr; r++) {
+            const float xv = x[(size_t)r * ldx + k];
+            lo[r] += xv * w0;
+            hi[r] += xv * w1;
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < mr; r++) {
+        float *row = c + (size_t)r * ldc;
+        if (ncols == PANEL) {
+            v8 a = lo[r], b = hi[r];
+            if (accumulate) {
+                v8 c0, c1;
+                memcpy(&c0, row, sizeof c0);
+                memcpy(&c1, row + 8, sizeof c1);
+                a += c0, b += c1;
+            }
+            memcpy(row, &a, sizeof a);
+            memcpy(row + 8, &b, sizeof b);
+        } else {
+            for (int j = 0; j < ncols; j++) {
+                const float v = j < 8 ? lo[r][j] : hi[r][j - 8];
+                row[j] = accumulate ? row[j] + v : v;
+            }
+        }
+    }
+}
+
+static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin,
+                                   int panel_end, int accumulate) {
+    const int K = pw->cols, O = pw->rows;
+    for (int p = panel_begin; p < panel_end; p++) {
+        const float *panel = pw->packed + (size_t)p * K * PANEL;
+        const int c0 = p * PANEL, ncols = O - c0 < PANEL ? O - c0 : PANEL;
+        int i = 0;
+        for (; i + MR <= n; i += MR)
+            micro_kernel(MR, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate);
+        switch (n - i) {  // the last rows, each count its own specialised kernel
+            case 5: micro_kernel(5, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
+            case 4: micro_kernel(4, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
+            case 3: micro_kernel(3, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
+            case 2: micro_kernel(2, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
+            case 1: micro_kernel(1, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
+            default: break;
+        }
+    }
+}
+
+CPU_AVX2 static void packed_gemm_avx2(float *out, const float *in, const CpuPackedWeight *pw, int n, int pb, int pe,
+                                      int accumulate) {
+    packed_gemm(out, in, pw, n, pb, pe, accumulate);
+}
+static void packed_gemm_base(float *out, const float *in, const CpuPackedWeight *pw, int n, int pb, int pe,
+                             int accumulate) {
+    packed_gemm(out, in, pw, n, pb, pe, accumulate);
+}
+
+void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin, int panel_end,
+                     int accumulate) {
+    if (cpu_has_avx2()) packed_gemm_avx2(out, in, pw, n, panel_begin, panel_end, accumulate);
+    else packed_gemm_base(out, in, pw, n, panel_begin, panel_end, accumulate);
+}
