@@ -10,47 +10,36 @@
 // output the training attention gives for that row over the same keys and values.
 #include "cuda/attention_row.cuh"
 
-// This backend's cache layout is slot-major rows: k_cache, v_cache (n_slots, KVH*hd).
-__global__ void kv_cache_write_kernel(float *k_cache, float *v_cache, const float *k, const float *v,
-                                      const int32_t *slots, int n, int kv_dim) {
+// This backend's cache layout is slot-major rows: k_cache, v_cache (n_slots, KVH*hd). One
+// thread per element copies row i of k, v (N, kv_dim) to or from cache slot slots[i].
+__global__ void kv_cache_copy_kernel(float *k_cache, float *v_cache, float *k, float *v, const int32_t *slots, int n,
+                                     int kv_dim, int to_cache) {
     const size_t total = (size_t)n * kv_dim;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
         const size_t i = e / kv_dim, d = e % kv_dim;
-        const size_t dst = (size_t)slots[i] * kv_dim + d;
-        k_cache[dst] = k[e];
-        v_cache[dst] = v[e];
+        const size_t slot = (size_t)slots[i] * kv_dim + d;
+        if (to_cache) k_cache[slot] = k[e], v_cache[slot] = v[e];
+        else k[e] = k_cache[slot], v[e] = v_cache[slot];
     }
 }
 
-__global__ void kv_cache_read_kernel(float *k, float *v, const float *k_cache, const float *v_cache,
-                                     const int32_t *slots, int n, int kv_dim) {
+static void kv_cache_copy(float *k_cache, float *v_cache, float *k, float *v, const int32_t *slots, int n, int kv_dim,
+                          int to_cache) {
     const size_t total = (size_t)n * kv_dim;
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-        const size_t i = e / kv_dim, d = e % kv_dim;
-        const size_t src = (size_t)slots[i] * kv_dim + d;
-        k[e] = k_cache[src];
-        v[e] = v_cache[src];
-    }
+    if (n <= 0 || kv_dim <= 0) return;
+    kv_cache_copy_kernel<<<cuda_grid(total), CUDA_THREADS, 0, cuda_stream()>>>(k_cache, v_cache, k, v, slots, n, kv_dim,
+                                                                               to_cache);
+    CUDA_LAUNCH_CHECK("kv_cache_copy_kernel");
 }
 
 void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
                         int n_kv_heads, int head_dim, int block_size) {
-    const int kv_dim = n_kv_heads * head_dim;
-    const size_t total = (size_t)n * kv_dim;
-    if (n <= 0 || kv_dim <= 0) return;
-    kv_cache_write_kernel<<<cuda_grid(total), CUDA_THREADS, 0, cuda_stream()>>>(k_cache, v_cache, k, v, slots, n,
-                                                                                kv_dim);
-    CUDA_LAUNCH_CHECK("kv_cache_write_kernel");
+    kv_cache_copy(k_cache, v_cache, (float *)k, (float *)v, slots, n, n_kv_heads * head_dim, 1);  // k, v only read
 }
 
 void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
                        int n_kv_heads, int head_dim, int block_size) {
-    const int kv_dim = n_kv_heads * head_dim;
-    const size_t total = (size_t)n * kv_dim;
-    if (n <= 0 || kv_dim <= 0) return;
-    kv_cache_read_kernel<<<cuda_grid(total), CUDA_THREADS, 0, cuda_stream()>>>(k, v, k_cache, v_cache, slots, n,
-                                                                               kv_dim);
-    CUDA_LAUNCH_CHECK("kv_cache_read_kernel");
+    kv_cache_copy((float *)k_cache, (float *)v_cache, k, v, slots, n, n_kv_heads * head_dim, 0);  // caches only read
 }
 
 // Float offset of the key at position t of a sequence with block table `table`, kv head g.
