@@ -1,6 +1,6 @@
-// CUDA paged KV cache for inference: writing new key/value rows into their cache slots (one
-// thread per element), and causal grouped-query attention of new query rows (decode, or a
-// prefill chunk) against the cache, read through each sequence's block table.
+// CUDA paged KV cache for inference: writing new key/value rows into their cache slots and
+// reading them back (one thread per element), and causal grouped-query attention of new query
+// rows (decode, or a prefill chunk) against the cache, read through each sequence's block table.
 //
 // Attention: one warp per (query row, head), running attend_row (attention_row.cuh), the same
 // device code as the training attention, over keys t = 0 .. pos (pos = ctx - n_q + j for row j
