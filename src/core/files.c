@@ -1,7 +1,9 @@
-// Filesystem helpers: mkdir -p.
+// Filesystem helpers: mkdir -p, and reading a whole file.
 #include "core/files.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -25,4 +27,25 @@ int make_dirs(const char *path, ErrorBuf *err) {
     if (stat(path, &st) != 0) return error_set(err, "cannot use directory %s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return error_set(err, "%s exists and is not a directory", path);
     return 0;
+}
+
+char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return error_set(err, "cannot open %s: %s", path, strerror(errno)), NULL;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (unsigned long long)st.st_size > max_bytes) {
+        fclose(f);
+        return error_set(err, "%s is not a regular file of at most %zu bytes", path, max_bytes), NULL;
+    }
+    const size_t size = (size_t)st.st_size;
+    char *buf = xmalloc(size + 1);
+    const size_t got = fread(buf, 1, size, f);
+    fclose(f);
+    if (got != size) {
+        free(buf);
+        return error_set(err, "could not read %s (%zu of %zu bytes)", path, got, size), NULL;
+    }
+    buf[size] = '\0';
+    *len = size;
+    return buf;
 }

@@ -1,8 +1,15 @@
-// Filesystem helpers shared by the writers of run directories (metrics, checkpoints,
-// converted models).
+// Filesystem helpers: directories for run outputs (metrics, checkpoints, converted models)
+// and whole-file reads for the readers of small input files (JSONL data, JSON configs).
 #pragma once
+#include <stddef.h>
+
 #include "core/error.h"
 
 // Creates directory `path` and any missing parents (mkdir -p), mode 0755. An existing
 // directory is fine; -1 + err names the component that could not be created and why.
 int make_dirs(const char *path, ErrorBuf *err);
+
+// The whole of regular file `path`, NUL-terminated (*len bytes before the NUL), in a buffer
+// the caller frees. NULL + err (naming the file and why) when it cannot be opened, is not a
+// regular file, is larger than max_bytes, or cannot be read whole.
+char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *err);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -217,36 +218,11 @@ static int parse_problem(const char *path, int line, const char *text, size_t le
     return rc;
 }
 
-static char *read_whole_file(const char *path, size_t *len, ErrorBuf *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        error_set(err, "env.code.path: cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CODE_MAX_FILE_BYTES) {
-        fclose(f);
-        error_set(err, "env.code.path: %s is not a regular file of at most %lld bytes", path, CODE_MAX_FILE_BYTES);
-        return NULL;
-    }
-    size_t size = (size_t)st.st_size;
-    char *buf = xmalloc(size + 1);
-    size_t got = fread(buf, 1, size, f);
-    fclose(f);
-    if (got != size) {
-        free(buf);
-        error_set(err, "env.code.path: could not read %s (%zu of %zu bytes)", path, got, size);
-        return NULL;
-    }
-    buf[size] = '\0';
-    *len = size;
-    return buf;
-}
-
 static int load_problems(CodeState *s, const char *path, double eval_fraction, ErrorBuf *err) {
     size_t len;
-    char *buf = read_whole_file(path, &len, err);
-    if (!buf) return -1;
+    ErrorBuf ferr;
+    char *buf = file_read_all(path, CODE_MAX_FILE_BYTES, &len, &ferr);
+    if (!buf) return error_set(err, "env.code.path: %s", ferr.msg);
     int line = 0, cap = 0;
     size_t at = 0;
     while (at < len) {
@@ -262,7 +238,7 @@ static int load_problems(CodeState *s, const char *path, double eval_fraction, E
             cap = cap ? cap * 2 : 64;
             s->problems = xrealloc(s->problems, sizeof(CodeProblem) * (size_t)cap);
         }
-        int split;
+        int split = -1;
         if (parse_problem(path, line, start, n, &s->problems[s->n_problems], &split, err)) {
             free(buf);
             return -1;

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "env/builtin.h"
@@ -81,32 +82,6 @@ static void jsonl_destroy(Env *env) {
         free(j);
     }
     free(env);
-}
-
-static char *read_file(const char *path, size_t *len, ErrorBuf *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        error_set(err, "env.jsonl: cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > JSONL_MAX_FILE_BYTES) {
-        fclose(f);
-        error_set(err, "env.jsonl: %s is not a regular file of at most %lld bytes", path, JSONL_MAX_FILE_BYTES);
-        return NULL;
-    }
-    size_t size = (size_t)st.st_size;
-    char *buf = xmalloc(size + 1);
-    size_t got = fread(buf, 1, size, f);
-    fclose(f);
-    if (got != size) {
-        free(buf);
-        error_set(err, "env.jsonl: could not read %s (%zu of %zu bytes)", path, got, size);
-        return NULL;
-    }
-    buf[size] = '\0';
-    *len = size;
-    return buf;
 }
 
 // The first present member of two names; NULL when neither is there.
@@ -167,8 +142,9 @@ static int parse_line(const char *path, int line, const char *text, size_t len, 
 static int load_file(const char *path, int max_line, int numeric, Jsonl *j, int (*pick)(const char *, void *),
                      void *ctx, ErrorBuf *err) {
     size_t len;
-    char *buf = read_file(path, &len, err);
-    if (!buf) return -1;
+    ErrorBuf ferr;
+    char *buf = file_read_all(path, JSONL_MAX_FILE_BYTES, &len, &ferr);
+    if (!buf) return error_set(err, "env.jsonl: %s", ferr.msg);
     int line = 0;
     size_t at = 0;
     while (at < len) {
@@ -184,7 +160,7 @@ static int load_file(const char *path, int max_line, int numeric, Jsonl *j, int 
                              max_line);
         }
         if (text_trim(start, n).len == 0) continue;
-        char *prompt, *answer;
+        char *prompt = NULL, *answer = NULL;
         if (parse_line(path, line, start, n, numeric, &prompt, &answer, err)) {
             free(buf);
             return -1;

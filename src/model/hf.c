@@ -16,21 +16,9 @@
 #define MAX_JSON_FILE (64u << 20)
 
 static Json *read_json_file(const char *path, ErrorBuf *err) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return error_set(err, "cannot open %s", path), NULL;
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_JSON_FILE) {
-        fclose(fp);
-        return error_set(err, "%s is not a regular file below %u bytes", path, MAX_JSON_FILE), NULL;
-    }
-    size_t n = (size_t)st.st_size;
-    char *text = xmalloc(n + 1);
-    size_t got = fread(text, 1, n, fp);
-    fclose(fp);
-    if (got != n) {
-        free(text);
-        return error_set(err, "cannot read %s", path), NULL;
-    }
+    size_t n;
+    char *text = file_read_all(path, MAX_JSON_FILE, &n, err);
+    if (!text) return NULL;
     ErrorBuf jerr;
     Json *root = json_parse(text, n, &jerr);
     free(text);

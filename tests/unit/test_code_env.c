@@ -90,8 +90,12 @@ static void test_load_errors(void **state) {
     Config *cfg = make_config(missing);
     snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/bin/sh");
     assert_null(env_code_create(&cfg->env, 1, &err));
-    assert_non_null(strstr(err.msg, "cannot open"));
+    assert_non_null(strstr(err.msg, "env.code.path: cannot open"));
     assert_non_null(strstr(err.msg, "missing.jsonl"));
+    cfg = make_config(g_dir);  // a directory
+    snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/bin/sh");
+    assert_null(env_code_create(&cfg->env, 1, &err));
+    assert_non_null(strstr(err.msg, "is not a regular file"));
     cfg = make_config(PROBLEMS);  // a bad interpreter is found at creation, not at the first score
     snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/no/such/python3");
     assert_null(env_code_create(&cfg->env, 1, &err));
