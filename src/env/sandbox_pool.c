@@ -162,6 +162,23 @@ static void start_queued(SandboxPool *pool) {
     }
 }
 
+// Puts every running job's descriptors into fds from index `first` on (each job remembers
+// where its own lie); returns the count of fds in use and sets *next to the earliest deadline
+// (INFINITY when none).
+static int gather_pollfds(SandboxPool *pool, struct pollfd *fds, int first, double *next) {
+    int n = first;
+    *next = INFINITY;
+    for (int r = 0; r < pool->n_running; r++) {
+        Running *run = &pool->running[r];
+        run->first_fd = n;
+        run->n_fds = sandbox_job_pollfds(run->job, fds + n);
+        n += run->n_fds;
+        const double d = sandbox_job_deadline(run->job);
+        if (d < *next) *next = d;
+    }
+    return n;
+}
+
 static void *pool_main(void *arg) {
     SandboxPool *pool = arg;
     sigset_t all;
@@ -174,17 +191,9 @@ static void *pool_main(void *arg) {
         pthread_mutex_unlock(&pool->mu);
 
         // Finished already (a start that failed) or due now: step without waiting.
-        double now = sandbox_now(), next = INFINITY;
-        int n = 1;
+        double now = sandbox_now(), next;
         fds[0] = (struct pollfd){pool->wake[0], POLLIN, 0};
-        for (int r = 0; r < pool->n_running; r++) {
-            Running *run = &pool->running[r];
-            run->first_fd = n;
-            run->n_fds = sandbox_job_pollfds(run->job, fds + n);
-            n += run->n_fds;
-            double d = sandbox_job_deadline(run->job);
-            if (d < next) next = d;
-        }
+        const int n = gather_pollfds(pool, fds, 1, &next);
         double wait = next - now;
         int timeout_ms = isinf(next) ? -1 : wait <= 0 ? 0 : wait > 3600 ? 3600000 : (int)ceil(wait * 1000);
         int rc = poll(fds, (nfds_t)n, timeout_ms);
@@ -204,16 +213,8 @@ static void *pool_main(void *arg) {
     // Shutting down: stop what runs and wait for it to be cleaned up.
     for (int r = 0; r < pool->n_running; r++) sandbox_job_stop(pool->running[r].job, SANDBOX_SETUP_ERROR, sandbox_now());
     while (pool->n_running > 0) {
-        int n = 0;
-        double now = sandbox_now(), next = INFINITY;
-        for (int r = 0; r < pool->n_running; r++) {
-            Running *run = &pool->running[r];
-            run->first_fd = n;
-            run->n_fds = sandbox_job_pollfds(run->job, fds + n);
-            n += run->n_fds;
-            double d = sandbox_job_deadline(run->job);
-            if (d < next) next = d;
-        }
+        double now = sandbox_now(), next;
+        const int n = gather_pollfds(pool, fds, 0, &next);
         double wait = next - now;
         int timeout_ms = isinf(next) ? 100 : wait <= 0 ? 0 : wait > 1 ? 1000 : (int)ceil(wait * 1000);
         int rc = poll(fds, (nfds_t)n, timeout_ms);
