@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/config_types.h"
 
@@ -48,4 +49,15 @@ char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *e
     buf[size] = '\0';
     *len = size;
     return buf;
+}
+
+int file_commit(FILE *fp, int ok, const char *tmp, const char *path, ErrorBuf *err) {
+    ok = ok && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+    ok = (fclose(fp) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        const int saved = errno;
+        remove(tmp);
+        return error_set(err, "cannot write %s: %s (disk full?)", path, strerror(saved));
+    }
+    return 0;
 }

@@ -2,6 +2,7 @@
 // and whole-file reads for the readers of small input files (JSONL data, JSON configs).
 #pragma once
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/error.h"
 
@@ -13,3 +14,8 @@ int make_dirs(const char *path, ErrorBuf *err);
 // the caller frees. NULL + err (naming the file and why) when it cannot be opened, is not a
 // regular file, is larger than max_bytes, or cannot be read whole.
 char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *err);
+
+// Ends an atomic write of `path` through its temporary `tmp`, open as fp: flushes, syncs and
+// closes fp and renames tmp to path when `ok` (every write succeeded) and all that works;
+// otherwise removes tmp and returns -1 + err ("cannot write PATH"). fp is closed either way.
+int file_commit(FILE *fp, int ok, const char *tmp, const char *path, ErrorBuf *err);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "ops.h"
 
 // Bytes the weights of a shape take (after the 28-byte header).
@@ -149,10 +150,5 @@ int llama2c_save(const Model *m, const char *path, ErrorBuf *err) {
     if (!c->tied_embeddings) WRITE_FROM(find_kind(m, TENSOR_LM_HEAD, -1));
 #undef WRITE_FROM
     free(buf);
-    ok = (fclose(fp) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return error_set(err, "cannot write %s (disk full?)", path);
-    }
-    return 0;
+    return file_commit(fp, ok, tmp, path, err);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/files.h"
 #include "core/json.h"
 
 static const char *dtype_name(StDtype d) { return d == ST_F32 ? "F32" : d == ST_F16 ? "F16" : "BF16"; }
@@ -232,10 +233,5 @@ int safetensors_write(const char *path, int n, const char *const *names, const i
         ok = fwrite(buf, sizeof(float), (size_t)numel, fp) == numel;  // little-endian hosts only
     }
     free(buf);
-    ok = (fclose(fp) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return error_set(err, "cannot write %s (disk full?)", path);
-    }
-    return 0;
+    return file_commit(fp, ok, tmp, path, err);
 }

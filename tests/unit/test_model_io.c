@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -153,6 +155,44 @@ static void test_llama2c_round_trip(void **state) {
     assert_int_equal(llama2c_save(bias, tmp_path("b.bin"), &err), -1);
     assert_non_null(strstr(err.msg, "cannot hold q/k/v biases"));
     model_free(bias);
+}
+
+// A write that fails part-way (a file-size limit, as a full disk): both writers report it, leave
+// no temporary file and keep the file that was there before.
+static void test_writers_on_full_disk(void **state) {
+    (void)state;
+    Model *m = random_model(0, 0, 2);
+    ErrorBuf err;
+    const char *bin = tmp_path("full.bin");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", tmp_path("full_hf"));
+    assert_int_equal(llama2c_save(m, bin, &err), 0);
+    struct stat before;
+    assert_int_equal(stat(bin, &before), 0);
+    struct rlimit old, small;
+    getrlimit(RLIMIT_FSIZE, &old);
+    small = (struct rlimit){.rlim_cur = 2048, .rlim_max = old.rlim_max};
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    const int rc_bin = llama2c_save(m, bin, &err);
+    char bin_msg[sizeof err.msg];
+    snprintf(bin_msg, sizeof bin_msg, "%s", err.msg);
+    const int rc_hf = hf_save(m, dir, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    assert_int_equal(rc_bin, -1);
+    assert_non_null(strstr(bin_msg, "cannot write"));
+    assert_non_null(strstr(bin_msg, "full.bin"));
+    assert_int_equal(rc_hf, -1);
+    assert_non_null(strstr(err.msg, "cannot write"));
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", bin);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    snprintf(tmp, sizeof tmp, "%s/model.safetensors.tmp", dir);
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    struct stat after;
+    assert_int_equal(stat(bin, &after), 0);
+    assert_int_equal(after.st_size, before.st_size);  // the old file intact
+    model_free(m);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -523,7 +563,7 @@ int main(void) {
         cmocka_unit_test(test_bad_llama2c_files),  cmocka_unit_test(test_bad_safetensors),
         cmocka_unit_test(test_bad_hf_directories), cmocka_unit_test(test_hf_sharded),
         cmocka_unit_test(test_config_validation),  cmocka_unit_test(test_bad_batches),
-        cmocka_unit_test(test_load_from_config),
+        cmocka_unit_test(test_load_from_config),   cmocka_unit_test(test_writers_on_full_disk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
