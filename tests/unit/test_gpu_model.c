@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fixture_util.h"
 #include "common/test_util.h"
 #include "core/json.h"
 #include "core/rng.h"
@@ -70,37 +71,6 @@ static void expect_bf16_close(const char *what, const float *got, const float *r
 // ---------------------------------------------------------------------------------------
 // Against transformers.
 
-static float *expected(const SafetensorsFile *f, const char *name, size_t *numel) {
-    const StTensor *t = safetensors_find(f, name);
-    if (!t) return NULL;
-    float *out = malloc((size_t)t->numel * sizeof(float) + 4);
-    ErrorBuf err;
-    if (safetensors_read_f32(f, t, out, &err) != 0) {
-        print_error("%s\n", err.msg);
-        fail();
-    }
-    if (numel) *numel = (size_t)t->numel;
-    return out;
-}
-
-static int32_t *as_ints(const float *x, size_t n) {
-    int32_t *v = malloc(n * sizeof(int32_t));
-    for (size_t i = 0; i < n; i++) v[i] = (int32_t)x[i];
-    return v;
-}
-
-static float *to_model_layout(const Model *m, const ModelTensor *t, const float *hf) {
-    float *out = malloc(t->numel * sizeof(float));
-    int heads = 0;
-    if (t->kind == TENSOR_WQ || t->kind == TENSOR_BQ) heads = m->config.n_heads;
-    if (t->kind == TENSOR_WK || t->kind == TENSOR_BK) heads = m->config.n_kv_heads;
-    if (heads)
-        hf_rows_to_interleaved(out, hf, heads, m->config.head_dim, t->ndim == 2 ? t->shape[1] : 1);
-    else
-        memcpy(out, hf, t->numel * sizeof(float));
-    return out;
-}
-
 static void check_against_transformers(const char *name) {
     char dir[256], exp_path[256];
     snprintf(dir, sizeof dir, "%s", test_fixture("model/"));
@@ -116,22 +86,22 @@ static void check_against_transformers(const char *name) {
     if (!m) print_error("%s\n", err.msg);
     assert_non_null(m);
     size_t n_tok;
-    float *tokens_f = expected(&ef, "tokens", &n_tok);
-    float *positions_f = expected(&ef, "positions", NULL), *targets_f = expected(&ef, "targets", NULL);
-    float *w = expected(&ef, "d_logp", NULL), *u = expected(&ef, "d_entropy", NULL);
-    float *temp = expected(&ef, "temperature", NULL), *loss_ref = expected(&ef, "loss", NULL);
+    float *tokens_f = fixture_tensor(&ef, "tokens", &n_tok);
+    float *positions_f = fixture_tensor(&ef, "positions", NULL), *targets_f = fixture_tensor(&ef, "targets", NULL);
+    float *w = fixture_tensor(&ef, "d_logp", NULL), *u = fixture_tensor(&ef, "d_entropy", NULL);
+    float *temp = fixture_tensor(&ef, "temperature", NULL), *loss_ref = fixture_tensor(&ef, "loss", NULL);
     const int n = (int)n_tok, V = m->config.vocab_size;
-    int32_t *tokens = as_ints(tokens_f, n_tok), *positions = as_ints(positions_f, n_tok);
-    int32_t *targets = as_ints(targets_f, n_tok);
+    int32_t *tokens = fixture_ints(tokens_f, n_tok), *positions = fixture_ints(positions_f, n_tok);
+    int32_t *targets = fixture_ints(targets_f, n_tok);
     assert_int_equal(model_reserve(m, n, 1, &err), 0);
     print_message("# %s\n", name);
 
-    float *logits = malloc(sizeof(float) * n * V), *logits_ref = expected(&ef, "logits", NULL);
+    float *logits = malloc(sizeof(float) * n * V), *logits_ref = fixture_tensor(&ef, "logits", NULL);
     assert_int_equal(model_forward_logits(m, tokens, positions, n, 1, logits, &err), 0);
     expect_bf16_close("logits", logits, logits_ref, (size_t)n * V, 0.03, 0.9999);
     float *logp = malloc(sizeof(float) * n), *ent = malloc(sizeof(float) * n);
     assert_int_equal(model_forward_train(m, tokens, positions, targets, n, temp[0], logp, ent, &err), 0);
-    float *logp_ref = expected(&ef, "logp", NULL), *ent_ref = expected(&ef, "entropy", NULL);
+    float *logp_ref = fixture_tensor(&ef, "logp", NULL), *ent_ref = fixture_tensor(&ef, "entropy", NULL);
     expect_bf16_close("logp", logp, logp_ref, n, 0.03, 0.9999);
     expect_bf16_close("entropy", ent, ent_ref, n, 0.05, 0.999);
     double loss = 0;
@@ -144,10 +114,10 @@ static void check_against_transformers(const char *name) {
         char key[160];
         snprintf(key, sizeof key, "grad.%s", t->name);
         size_t numel;
-        float *g_hf = expected(&ef, key, &numel);
+        float *g_hf = fixture_tensor(&ef, key, &numel);
         assert_non_null(g_hf);
         assert_int_equal(numel, t->numel);
-        float *g_ref = to_model_layout(m, t, g_hf), *g = malloc(t->numel * sizeof(float));
+        float *g_ref = fixture_to_model_layout(m, t, g_hf), *g = malloc(t->numel * sizeof(float));
         model_tensor_to_host(m->grads, t, g);
         expect_bf16_close(t->name, g, g_ref, t->numel, 0.05, 0.999);
         free(g_hf), free(g_ref), free(g);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fixture_util.h"
 #include "common/test_util.h"
 #include "core/rng.h"
 #include "model/hf.h"
@@ -20,39 +21,6 @@ static int setup(void **state) {
     (void)state;
     ops_init(2);
     return 0;
-}
-
-// A tensor of the expected-values file as a host array (NULL if absent); *numel its size.
-static float *expected(const SafetensorsFile *f, const char *name, size_t *numel) {
-    const StTensor *t = safetensors_find(f, name);
-    if (!t) return NULL;
-    float *out = malloc((size_t)t->numel * sizeof(float) + 4);
-    ErrorBuf err;
-    if (safetensors_read_f32(f, t, out, &err) != 0) {
-        print_error("%s\n", err.msg);
-        fail();
-    }
-    if (numel) *numel = (size_t)t->numel;
-    return out;
-}
-
-static int32_t *as_ints(const float *x, size_t n) {
-    int32_t *v = malloc(n * sizeof(int32_t));
-    for (size_t i = 0; i < n; i++) v[i] = (int32_t)x[i];
-    return v;
-}
-
-// The HF-layout array of tensor t converted to this model's layout (q/k rows permuted).
-static float *to_model_layout(const Model *m, const ModelTensor *t, const float *hf) {
-    float *out = malloc(t->numel * sizeof(float));
-    int heads = 0;
-    if (t->kind == TENSOR_WQ || t->kind == TENSOR_BQ) heads = m->config.n_heads;
-    if (t->kind == TENSOR_WK || t->kind == TENSOR_BK) heads = m->config.n_kv_heads;
-    if (heads)
-        hf_rows_to_interleaved(out, hf, heads, m->config.head_dim, t->ndim == 2 ? t->shape[1] : 1);
-    else
-        memcpy(out, hf, t->numel * sizeof(float));
-    return out;
 }
 
 // Loads fixture `name`, checks logits, logp, entropy, loss and all gradients; with adamw,
@@ -72,18 +40,18 @@ static void check_against_transformers(const char *name, int with_adamw) {
     if (!m) print_error("%s\n", err.msg);
     assert_non_null(m);
     size_t n_tok;
-    float *tokens_f = expected(&ef, "tokens", &n_tok);
-    float *positions_f = expected(&ef, "positions", NULL), *targets_f = expected(&ef, "targets", NULL);
-    float *w = expected(&ef, "d_logp", NULL), *u = expected(&ef, "d_entropy", NULL);
-    float *temp = expected(&ef, "temperature", NULL), *loss_ref = expected(&ef, "loss", NULL);
+    float *tokens_f = fixture_tensor(&ef, "tokens", &n_tok);
+    float *positions_f = fixture_tensor(&ef, "positions", NULL), *targets_f = fixture_tensor(&ef, "targets", NULL);
+    float *w = fixture_tensor(&ef, "d_logp", NULL), *u = fixture_tensor(&ef, "d_entropy", NULL);
+    float *temp = fixture_tensor(&ef, "temperature", NULL), *loss_ref = fixture_tensor(&ef, "loss", NULL);
     const int n = (int)n_tok, V = m->config.vocab_size;
-    int32_t *tokens = as_ints(tokens_f, n_tok), *positions = as_ints(positions_f, n_tok);
-    int32_t *targets = as_ints(targets_f, n_tok);
+    int32_t *tokens = fixture_ints(tokens_f, n_tok), *positions = fixture_ints(positions_f, n_tok);
+    int32_t *targets = fixture_ints(targets_f, n_tok);
     assert_int_equal(model_reserve(m, n + 3, 1, &err), 0);
 
     float *logits = malloc(sizeof(float) * n * V);
     assert_int_equal(model_forward_logits(m, tokens, positions, n, 1, logits, &err), 0);
-    float *logits_ref = expected(&ef, "logits", NULL);
+    float *logits_ref = fixture_tensor(&ef, "logits", NULL);
     test_assert_close("logits", logits, logits_ref, (size_t)n * V, 1e-4, 1e-4);
     // The last-position variant gives the last row.
     float *last = malloc(sizeof(float) * V);
@@ -92,7 +60,7 @@ static void check_against_transformers(const char *name, int with_adamw) {
 
     float *logp = malloc(sizeof(float) * n), *ent = malloc(sizeof(float) * n);
     assert_int_equal(model_forward_train(m, tokens, positions, targets, n, temp[0], logp, ent, &err), 0);
-    float *logp_ref = expected(&ef, "logp", NULL), *ent_ref = expected(&ef, "entropy", NULL);
+    float *logp_ref = fixture_tensor(&ef, "logp", NULL), *ent_ref = fixture_tensor(&ef, "entropy", NULL);
     test_assert_close("logp", logp, logp_ref, n, 1e-4, 1e-4);
     test_assert_close("entropy", ent, ent_ref, n, 1e-4, 1e-4);
     double loss = 0;
@@ -107,13 +75,13 @@ static void check_against_transformers(const char *name, int with_adamw) {
         char key[160];
         snprintf(key, sizeof key, "grad.%s", t->name);
         size_t numel;
-        float *g_hf = expected(&ef, key, &numel);
+        float *g_hf = fixture_tensor(&ef, key, &numel);
         if (!g_hf) {
             print_error("fixture lacks %s\n", key);
             fail();
         }
         assert_int_equal(numel, t->numel);
-        float *g_ref = to_model_layout(m, t, g_hf), *g = malloc(t->numel * sizeof(float));
+        float *g_ref = fixture_to_model_layout(m, t, g_hf), *g = malloc(t->numel * sizeof(float));
         model_tensor_to_host(m->grads, t, g);
         // Gradients are sums over tokens: tolerance relative to the tensor's scale.
         double scale = 0;
@@ -128,7 +96,7 @@ static void check_against_transformers(const char *name, int with_adamw) {
     assert_int_equal(checked, m->n_tensors);
 
     if (with_adamw) {
-        float *hp = expected(&ef, "adamw.hparams", NULL), *gn_ref = expected(&ef, "grad_norm", NULL);
+        float *hp = fixture_tensor(&ef, "adamw.hparams", NULL), *gn_ref = fixture_tensor(&ef, "grad_norm", NULL);
         OptimizerConfig oc = {.lr = hp[0], .schedule = LR_CONSTANT, .beta1 = hp[1], .beta2 = hp[2], .eps = hp[3],
                               .weight_decay = hp[4], .grad_clip = hp[5], .min_lr_ratio = 1.0};
         Optimizer *opt = optimizer_create(m, &oc, &err);
@@ -143,9 +111,9 @@ static void check_against_transformers(const char *name, int with_adamw) {
             const ModelTensor *t = &m->tensors[i];
             char key[160];
             snprintf(key, sizeof key, "adamw.%s", t->name);
-            float *p_hf = expected(&ef, key, NULL);
+            float *p_hf = fixture_tensor(&ef, key, NULL);
             if (!p_hf) continue;
-            float *p_ref = to_model_layout(m, t, p_hf), *p = malloc(t->numel * sizeof(float));
+            float *p_ref = fixture_to_model_layout(m, t, p_hf), *p = malloc(t->numel * sizeof(float));
             model_tensor_to_host(m->params, t, p);
             test_assert_close(key, p, p_ref, t->numel, 1e-6, 1e-5);
             found++;
