@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fixture_util.h"
 #include "common/test_util.h"
 #include "core/json.h"
 #include "infer/engine.h"
@@ -47,12 +48,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static int32_t *json_ids(const Json *a) {
-    int32_t *ids = malloc((size_t)(a->count ? a->count : 1) * sizeof(int32_t));
-    for (int i = 0; i < a->count; i++) ids[i] = (int32_t)a->items[i].number;
-    return ids;
-}
-
 static Engine *make_engine(const Model *m, int max_seqs, int block_size, int prefill_chunk) {
     EngineConfig ec = {.max_seqs = max_seqs, .kv_block_size = block_size, .kv_blocks = 0,
                        .prefill_chunk = prefill_chunk, .swap_mode = ENGINE_SWAP_IN_FLIGHT, .max_updates = -1};
@@ -75,7 +70,7 @@ static void run_cases(Fixture *f, int block_size, int prefill_chunk) {
     ErrorBuf err;
     for (int i = 0; i < n; i++) {
         const Json *c = &cases->items[i];
-        int32_t *prompt = json_ids(json_get(c, "prompt_ids"));
+        int32_t *prompt = fixture_json_ids(json_get(c, "prompt_ids"));
         EngineRequest req = {.id = (uint64_t)i, .prompt = prompt, .n_prompt = json_get(c, "prompt_ids")->count,
                              .max_tokens = 1000, .temperature = 1.0f, .top_p = 1.0f, .greedy = 1, .seed = 7};
         req.max_tokens = i == n - 1 ? 1000 : json_get(c, "greedy_ids")->count;  // the last runs to the context
@@ -90,7 +85,7 @@ static void run_cases(Fixture *f, int block_size, int prefill_chunk) {
     for (int k = 0; k < n_done; k++) {
         const Completion *c = &done[k];
         const Json *want = json_get(&cases->items[c->id], "greedy_ids");
-        int32_t *ids = json_ids(want);
+        int32_t *ids = fixture_json_ids(want);
         assert_int_equal(c->finish, FINISH_LENGTH);
         assert_int_equal(c->n, want->count);
         for (int j = 0; j < c->n; j++) {

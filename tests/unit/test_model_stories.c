@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fixture_util.h"
 #include "common/test_util.h"
 #include "core/json.h"
 #include "model/llama2c.h"
@@ -52,12 +53,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static int32_t *json_ids(const Json *a) {
-    int32_t *ids = malloc((size_t)a->count * sizeof(int32_t));
-    for (int i = 0; i < a->count; i++) ids[i] = (int32_t)a->items[i].number;
-    return ids;
-}
-
 static void test_loads_with_expected_shape(void **state) {
     Fixture *f = *state;
     if (!f->m) skip();
@@ -81,7 +76,7 @@ static void test_story_logprobs_match_reference(void **state) {
     int32_t ids[512];
     int n = tokenizer_encode(f->t, story, strlen(story), 1, ids, 512, &err);
     assert_int_equal(n, want_ids->count);
-    int32_t *ref_ids = json_ids(want_ids);
+    int32_t *ref_ids = fixture_json_ids(want_ids);
     assert_memory_equal(ids, ref_ids, (size_t)n * sizeof(int32_t));
     int32_t positions[512], targets[512];
     for (int i = 0; i < n; i++) positions[i] = i, targets[i] = i + 1 < n ? ids[i + 1] : -1;
@@ -109,7 +104,7 @@ static void test_greedy_generation(void **state) {
     Fixture *f = *state;
     if (!f->m || !f->t) skip();
     const Json *want = json_get(f->expected, "greedy_ids");
-    int32_t *ref = json_ids(want);
+    int32_t *ref = fixture_json_ids(want);
     ErrorBuf err;
     int32_t ids[200], positions[200];
     int n = tokenizer_encode(f->t, "Once upon a time", 16, 1, ids, 200, &err);

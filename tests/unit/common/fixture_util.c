@@ -37,3 +37,9 @@ float *fixture_to_model_layout(const Model *m, const ModelTensor *t, const float
         memcpy(out, hf, t->numel * sizeof(float));
     return out;
 }
+
+int32_t *fixture_json_ids(const Json *a) {
+    int32_t *ids = malloc((size_t)(a->count ? a->count : 1) * sizeof(int32_t));
+    for (int i = 0; i < a->count; i++) ids[i] = (int32_t)a->items[i].number;
+    return ids;
+}

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/json.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 
@@ -15,3 +16,5 @@ int32_t *fixture_ints(const float *x, size_t n);
 // The Hugging Face-layout array of tensor t converted to this model's layout (q/k rows
 // permuted to interleaved RoPE pairs); the caller frees it.
 float *fixture_to_model_layout(const Model *m, const ModelTensor *t, const float *hf);
+// The numbers of JSON array a as token ids (the caller frees them).
+int32_t *fixture_json_ids(const Json *a);
