@@ -10,14 +10,17 @@
 // even for heads of 8 floats.
 //
 // Attention runs one task per (tile of up to ROWS consecutive query rows of one sequence,
-// kv head g): for each visible block, the tile's ROWS x G query heads are scored against its
-// keys (each key row of Kt read once for the whole tile), then each (row, head) takes a
-// softmax over its own causal range and sums the values. Every (row, head) is computed with
-// the same operations in the same order whatever else is in the call or the tile (scores are
-// elementwise over keys; sums run in key order; scratch rows have a stride that is a multiple
-// of 16 floats), so the results are batch invariant. Loops are compiled twice (baseline and
-// AVX2+FMA, see cpu.h). Scratch per thread: ROWS * G * (longest context rounded up to 16) +
-// 2 ROWS * G * hd floats.
+// group of kv heads; as many heads per task as leave 8 tasks per thread), and for each kv head
+// g: for each visible block, the tile's ROWS x G query heads are scored against its keys (each
+// key row of Kt read once for the whole tile), then each (row, head) takes a softmax over its
+// own causal range and sums the values. Dot products and value sums run in several
+// interleaved chains (score_keys, accumulate_fixed) so that the FMA latency is hidden even for
+// heads of 8 floats. Every (row, head) is computed with the same operations in the same order
+// whatever else is in the call or the tile (scores are elementwise over keys; sums run in a
+// fixed order given the keys; scratch rows have a stride that is a multiple of 16 floats), so
+// the results are batch invariant. Loops are compiled twice (baseline and AVX2+FMA, see
+// cpu.h). Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd
+// floats.
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
@@ -29,6 +32,8 @@
 #include "ops.h"
 
 #define ROWS 4  // query rows per task (prefill chunks share each key read among them)
+
+typedef float v8 __attribute__((vector_size(32)));
 
 // Offset of (block, kv head g) in k_cache and v_cache: hd * bs floats each.
 static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim, int block_size) {
@@ -66,9 +71,10 @@ void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_
     }
 }
 
-// One task: rows row0 .. row0+n_rows-1 of a sequence, their first having position pos0.
+// One task: rows row0 .. row0+n_rows-1 of a sequence, their first having position pos0, for
+// kv heads g0 .. g1-1 (attention_task sets g to each in turn).
 typedef struct {
-    int seq, row0, n_rows, pos0, g;
+    int seq, row0, n_rows, pos0, g, g0, g1;
 } AttnTask;
 
 typedef struct {
@@ -91,18 +97,56 @@ static CPU_INLINE void tile_queries(float *qt, const AttnArgs *a, const AttnTask
 }
 
 // The score of query qi (hd) against `width` consecutive keys of a transposed block kt (hd, bs)
-// from key j0: s[j] = (sum over even d of qi[d] k[d][j]) + (sum over odd d ...), each sum in d
-// order (two independent chains, hd is even). width is a constant 16 or 8 after inlining; the
-// scalar tail computes the same sums key by key, so every key's score is computed alike.
-static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, int bs, int hd, int j0, int width) {
-    float even[16], odd[16];
-    for (int l = 0; l < width; l++) even[l] = qi[0] * kt[j0 + l], odd[l] = qi[1] * kt[(size_t)bs + j0 + l];
-    for (int d = 2; d < hd; d += 2) {
-        const float qe = qi[d], qo = qi[d + 1];
-        const float *ke = kt + (size_t)d * bs + j0, *ko = ke + bs;
-        for (int l = 0; l < width; l++) even[l] += qe * ke[l], odd[l] += qo * ko[l];
+// from key j0: s[j] = the sum over d of qi[d] k[d][j] in C interleaved chains (chain c takes
+// d = c mod C, each in d order; C = 4 when hd is a multiple of 4, else 2, hd being even), the
+// chains then added as (c0 + c1) + (c2 + c3). width is a constant 16 or 8 after inlining (2 C
+// or C independent vector chains); score_key computes the same sums key by key for the tail,
+// so every key's score is computed alike.
+static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, int bs, int hd, int j0, int width,
+                                  const int C) {
+    const int W = width / 8;
+    v8 sum[4][2];  // [chain][vector of 8 keys]
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++)
+#pragma GCC unroll 2
+        for (int w = 0; w < W; w++) {
+            v8 k;
+            memcpy(&k, kt + (size_t)c * bs + j0 + 8 * w, sizeof k);
+            sum[c][w] = qi[c] * k;
+        }
+    for (int d = C; d < hd; d += C)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+            const float qd = qi[d + c];
+            const float *kd = kt + (size_t)(d + c) * bs + j0;
+#pragma GCC unroll 2
+            for (int w = 0; w < W; w++) {
+                v8 k;
+                memcpy(&k, kd + 8 * w, sizeof k);
+                sum[c][w] += qd * k;
+            }
+        }
+#pragma GCC unroll 2
+    for (int w = 0; w < W; w++) {
+        const v8 total = C == 4 ? (sum[0][w] + sum[1][w]) + (sum[2][w] + sum[3][w]) : sum[0][w] + sum[1][w];
+        memcpy(s + j0 + 8 * w, &total, sizeof total);
     }
-    for (int l = 0; l < width; l++) s[j0 + l] = even[l] + odd[l];
+}
+
+static CPU_INLINE float score_key(const float *qi, const float *kt, int bs, int hd, int j, const int C) {
+    float sum[4];
+    for (int c = 0; c < C; c++) sum[c] = qi[c] * kt[(size_t)c * bs + j];
+    for (int d = C; d < hd; d += C)
+        for (int c = 0; c < C; c++) sum[c] += qi[d + c] * kt[(size_t)(d + c) * bs + j];
+    return C == 4 ? (sum[0] + sum[1]) + (sum[2] + sum[3]) : sum[0] + sum[1];
+}
+
+// One query row against the nt keys of a block, 16 or 8 keys at a time in registers.
+static CPU_INLINE void score_block(float *s, const float *qi, const float *kt, int bs, int hd, int nt, const int C) {
+    int j0 = 0;
+    for (; j0 + 16 <= nt; j0 += 16) score_keys(s, qi, kt, bs, hd, j0, 16, C);
+    for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8, C);
+    for (int j = j0; j < nt; j++) s[j] = score_key(qi, kt, bs, hd, j, C);
 }
 
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
@@ -115,15 +159,8 @@ static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArg
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
-            int j0 = 0;
-            for (; j0 + 16 <= nt; j0 += 16) score_keys(s, qi, kt, bs, hd, j0, 16);
-            for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8);
-            for (int j = j0; j < nt; j++) {
-                float even = qi[0] * kt[j], odd = qi[1] * kt[(size_t)bs + j];
-                for (int d = 2; d < hd; d += 2)
-                    even += qi[d] * kt[(size_t)d * bs + j], odd += qi[d + 1] * kt[(size_t)(d + 1) * bs + j];
-                s[j] = even + odd;
-            }
+            if (hd % 4 == 0) score_block(s, qi, kt, bs, hd, nt, 4);
+            else score_block(s, qi, kt, bs, hd, nt, 2);
         }
     }
 }
@@ -131,8 +168,14 @@ static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArg
 // In place: p (keys) = exp(s - max s); returns 1 / sum p. The sum runs in a fixed order
 // (16 lanes j mod 16, then the lanes in order), whatever the alignment or vector width.
 static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
-    float mx = -INFINITY;
-    for (int t = 0; t < keys; t++) mx = p[t] > mx ? p[t] : mx;
+    float lane_max[16];  // the largest of keys j mod 16 (exact in any order; vectorises)
+    for (int l = 0; l < 16; l++) lane_max[l] = -INFINITY;
+    int t0 = 0;
+    for (; t0 + 16 <= keys; t0 += 16)
+        for (int l = 0; l < 16; l++) lane_max[l] = p[t0 + l] > lane_max[l] ? p[t0 + l] : lane_max[l];
+    for (int l = 0; t0 < keys; t0++, l++) lane_max[l] = p[t0] > lane_max[l] ? p[t0] : lane_max[l];
+    float mx = lane_max[0];
+    for (int l = 1; l < 16; l++) mx = lane_max[l] > mx ? lane_max[l] : mx;
 #pragma omp simd
     for (int t = 0; t < keys; t++) p[t] = cpu_expf(p[t] - mx);
     float lanes[16] = {0};
@@ -145,32 +188,73 @@ static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
     return 1.0f / sum;
 }
 
-// o[d0 .. d0+width) += sum_j p[j] * v_j[...] over n value rows vb (n rows, row stride ld), keys
-// in order, with width (32, 16 or 8 after inlining) output floats in registers as independent
-// chains.
-static CPU_INLINE void accumulate_chunk(float *o, const float *p, const float *vb, size_t ld, int n, int d0,
-                                        int width) {
-    float acc[32];
-    for (int l = 0; l < width; l++) acc[l] = o[d0 + l];
-    for (int j = 0; j < n; j++) {
+// o (HD) += sum_j p[j] * v_j over n value rows vb (row stride ld), HD a constant multiple of 8
+// up to 64 after inlining: the HD floats are HD / 8 independent vector chains, and with fewer
+// than 4 of them the keys are dealt to S = 32 / HD partial sums (key j to sum j mod S) so that
+// 4 chains hide the FMA latency; the partial sums are added in order at the end.
+static CPU_INLINE void accumulate_fixed(float *o, const float *p, const float *vb, size_t ld, int n, const int HD) {
+    const int S = HD >= 32 ? 1 : 32 / HD, NV = HD / 8;
+    v8 acc[4][8];  // [partial sum][vector]
+#pragma GCC unroll 4
+    for (int s = 0; s < S; s++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[s][v] = (v8){0};
+    int j = 0;
+    for (; j + S <= n; j += S)
+#pragma GCC unroll 4
+        for (int s = 0; s < S; s++) {
+            const float w = p[j + s];
+            const float *vr = vb + (size_t)(j + s) * ld;
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) {
+                v8 x;
+                memcpy(&x, vr + 8 * v, sizeof x);
+                acc[s][v] += w * x;
+            }
+        }
+    for (int s = 0; j < n; j++, s++) {  // the last n mod S keys (S > 1 only)
         const float w = p[j];
-        const float *vr = vb + (size_t)j * ld + d0;
-        for (int l = 0; l < width; l++) acc[l] += w * vr[l];
+        const float *vr = vb + (size_t)j * ld;
+        for (int v = 0; v < NV; v++) {
+            v8 x;
+            memcpy(&x, vr + 8 * v, sizeof x);
+            acc[s][v] += w * x;
+        }
     }
-    for (int l = 0; l < width; l++) o[d0 + l] = acc[l];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++) {
+        v8 total = acc[0][v], out;
+#pragma GCC unroll 4
+        for (int s = 1; s < S; s++) total += acc[s][v];
+        memcpy(&out, o + 8 * v, sizeof out);
+        out += total;
+        memcpy(o + 8 * v, &out, sizeof out);
+    }
 }
 
-// o (hd) += sum_j p[j] * v_j over n value rows vb (row stride ld); every output float sums
-// over the keys in order, whatever chunk it falls in.
+// o (hd) += sum_j p[j] * v_j over n value rows vb (row stride ld): 64 floats at a time, then
+// the rest (a multiple of 8) in one pass; a head size that is not a multiple of 8 takes one
+// chain per float. Every output float sums its keys in a fixed order given n.
 static CPU_INLINE void accumulate_values(float *o, const float *p, const float *vb, size_t ld, int n, int hd) {
+    if (hd % 8 != 0) {
+        for (int d = 0; d < hd; d++) {
+            float acc = 0.0f;
+            for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * ld + d];
+            o[d] += acc;
+        }
+        return;
+    }
     int d0 = 0;
-    for (; d0 + 32 <= hd; d0 += 32) accumulate_chunk(o, p, vb, ld, n, d0, 32);
-    for (; d0 + 16 <= hd; d0 += 16) accumulate_chunk(o, p, vb, ld, n, d0, 16);
-    for (; d0 + 8 <= hd; d0 += 8) accumulate_chunk(o, p, vb, ld, n, d0, 8);
-    for (int d = d0; d < hd; d++) {
-        float acc = o[d];
-        for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * ld + d];
-        o[d] = acc;
+    for (; d0 + 64 <= hd; d0 += 64) accumulate_fixed(o + d0, p, vb + d0, ld, n, 64);
+    switch (hd - d0) {  // each remaining width its own specialised loop
+        case 56: accumulate_fixed(o + d0, p, vb + d0, ld, n, 56); break;
+        case 48: accumulate_fixed(o + d0, p, vb + d0, ld, n, 48); break;
+        case 40: accumulate_fixed(o + d0, p, vb + d0, ld, n, 40); break;
+        case 32: accumulate_fixed(o + d0, p, vb + d0, ld, n, 32); break;
+        case 24: accumulate_fixed(o + d0, p, vb + d0, ld, n, 24); break;
+        case 16: accumulate_fixed(o + d0, p, vb + d0, ld, n, 16); break;
+        case 8: accumulate_fixed(o + d0, p, vb + d0, ld, n, 8); break;
+        default: break;
     }
 }
 
@@ -200,7 +284,7 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 
 // One task with its thread's scratch: (ROWS * G, stride) scores, then (ROWS * G, hd) value
 // sums, (ROWS * G, hd) scaled queries and (ROWS * G) softmax normalisers.
-static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+static CPU_INLINE void attention_head(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
     const int n_q = t->n_rows * a->group;
     float *scores = scratch;
     float *acc = scores + (size_t)ROWS * a->group * a->stride;
@@ -211,6 +295,11 @@ static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs
     for (int k = 0; k < n_q; k++)
         inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
     tile_values(out, acc, scores, inv_sum, a, t);
+}
+
+static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *task) {
+    AttnTask t = *task;
+    for (t.g = task->g0; t.g < task->g1; t.g++) attention_head(out, scratch, a, &t);
 }
 
 CPU_AVX2 static void attention_task_avx2(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
@@ -225,30 +314,36 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
                                  int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
                                  int head_dim) {
     if (n_seqs <= 0 || query_start[n_seqs] <= 0) return;
-    const int group = n_heads / n_kv_heads;
-    // Tasks: per sequence, tiles of ROWS rows, times the kv heads.
-    int n_tasks = 0, max_ctx = 1;
+    const int group = n_heads / n_kv_heads, threads = omp_get_max_threads();
+    // Tasks: per sequence, tiles of ROWS rows, times groups of heads_per_task kv heads: as many
+    // heads per task as still leave 8 tasks per thread (a task of one small head costs about
+    // as much to set up and hand out as to compute).
+    int n_tiles = 0, max_ctx = 1;
     double work = 0.0;  // multiply-adds, roughly
     for (int s = 0; s < n_seqs; s++) {
         const int n_q = query_start[s + 1] - query_start[s];
-        n_tasks += (n_q + ROWS - 1) / ROWS * n_kv_heads;
+        n_tiles += (n_q + ROWS - 1) / ROWS;
         max_ctx = context_len[s] > max_ctx ? context_len[s] : max_ctx;
         work += 2.0 * n_q * context_len[s] * n_heads * head_dim;
     }
+    int heads_per_task = n_kv_heads;
+    while (heads_per_task > 1 && (n_kv_heads % heads_per_task != 0 ||
+                                  (double)n_tiles * (n_kv_heads / heads_per_task) < 8.0 * threads))
+        heads_per_task--;
+    const int n_tasks = n_tiles * (n_kv_heads / heads_per_task);
     AttnTask *tasks = malloc((size_t)n_tasks * sizeof(AttnTask));
     CHECK(tasks != NULL, "out of memory", "paged attention: %d tasks", n_tasks);
     int ti = 0;
     for (int s = 0; s < n_seqs; s++) {
         const int n_q = query_start[s + 1] - query_start[s];
         for (int r = 0; r < n_q; r += ROWS)
-            for (int g = 0; g < n_kv_heads; g++)
+            for (int g = 0; g < n_kv_heads; g += heads_per_task)
                 tasks[ti++] = (AttnTask){s, query_start[s] + r, n_q - r < ROWS ? n_q - r : ROWS,
-                                         context_len[s] - n_q + r, g};
+                                         context_len[s] - n_q + r, g, g, g + heads_per_task};
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const size_t per_thread =
         ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
-    const int threads = omp_get_max_threads();
     float *scratch = aligned_alloc(64, (size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",
           "paged attention scratch of %d x %zu floats", threads, per_thread);

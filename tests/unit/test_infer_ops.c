@@ -203,6 +203,22 @@ static void test_paged_attention_mha_and_mqa(void **state) {
     attention_case(&mqa);
 }
 
+static void test_paged_attention_head_sizes(void **state) {
+    (void)state;
+    // Head sizes with their own value loops (48: 6 vector chains; 16: 2 vectors x 2 partial
+    // sums; 72: 64 + 8), contexts over several 16-key blocks with 8-key and single-key tails.
+    const int ctx[] = {45, 40, 3}, n_q[] = {1, 9, 3};
+    AttnCase h48 = {.n_seqs = 3, .H = 2, .KVH = 2, .hd = 48, .bs = 16, .n_blocks = 12, .max_blocks = 3, .ctx = ctx,
+                    .n_q = n_q};
+    attention_case(&h48);
+    AttnCase h16 = {.n_seqs = 3, .H = 4, .KVH = 1, .hd = 16, .bs = 16, .n_blocks = 12, .max_blocks = 3, .ctx = ctx,
+                    .n_q = n_q};
+    attention_case(&h16);
+    AttnCase h72 = {.n_seqs = 3, .H = 3, .KVH = 3, .hd = 72, .bs = 8, .n_blocks = 24, .max_blocks = 6, .ctx = ctx,
+                    .n_q = n_q};
+    attention_case(&h72);
+}
+
 // ---------------------------------------------------------------------------------------
 // Sampling.
 
@@ -470,6 +486,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paged_attention_gqa),
         cmocka_unit_test(test_paged_attention_mha_and_mqa),
+        cmocka_unit_test(test_paged_attention_head_sizes),
         cmocka_unit_test(test_sample_frequencies),
         cmocka_unit_test(test_sample_greedy_and_logprob),
         cmocka_unit_test(test_sample_stream_rule_and_batch_independence),
