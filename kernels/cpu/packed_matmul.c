@@ -24,6 +24,7 @@
 
 #define PANEL 16  // output columns per panel: two vectors of 8 floats
 #define MR 6      // input rows per micro-kernel call
+#define PREFETCH_MIN_GROUPS 4  // row groups from which the next panel is prefetched (bench_decode)
 #define MAX_BUFFERS 64
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -177,19 +178,30 @@ static CPU_INLINE void micro_kernel(int mr, const float *x, size_t ldx, const fl
 static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin,
                                    int panel_end, int accumulate) {
     const int K = pw->cols, O = pw->rows;
+    const int groups = (n + MR - 1) / MR;
     for (int p = panel_begin; p < panel_end; p++) {
         const float *panel = pw->packed + (size_t)p * K * PANEL;
         const int c0 = p * PANEL, ncols = O - c0 < PANEL ? O - c0 : PANEL;
+        const float *next = panel + (size_t)K * PANEL;  // the next panel (PANEL floats per k)
         int i = 0;
-        for (; i + MR <= n; i += MR)
-            micro_kernel(MR, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate);
-        switch (n - i) {  // the last rows, each count its own specialised kernel
-            case 5: micro_kernel(5, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
-            case 4: micro_kernel(4, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
-            case 3: micro_kernel(3, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
-            case 2: micro_kernel(2, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
-            case 1: micro_kernel(1, in + (size_t)i * K, K, panel, K, out + (size_t)i * O + c0, O, ncols, accumulate); break;
-            default: break;
+        for (int g = 0; i < n; i += MR, g++) {
+            // With many row groups the next panel streams from memory across this panel's
+            // groups (its first group would otherwise wait for it at several times the
+            // memory's pace). With up to PREFETCH_MIN_GROUPS - 1 groups the product runs at
+            // the memory's pace anyway and the hardware prefetcher does better alone.
+            if (groups >= PREFETCH_MIN_GROUPS && p + 1 < panel_end)
+                for (int k = g * K / groups; k < (g + 1) * K / groups; k++)
+                    __builtin_prefetch(next + (size_t)k * PANEL, 0, 3);
+            const float *x = in + (size_t)i * K;
+            float *c = out + (size_t)i * O + c0;
+            switch (n - i < MR ? n - i : MR) {  // the last rows: each count its own kernel
+                case 6: micro_kernel(6, x, K, panel, K, c, O, ncols, accumulate); break;
+                case 5: micro_kernel(5, x, K, panel, K, c, O, ncols, accumulate); break;
+                case 4: micro_kernel(4, x, K, panel, K, c, O, ncols, accumulate); break;
+                case 3: micro_kernel(3, x, K, panel, K, c, O, ncols, accumulate); break;
+                case 2: micro_kernel(2, x, K, panel, K, c, O, ncols, accumulate); break;
+                default: micro_kernel(1, x, K, panel, K, c, O, ncols, accumulate); break;
+            }
         }
     }
 }
