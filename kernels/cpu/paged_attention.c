@@ -149,13 +149,27 @@ static CPU_INLINE void score_block(float *s, const float *qi, const float *kt, i
     for (int j = j0; j < nt; j++) s[j] = score_key(qi, kt, bs, hd, j, C);
 }
 
+// Asks for n floats at p to be brought into cache (a (block, head) of keys or values: blocks
+// lie anywhere in the cache, so the hardware prefetcher cannot guess the next one).
+static CPU_INLINE void prefetch_floats(const float *p, size_t n) {
+    for (size_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
+}
+
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
-// block, 16 or 8 keys at a time in registers.
+// block, 16 or 8 keys at a time in registers. While a block is scored, the next block's keys
+// and this block's values (for tile_values) are fetched.
 static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
+    const size_t block_floats = (size_t)hd * bs;
+    prefetch_floats(a->k_cache + block_offset(a->table[0], t->g, a->n_kv_heads, hd, bs), block_floats);
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const int nt = keys - t0 < bs ? keys - t0 : bs;
-        const float *kt = a->k_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (hd, bs)
+        const size_t offset = block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);
+        const float *kt = a->k_cache + offset;  // (hd, bs)
+        if (t0 + bs < keys)
+            prefetch_floats(a->k_cache + block_offset(a->table[t0 / bs + 1], t->g, a->n_kv_heads, hd, bs),
+                            block_floats);
+        prefetch_floats(a->v_cache + offset, block_floats);
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
