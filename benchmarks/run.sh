@@ -63,6 +63,9 @@ report() {
     echo "|---|---|---|---|"
     sh benchmarks/bench_async.sh "$BUILD" 60 || echo "| RL steps/s | failed | | |"
     echo
+    echo "Machine limits (\`bench_machine --threads $THREADS\`: FMA peak, streaming read, packed decode GEMM of the"
+    echo "stories15M output layer at 64 rows): $("$BUILD/bench/bench_machine" --threads "$THREADS" 2>&1 | tr '\n' ';' | sed 's/;$//; s/;/; /g')."
+    echo
     echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
 }
 
