@@ -16,23 +16,31 @@
 // Up to this many rows, weights of a registered parameter buffer are multiplied in their packed
 // copy (packed_matmul.c): the input rows stay in cache while each panel of the weight streams.
 #define MAX_PACKED_ROWS 256
+#define PACKED_CHUNKS_PER_THREAD 8  // panel chunks per thread in a packed product (load balance)
 
-// out (n, O) (+)= in (n, I) @ W^T for a few rows with W packed (cpu_packed_weight): each thread
-// takes a share of the panels, packs them first when the copy is stale.
+// out (n, O) (+)= in (n, I) @ W^T for a few rows with W packed (cpu_packed_weight). The panels
+// go out in PACKED_CHUNKS_PER_THREAD chunks per thread, taken in turn, so that a thread slowed
+// down (another tenant on its core) does not hold the other threads at the end of the call; a
+// stale copy's panels are packed by the thread that takes them, before it multiplies them.
 static void matmul_packed(float *out, const float *in, CpuPackedWeight *pw, int needs_packing, const float *bias,
                           int n, int in_dim, int out_dim, int accumulate) {
     const int panels = cpu_packed_panels(pw);
 #pragma omp parallel if (cpu_parallel((double)n * in_dim * out_dim))
     {
-        size_t b, e;
-        cpu_split((size_t)panels, omp_get_thread_num(), omp_get_num_threads(), &b, &e);
-        if (needs_packing) cpu_packed_pack(pw, (int)b, (int)e);
-        cpu_packed_gemm(out, in, pw, n, (int)b, (int)e, accumulate);
-        if (bias) {
-            const size_t c0 = b * 16, c1 = e * 16 < (size_t)out_dim ? e * 16 : (size_t)out_dim;
-            for (int i = 0; i < n; i++) {
-                float *row = out + (size_t)i * out_dim;
-                for (size_t o = c0; o < c1; o++) row[o] += bias[o];
+        const int per_chunk = (panels + PACKED_CHUNKS_PER_THREAD * omp_get_num_threads() - 1) /
+                              (PACKED_CHUNKS_PER_THREAD * omp_get_num_threads());
+        const int chunks = (panels + per_chunk - 1) / per_chunk;
+#pragma omp for schedule(dynamic, 1)
+        for (int c = 0; c < chunks; c++) {
+            const int b = c * per_chunk, e = b + per_chunk < panels ? b + per_chunk : panels;
+            if (needs_packing) cpu_packed_pack(pw, b, e);
+            cpu_packed_gemm(out, in, pw, n, b, e, accumulate);
+            if (bias) {
+                const int c0 = b * 16, c1 = e * 16 < out_dim ? e * 16 : out_dim;
+                for (int i = 0; i < n; i++) {
+                    float *row = out + (size_t)i * out_dim;
+                    for (int o = c0; o < c1; o++) row[o] += bias[o];
+                }
             }
         }
     }

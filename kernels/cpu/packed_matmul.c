@@ -178,18 +178,19 @@ static CPU_INLINE void micro_kernel(int mr, const float *x, size_t ldx, const fl
 static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin,
                                    int panel_end, int accumulate) {
     const int K = pw->cols, O = pw->rows;
-    const int groups = (n + MR - 1) / MR;
+    const int groups = (n + MR - 1) / MR, panels = (O + PANEL - 1) / PANEL;
     for (int p = panel_begin; p < panel_end; p++) {
         const float *panel = pw->packed + (size_t)p * K * PANEL;
         const int c0 = p * PANEL, ncols = O - c0 < PANEL ? O - c0 : PANEL;
-        const float *next = panel + (size_t)K * PANEL;  // the next panel (PANEL floats per k)
+        const float *next = panel + (size_t)K * PANEL;  // the next panel (PANEL floats per k), which
+                                                        // the caller's next call most likely takes
         int i = 0;
         for (int g = 0; i < n; i += MR, g++) {
             // With many row groups the next panel streams from memory across this panel's
             // groups (its first group would otherwise wait for it at several times the
             // memory's pace). With up to PREFETCH_MIN_GROUPS - 1 groups the product runs at
             // the memory's pace anyway and the hardware prefetcher does better alone.
-            if (groups >= PREFETCH_MIN_GROUPS && p + 1 < panel_end)
+            if (groups >= PREFETCH_MIN_GROUPS && p + 1 < panels)
                 for (int k = g * K / groups; k < (g + 1) * K / groups; k++)
                     __builtin_prefetch(next + (size_t)k * PANEL, 0, 3);
             const float *x = in + (size_t)i * K;
