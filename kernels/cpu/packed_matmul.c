@@ -182,8 +182,9 @@ static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedW
     for (int p = panel_begin; p < panel_end; p++) {
         const float *panel = pw->packed + (size_t)p * K * PANEL;
         const int c0 = p * PANEL, ncols = O - c0 < PANEL ? O - c0 : PANEL;
-        const float *next = panel + (size_t)K * PANEL;  // the next panel (PANEL floats per k), which
-                                                        // the caller's next call most likely takes
+        // The next panel (PANEL floats per k); past panel_end another thread may take it, and
+        // the prefetch is then wasted, once per chunk.
+        const float *next = panel + (size_t)K * PANEL;
         int i = 0;
         for (int g = 0; i < n; i += MR, g++) {
             // With many row groups the next panel streams from memory across this panel's
