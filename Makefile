@@ -53,7 +53,7 @@ $(info asyncrl dependencies: $(call mark,$(have_mpi)) MPI ($(MPICC))  $(call mar
 endif
 endif
 
-WARN := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-psabi  # psabi: vec8.h passes 8-float vectors between always-inlined helpers
 CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -fopenmp $(WARN) -Isrc -Ikernels \
           $(HDF5_CFLAGS) $(LIBCONFIG_CFLAGS) $(BLAS_CFLAGS)
 LDLIBS := $(HDF5_LIBS) $(LIBCONFIG_LIBS) $(BLAS_LIBS) -fopenmp -lm -lpthread

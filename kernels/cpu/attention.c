@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu.h"
+#include "cpu/vec8.h"
 #include "ops.h"
 
 #define QBLOCK 64
@@ -51,20 +52,6 @@ static int find_segments(const int32_t *positions, int n, Segment **out, int *lo
 }
 
 static int padded(int n) { return (n + JBLOCK - 1) / JBLOCK * JBLOCK; }
-
-// Eight floats as one vector (GCC vector extension): one AVX register in the AVX2 build, two
-// SSE registers in the baseline build. Loads and stores go through memcpy (unaligned). The
-// helpers are always inlined, so the psabi note about passing such vectors does not apply.
-#pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v8f __attribute__((vector_size(32)));
-
-static CPU_INLINE v8f load8(const float *p) {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static CPU_INLINE void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
 
 // dst (hd, ld) = the first `rows` rows of src (rows, hd, row stride `stride`), transposed;
 // columns rows..padded(rows)-1 are zero.
@@ -109,46 +96,7 @@ static CPU_INLINE float dot(const float *restrict a, const float *restrict b, in
 // The loops over the keys of one row with vectors along the head dimension. NV = hd / 8 is a
 // compile-time constant in the specialised copies (accumulators stay in registers); NV = 0 is
 // the plain version for any hd. The dispatchers below run heads of any multiple of 8 as
-// slices of at most 64 floats through the specialised copies.
-
-// o (hd) = sum_{j < n} p[j] * V[j]  (V rows with stride `stride`)
-static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict p, const float *restrict V, int n,
-                                      int stride, int hd, const int NV) {
-    if (NV == 0) {
-        for (int d = 0; d < hd; d++) o[d] = 0.0f;
-        for (int j = 0; j < n; j++) {
-            const float pj = p[j], *vr = V + (size_t)j * stride;
-            for (int d = 0; d < hd; d++) o[d] += pj * vr[d];
-        }
-        return;
-    }
-    // U independent accumulator sets over interleaved keys hide the FMA latency when NV is small.
-    const int U = NV >= 4 ? 1 : NV >= 2 ? 2 : 4;  // a constant in each specialised copy
-    v8f acc[4][8];
-#pragma GCC unroll 8
-    for (int w = 0; w < U; w++)
-#pragma GCC unroll 8
-        for (int u = 0; u < NV; u++) acc[w][u] = (v8f){0};
-    int j = 0;
-    for (; j + U <= n; j += U)
-#pragma GCC unroll 8
-        for (int w = 0; w < U; w++) {
-            const float pj = p[j + w], *vr = V + (size_t)(j + w) * stride;
-#pragma GCC unroll 8
-            for (int u = 0; u < NV; u++) acc[w][u] += pj * load8(vr + 8 * u);
-        }
-    for (; j < n; j++) {
-        const float pj = p[j], *vr = V + (size_t)j * stride;
-#pragma GCC unroll 8
-        for (int u = 0; u < NV; u++) acc[0][u] += pj * load8(vr + 8 * u);
-    }
-#pragma GCC unroll 8
-    for (int u = 0; u < NV; u++) {
-#pragma GCC unroll 8
-        for (int w = 1; w < U; w++) acc[0][u] += acc[w][u];
-        store8(o + 8 * u, acc[0][u]);
-    }
-}
+// slices of at most 64 floats through the specialised copies (BY_NV, vec8.h).
 
 #define RBLOCK 8  // query rows whose key and value gradients are summed before touching memory
 
@@ -186,32 +134,6 @@ static CPU_INLINE void key_value_updates_nv(float *restrict dK, float *restrict 
             store8(kr + 8 * u, load8(kr + 8 * u) + ka[u]);
             store8(vr + 8 * u, load8(vr + 8 * u) + va[u]);
         }
-    }
-}
-
-#define BY_NV(CALL)          \
-    switch (nv) {            \
-    case 1: CALL(1); break;  \
-    case 2: CALL(2); break;  \
-    case 3: CALL(3); break;  \
-    case 4: CALL(4); break;  \
-    case 5: CALL(5); break;  \
-    case 6: CALL(6); break;  \
-    case 7: CALL(7); break;  \
-    default: CALL(8); break; \
-    }
-
-static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const float *restrict V, int n,
-                                   int stride, int hd) {
-    if (hd % 8 != 0) {
-        weighted_sum_nv(o, p, V, n, stride, hd, 0);
-        return;
-    }
-    for (int d0 = 0; d0 < hd; d0 += 64) {
-        const int nv = (hd - d0 < 64 ? hd - d0 : 64) / 8;
-#define WS(NV) weighted_sum_nv(o + d0, p, V + d0, n, stride, 8 * (NV), NV)
-        BY_NV(WS)
-#undef WS
     }
 }
 
@@ -262,7 +184,7 @@ static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, in
             s[j] = cpu_expf(s[j] * a->scale - mx);
             sum += s[j];
         }
-        weighted_sum(acc, s, V, n, a->kv_stride, hd);
+        weighted_sum(acc, s, V, n, a->kv_stride, hd, 0);
         const float inv = 1.0f / sum;
         float *o = a->o + row * a->q_stride + (size_t)h * hd;
 #pragma omp simd
@@ -308,7 +230,7 @@ static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *w
                     ds[j] = p[j] * (ds[j] - D) * a->scale;
                 }
                 for (int j = n; j < keys; j++) p[j] = ds[j] = 0.0f;
-                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd);  // dq = sum_j ds_j k_j
+                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd, 0);  // dq = sum_j ds_j k_j
             }
             key_value_updates(dK, dV, DS, P, a->q + at0, a->d_out + at0, rows, keys, ld, qs, a->kv_stride, hd);
         }

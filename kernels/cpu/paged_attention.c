@@ -14,7 +14,7 @@
 // g: for each visible block, the tile's ROWS x G query heads are scored against its keys (each
 // key row of Kt read once for the whole tile), then each (row, head) takes a softmax over its
 // own causal range and sums the values. Dot products and value sums run in several
-// interleaved chains (score_keys, accumulate_fixed) so that the FMA latency is hidden even for
+// interleaved chains (score_keys; weighted_sum, vec8.h) so that the FMA latency is hidden even for
 // heads of 8 floats. Every (row, head) is computed with the same operations in the same order
 // whatever else is in the call or the tile (scores are elementwise over keys; sums run in a
 // fixed order given the keys; scratch rows have a stride that is a multiple of 16 floats), so
@@ -29,11 +29,10 @@
 
 #include "core/error.h"
 #include "cpu/cpu.h"
+#include "cpu/vec8.h"
 #include "ops.h"
 
 #define ROWS 4  // query rows per task (prefill chunks share each key read among them)
-
-typedef float v8 __attribute__((vector_size(32)));
 
 // Offset of (block, kv head g) in k_cache and v_cache: hd * bs floats each.
 static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim, int block_size) {
@@ -105,32 +104,22 @@ static CPU_INLINE void tile_queries(float *qt, const AttnArgs *a, const AttnTask
 static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, int bs, int hd, int j0, int width,
                                   const int C) {
     const int W = width / 8;
-    v8 sum[4][2];  // [chain][vector of 8 keys]
+    v8f sum[4][2];  // [chain][vector of 8 keys]
 #pragma GCC unroll 4
     for (int c = 0; c < C; c++)
 #pragma GCC unroll 2
-        for (int w = 0; w < W; w++) {
-            v8 k;
-            memcpy(&k, kt + (size_t)c * bs + j0 + 8 * w, sizeof k);
-            sum[c][w] = qi[c] * k;
-        }
+        for (int w = 0; w < W; w++) sum[c][w] = qi[c] * load8(kt + (size_t)c * bs + j0 + 8 * w);
     for (int d = C; d < hd; d += C)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             const float qd = qi[d + c];
             const float *kd = kt + (size_t)(d + c) * bs + j0;
 #pragma GCC unroll 2
-            for (int w = 0; w < W; w++) {
-                v8 k;
-                memcpy(&k, kd + 8 * w, sizeof k);
-                sum[c][w] += qd * k;
-            }
+            for (int w = 0; w < W; w++) sum[c][w] += qd * load8(kd + 8 * w);
         }
 #pragma GCC unroll 2
-    for (int w = 0; w < W; w++) {
-        const v8 total = C == 4 ? (sum[0][w] + sum[1][w]) + (sum[2][w] + sum[3][w]) : sum[0][w] + sum[1][w];
-        memcpy(s + j0 + 8 * w, &total, sizeof total);
-    }
+    for (int w = 0; w < W; w++)
+        store8(s + j0 + 8 * w, C == 4 ? (sum[0][w] + sum[1][w]) + (sum[2][w] + sum[3][w]) : sum[0][w] + sum[1][w]);
 }
 
 static CPU_INLINE float score_key(const float *qi, const float *kt, int bs, int hd, int j, const int C) {
@@ -202,82 +191,11 @@ static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
     return 1.0f / sum;
 }
 
-// o (HD) += sum_j p[j] * v_j over n value rows vb (row stride ld), HD a constant multiple of 8
-// up to 64 after inlining: the HD floats are HD / 8 independent vector chains, and with fewer
-// than 4 of them the keys are dealt to S = 32 / HD partial sums (key j to sum j mod S) so that
-// 4 chains hide the FMA latency; the partial sums are added in order at the end.
-static CPU_INLINE void accumulate_fixed(float *o, const float *p, const float *vb, size_t ld, int n, const int HD) {
-    const int S = HD >= 32 ? 1 : 32 / HD, NV = HD / 8;
-    v8 acc[4][8];  // [partial sum][vector]
-#pragma GCC unroll 4
-    for (int s = 0; s < S; s++)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) acc[s][v] = (v8){0};
-    int j = 0;
-    for (; j + S <= n; j += S)
-#pragma GCC unroll 4
-        for (int s = 0; s < S; s++) {
-            const float w = p[j + s];
-            const float *vr = vb + (size_t)(j + s) * ld;
-#pragma GCC unroll 8
-            for (int v = 0; v < NV; v++) {
-                v8 x;
-                memcpy(&x, vr + 8 * v, sizeof x);
-                acc[s][v] += w * x;
-            }
-        }
-    for (int s = 0; j < n; j++, s++) {  // the last n mod S keys (S > 1 only)
-        const float w = p[j];
-        const float *vr = vb + (size_t)j * ld;
-        for (int v = 0; v < NV; v++) {
-            v8 x;
-            memcpy(&x, vr + 8 * v, sizeof x);
-            acc[s][v] += w * x;
-        }
-    }
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; v++) {
-        v8 total = acc[0][v], out;
-#pragma GCC unroll 4
-        for (int s = 1; s < S; s++) total += acc[s][v];
-        memcpy(&out, o + 8 * v, sizeof out);
-        out += total;
-        memcpy(o + 8 * v, &out, sizeof out);
-    }
-}
-
-// o (hd) += sum_j p[j] * v_j over n value rows vb (row stride ld): 64 floats at a time, then
-// the rest (a multiple of 8) in one pass; a head size that is not a multiple of 8 takes one
-// chain per float. Every output float sums its keys in a fixed order given n.
-static CPU_INLINE void accumulate_values(float *o, const float *p, const float *vb, size_t ld, int n, int hd) {
-    if (hd % 8 != 0) {
-        for (int d = 0; d < hd; d++) {
-            float acc = 0.0f;
-            for (int j = 0; j < n; j++) acc += p[j] * vb[(size_t)j * ld + d];
-            o[d] += acc;
-        }
-        return;
-    }
-    int d0 = 0;
-    for (; d0 + 64 <= hd; d0 += 64) accumulate_fixed(o + d0, p, vb + d0, ld, n, 64);
-    switch (hd - d0) {  // each remaining width its own specialised loop
-        case 56: accumulate_fixed(o + d0, p, vb + d0, ld, n, 56); break;
-        case 48: accumulate_fixed(o + d0, p, vb + d0, ld, n, 48); break;
-        case 40: accumulate_fixed(o + d0, p, vb + d0, ld, n, 40); break;
-        case 32: accumulate_fixed(o + d0, p, vb + d0, ld, n, 32); break;
-        case 24: accumulate_fixed(o + d0, p, vb + d0, ld, n, 24); break;
-        case 16: accumulate_fixed(o + d0, p, vb + d0, ld, n, 16); break;
-        case 8: accumulate_fixed(o + d0, p, vb + d0, ld, n, 8); break;
-        default: break;
-    }
-}
-
 // out rows of the tile (n_rows, H*hd at the group's heads) = sum_t p[t] v_t * inv_sum, each
 // (row, head) over its own keys. acc: (n_rows * G, hd) scratch.
 static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum,
                                    const AttnArgs *a, const AttnTask *t) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
-    memset(acc, 0, (size_t)n_q * hd * sizeof(float));
     const int keys_max = t->pos0 + t->n_rows;
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
         const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
@@ -285,7 +203,8 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
         for (int i = 0; i < n_q; i++) {
             const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
             const int n = keys - t0 < nt ? keys - t0 : nt;
-            if (n > 0) accumulate_values(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, hd, n, hd);
+            if (n > 0)  // every row sees key 0: its first block sets acc, the others add to it
+                weighted_sum(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, n, hd, hd, t0 > 0);
         }
     }
     for (int i = 0; i < n_q; i++) {
