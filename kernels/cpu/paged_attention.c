@@ -71,15 +71,15 @@ void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_
 }
 
 // One task: rows row0 .. row0+n_rows-1 of a sequence, their first having position pos0, for
-// kv heads g0 .. g1-1 (attention_task sets g to each in turn).
+// kv heads g .. g + heads_per_task - 1 (attention_task runs each as a task of its own head).
 typedef struct {
-    int seq, row0, n_rows, pos0, g, g0, g1;
+    int seq, row0, n_rows, pos0, g;
 } AttnTask;
 
 typedef struct {
     const float *q, *k_cache, *v_cache;
     const int32_t *table;  // the sequence's block ids
-    int block_size, n_heads, n_kv_heads, head_dim, group;
+    int block_size, n_heads, n_kv_heads, head_dim, group, heads_per_task;
     size_t stride;         // floats between two score rows (multiple of 16)
     float scale;
 } AttnArgs;
@@ -232,7 +232,7 @@ static CPU_INLINE void attention_head(float *out, float *scratch, const AttnArgs
 
 static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *task) {
     AttnTask t = *task;
-    for (t.g = task->g0; t.g < task->g1; t.g++) attention_head(out, scratch, a, &t);
+    for (t.g = task->g; t.g < task->g + a->heads_per_task; t.g++) attention_head(out, scratch, a, &t);
 }
 
 CPU_AVX2 static void attention_task_avx2(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
@@ -272,7 +272,7 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
         for (int r = 0; r < n_q; r += ROWS)
             for (int g = 0; g < n_kv_heads; g += heads_per_task)
                 tasks[ti++] = (AttnTask){s, query_start[s] + r, n_q - r < ROWS ? n_q - r : ROWS,
-                                         context_len[s] - n_q + r, g, g, g + heads_per_task};
+                                         context_len[s] - n_q + r, g};
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const size_t per_thread =
@@ -281,8 +281,8 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
     CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",
           "paged attention scratch of %d x %zu floats", threads, per_thread);
     AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .block_size = block_size, .n_heads = n_heads,
-                     .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group, .stride = stride,
-                     .scale = 1.0f / sqrtf((float)head_dim)};
+                     .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group,
+                     .heads_per_task = heads_per_task, .stride = stride, .scale = 1.0f / sqrtf((float)head_dim)};
     const int avx2 = cpu_has_avx2();
 
 #pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1 && cpu_parallel(work))

@@ -219,6 +219,19 @@ static void test_paged_attention_head_sizes(void **state) {
     attention_case(&h72);
 }
 
+static void test_paged_attention_many_decodes(void **state) {
+    (void)state;
+    // Enough decode rows that each task takes several kv heads (at least 8 tasks per thread
+    // remain up to 4 threads): the batch result must still equal the reference and, bit for
+    // bit, each sequence decoded alone (one task per head).
+    enum { S = 40 };
+    int ctx[S], n_q[S];
+    for (int s = 0; s < S; s++) ctx[s] = 1 + (s * 7) % 23, n_q[s] = 1;
+    AttnCase c = {.n_seqs = S, .H = 4, .KVH = 2, .hd = 8, .bs = 4, .n_blocks = S * 6, .max_blocks = 6, .ctx = ctx,
+                  .n_q = n_q};
+    attention_case(&c);
+}
+
 // ---------------------------------------------------------------------------------------
 // Sampling.
 
@@ -487,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_paged_attention_gqa),
         cmocka_unit_test(test_paged_attention_mha_and_mqa),
         cmocka_unit_test(test_paged_attention_head_sizes),
+        cmocka_unit_test(test_paged_attention_many_decodes),
         cmocka_unit_test(test_sample_frequencies),
         cmocka_unit_test(test_sample_greedy_and_logprob),
         cmocka_unit_test(test_sample_stream_rule_and_batch_independence),
