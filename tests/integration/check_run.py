@@ -12,18 +12,10 @@ import sys
 import h5py
 import numpy as np
 
+from tap import finish, report  # tap.py, beside this script
+
 path, mode, k, max_off = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 margin = float(sys.argv[5]) if len(sys.argv) > 5 else None
-failures = 0
-
-
-def report(ok, name, detail=""):
-    global failures
-    print(("ok - " if ok else "not ok - ") + name)
-    if not ok:
-        failures += 1
-        print("# " + detail)
-
 
 f = h5py.File(path, "r", libver="latest", swmr=True)
 r = f["rollouts"]
@@ -62,4 +54,4 @@ if margin is not None:
     first, last = float(np.mean(reward[:q])), float(np.mean(reward[-q:]))
     report(last >= first + margin, f"reward rises: first quarter {first:.3f}, last quarter {last:.3f}",
            f"expected a gain of at least {margin}")
-sys.exit(1 if failures else 0)
+finish()

@@ -70,6 +70,16 @@ static void write_file(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
+// Writes a finished 30-step metrics.h5 and returns its bytes (*len of them), for damaging.
+static char *finished_metrics_bytes(size_t *len) {
+    MetricsWriter *m = open_writer();
+    write_steps(m, 0, 30);
+    metrics_close(m);
+    char *whole = test_read_file(g_metrics, len);
+    assert_non_null(whole);
+    return whole;
+}
+
 static void make_checkpoint(const char *name, int complete, int step) {
     char path[512];
     snprintf(path, sizeof path, "%s/checkpoints/%s", g_dir, name);
@@ -228,12 +238,8 @@ static void test_bad_files(void **state) {
     expect_error(g_dir, "steps/reward_mean is not a 1-D numeric dataset");
 
     // A real metrics file cut short, as by a full disk or a partial copy.
-    MetricsWriter *m = open_writer();
-    write_steps(m, 0, 30);
-    metrics_close(m);
     size_t len;
-    char *whole = test_read_file(g_metrics, &len);
-    assert_non_null(whole);
+    char *whole = finished_metrics_bytes(&len);
     write_file(g_metrics, whole, len / 2);
     expect_error(g_dir, "metrics.h5");
     write_file(g_metrics, whole, 512);
@@ -244,12 +250,8 @@ static void test_bad_files(void **state) {
 // Damage at many places of a real file: every outcome is a summary or an error, never a crash
 // (run under ASan by `make sanitize`).
 static void test_damaged_anywhere(void **state) {
-    MetricsWriter *m = open_writer();
-    write_steps(m, 0, 30);
-    metrics_close(m);
     size_t len;
-    char *whole = test_read_file(g_metrics, &len);
-    assert_non_null(whole);
+    char *whole = finished_metrics_bytes(&len);
     int errors = 0, fine = 0;
     for (size_t at = 0; at + 32 < len; at += len / 64) {
         char *copy = malloc(len);
