@@ -200,8 +200,10 @@ static void packed_case(float *d_buf, size_t offset, int n, int I, int O, int wi
 
 static void test_matmul_packed(void **state) {
     (void)state;
-    const int I1 = 24, O1 = 37, I2 = 64, O2 = 48;
-    const size_t off2 = (size_t)O1 * I1 + 3, total = off2 + (size_t)O2 * I2 + 5;
+    // The third weight is wide enough that 64 rows of output (2 MB) are stored past the caches.
+    const int I1 = 24, O1 = 37, I2 = 64, O2 = 48, I3 = 16, O3 = 8200;
+    const size_t off2 = (size_t)O1 * I1 + 3, off3 = off2 + (size_t)O2 * I2 + 5;
+    const size_t total = off3 + (size_t)O3 * I3 + 1;
     for (int round = 0; round < 2; round++) {  // the second round: a freed buffer, a new one
         float *buf = randn(total, 0.5f);
         float *d_buf = dev(buf, total * 4);
@@ -218,6 +220,8 @@ static void test_matmul_packed(void **state) {
         ops_params_updated(d_buf, total);
         packed_case(d_buf, 0, 9, I1, O1, 1);
         packed_case(d_buf, off2, 64, I2, O2, 0);
+        packed_case(d_buf, off3, 64, I3, O3, round);
+        packed_case(d_buf, off3, 70, I3, O3 - 2, !round);  // a width not a multiple of 4: plain stores
         free(buf), free(fresh);
         ops_free(d_buf);
     }
