@@ -131,6 +131,21 @@ static CPU_INLINE double block_sums(const float *x, int vocab, double *sums) {
     return total;
 }
 
+// w = exp(z - zmax) (V) with the block sums of w as block_sums gives them, a block at a time
+// while it is in L1 (the same sums, in the same order).
+static CPU_INLINE double exp_block_sums(float *restrict w, const float *restrict z, float zmax, int vocab,
+                                        double *sums) {
+    double total = 0.0;
+    for (int b = 0, i = 0; b < vocab; b += WALK_BLOCK, i++) {
+        const int n = vocab - b < WALK_BLOCK ? vocab - b : WALK_BLOCK;
+#pragma omp simd
+        for (int j = b; j < b + n; j++) w[j] = cpu_expf(z[j] - zmax);
+        sums[i] = lane_sum(w + b, n);
+        total += sums[i];
+    }
+    return total;
+}
+
 // The first j whose cumulative weight sum_{k <= j} wk[k] exceeds target, skipping blocks by
 // their sums (from block_sums) and then walking the crossing block one id at a time; the
 // last j with wk[j] > 0 when rounding leaves none.
@@ -164,19 +179,21 @@ static int32_t first_index_of(const float *z, int vocab, float value) {
 static CPU_INLINE int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp, float *restrict z,
                           float *restrict w, float *restrict wk, int32_t *ids, double *sums, float *logprob) {
     const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
+    if (T == 1.0f)  // x / 1 is x: no division (a fifth of the row's time)
 #pragma omp simd
-    for (int j = 0; j < vocab; j++) {
-        const float x = logits[j] / T;
-        z[j] = x == x ? x : -INFINITY;  // NaN: never sampled
-    }
+        for (int j = 0; j < vocab; j++) z[j] = logits[j] == logits[j] ? logits[j] : -INFINITY;  // NaN: never sampled
+    else
+#pragma omp simd
+        for (int j = 0; j < vocab; j++) {
+            const float x = logits[j] / T;
+            z[j] = x == x ? x : -INFINITY;
+        }
     const float zmax = lane_max(z, vocab);
     if (!isfinite(zmax)) {  // garbage row (all NaN / -inf, or +inf): a valid id, NaN logprob
         *logprob = NAN;
         return first_index_of(z, vocab, zmax);
     }
-#pragma omp simd
-    for (int j = 0; j < vocab; j++) w[j] = cpu_expf(z[j] - zmax);
-    const double sum_w = block_sums(w, vocab, sums);  // the logsumexp's sum, and the walk's without cuts
+    const double sum_w = exp_block_sums(w, z, zmax, vocab, sums);  // the logsumexp's sum, and the walk's without cuts
     const double lse = (double)zmax + log(sum_w);
     int32_t tok;
     if (sp->greedy) {
