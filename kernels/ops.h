@@ -166,22 +166,29 @@ void ops_adamw(float *params, const float *grads, float *m, float *v, size_t n, 
 // Inference: paged KV cache, attention of new query rows against it, sampling.
 //
 // The cache of one layer holds n_blocks blocks of block_size token slots, for keys and for
-// values: k_cache and v_cache are n_blocks * block_size * KVH * hd floats each (ops_alloc'd,
-// zeroed) in a layout private to the backend: only the ops below read or write them. A
-// sequence owns a list of blocks, its row of a block table (S, max_blocks) of block ids; the
-// key / value of its token at position p lie in slot table[p / block_size] * block_size +
-// p % block_size. Keys are stored after RoPE. (CPU layout: block b, kv head g holds its keys
-// transposed, (hd, block_size), at ((b * KVH + g) * hd) * block_size, and its values as rows,
-// (block_size, hd), at the same offset of v_cache. CUDA layout: slot-major rows,
-// (n_slots, KVH*hd).)
+// values: k_cache and v_cache are n_blocks * block_size * KVH * hd elements each (ops_alloc'd,
+// zeroed) of the cache's element type, kv_dtype (OpsKVDtype: fp32, or fp16 for half the
+// memory and memory traffic), in a layout private to the backend: only the ops below read or
+// write them. A sequence owns a list of blocks, its row of a block table (S, max_blocks) of
+// block ids; the key / value of its token at position p lie in slot
+// table[p / block_size] * block_size + p % block_size. Keys are stored after RoPE. (CPU
+// layout: block b, kv head g holds its keys transposed, (hd, block_size), at
+// ((b * KVH + g) * hd) * block_size elements, and its values as rows, (block_size, hd), at the
+// same offset of v_cache. CUDA layout: slot-major rows, (n_slots, KVH*hd).)
+typedef enum {
+    OPS_KV_F32 = 0,  // keys and values as computed
+    OPS_KV_F16 = 1,  // IEEE half, rounded to nearest even when written (|x| > 65504 becomes inf)
+} OpsKVDtype;
+static inline size_t ops_kv_dtype_bytes(int kv_dtype) { return kv_dtype == OPS_KV_F16 ? 2 : 4; }
 
 // Stores row i of k and v (N, KVH*hd) as the key / value of cache slot slots[i], i < n.
 // slots (N) distinct, in [0, n_blocks * block_size) (callers check).
-void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int n_kv_heads, int head_dim, int block_size);
-// The inverse, for tests and debugging: k, v (N, KVH*hd) = the keys / values of slots (N).
-void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
-                       int n_kv_heads, int head_dim, int block_size);
+void ops_kv_cache_write(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slots, int n,
+                        int n_kv_heads, int head_dim, int block_size, int kv_dtype);
+// The inverse, for tests and debugging: k, v (N, KVH*hd) = the keys / values of slots (N)
+// (with fp16, the rounded values the cache holds).
+void ops_kv_cache_read(float *k, float *v, const void *k_cache, const void *v_cache, const int32_t *slots, int n,
+                       int n_kv_heads, int head_dim, int block_size, int kv_dtype);
 
 // Causal attention of new query rows against the paged cache (decode: one row per sequence;
 // chunked prefill: several consecutive rows of one sequence), grouped-query, scores scaled by
@@ -189,18 +196,19 @@ void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_
 // of them); its context ctx = context_len[s] counts the tokens in its cache INCLUDING these
 // rows (their k/v were written by ops_kv_cache_write before the call), so row j (0-based) of
 // s has position ctx - n_q + j and attends to the keys at positions 0 .. ctx - n_q + j.
-// Query head h reads key/value head h / (H / KVH).
+// Query head h reads key/value head h / (H / KVH). Keys and values of an fp16 cache are
+// widened to fp32, and everything else runs in fp32.
 //   out (N, H*hd) =; q (N, H*hd) with N = query_start[S]; k_cache, v_cache as above;
 //   block_tables (S, max_blocks) with ctx <= max_blocks * block_size for every s;
 //   query_start (S+1) with query_start[0] = 0, increasing; context_len (S) >= n_q.
 // Memory: never a (T x T) matrix; the CPU backend uses per-thread scratch of O(4 G x max ctx)
-// floats (G = H / KVH). Batch invariance: the CPU backend computes each (row, head) with the
+// floats (G = H / KVH), plus hd x block_size with fp16. Batch invariance: the CPU backend computes each (row, head) with the
 // same arithmetic in the same order whatever else is in the call (so a sequence's outputs do
 // not depend on its batch, and recomputing a cache by prefill gives the values decode gave).
-void ops_paged_attention_forward(float *out, const float *q, const float *k_cache, const float *v_cache,
+void ops_paged_attention_forward(float *out, const float *q, const void *k_cache, const void *v_cache,
                                  const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
-                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
-                                 int head_dim);
+                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads, int head_dim,
+                                 int kv_dtype);
 
 // Per-row sampling settings (an array of these lives in device memory).
 typedef struct {

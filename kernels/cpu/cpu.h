@@ -1,7 +1,7 @@
 // Helpers shared by the CPU kernels (not part of the op interface): the single-threaded
 // GEMM every kernel calls (OpenBLAS, or a plain loop when the build has no BLAS), how a loop
 // of n items is split among the OpenMP threads, a vectorisable exp, and the run-time choice
-// between an AVX2+FMA build of a hot loop and the baseline (x86-64 SSE2) build.
+// between an AVX2+FMA(+F16C) build of a hot loop and the baseline (x86-64 SSE2) build.
 //
 // Dispatch pattern: the loop body is a `static CPU_INLINE` function; a wrapper marked
 // CPU_AVX2 and a plain wrapper both call it, so GCC compiles it twice; the op calls the AVX2
@@ -46,13 +46,13 @@ void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int
 
 // The share [*begin, *end) of n items that thread `thread` of `threads` works on.
 #if defined(__x86_64__) && defined(__GNUC__)
-#define CPU_AVX2 __attribute__((target("avx2,fma")))
+#define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
 #else
 #define CPU_AVX2
 #endif
 #define CPU_INLINE inline __attribute__((always_inline))
 
-// 1 when the processor has AVX2 and FMA (checked once) and the environment variable
+// 1 when the processor has AVX2, FMA and F16C (checked once) and the environment variable
 // ASYNCRL_CPU_BASELINE is not "1" (set by the tests to check the baseline build too), else 0.
 int cpu_has_avx2(void);
 

@@ -24,7 +24,7 @@ int cpu_has_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     }
     const char *baseline = getenv("ASYNCRL_CPU_BASELINE");  // tests run the baseline build too
     return cached && !(baseline && baseline[0] == '1');

@@ -21,6 +21,11 @@
 // the results are batch invariant. Loops are compiled twice (baseline and AVX2+FMA, see
 // cpu.h). Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd
 // floats.
+//
+// An fp16 cache (OPS_KV_F16) holds the same layout in halves. Attention widens each (block,
+// head) of keys, then of values, into per-thread fp32 scratch (hd * bs more floats, in L1) and
+// runs the fp32 loops on it: the memory traffic, which bounds decode with many sequences, is
+// halved, and the arithmetic is the fp32 arithmetic on the stored values.
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
@@ -31,41 +36,92 @@
 #include "cpu/cpu.h"
 #include "cpu/vec8.h"
 #include "ops.h"
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>  // _mm256_cvtph_ps (F16C), only inside the CPU_AVX2 function below
+#endif
 
 #define ROWS 4  // query rows per task (prefill chunks share each key read among them)
 
-// Offset of (block, kv head g) in k_cache and v_cache: hd * bs floats each.
+typedef _Float16 half;  // IEEE binary16 (GCC on x86-64; F16C instructions in the AVX2 build)
+
+// Offset of (block, kv head g) in k_cache and v_cache: hd * bs elements each.
 static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim, int block_size) {
     return ((size_t)block * n_kv_heads + g) * head_dim * block_size;
 }
 
-void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int n_kv_heads, int head_dim, int block_size) {
-    const int kv_dim = n_kv_heads * head_dim;
-#pragma omp parallel for schedule(static) if (cpu_parallel(2.0 * n * kv_dim))
-    for (int i = 0; i < n; i++) {
-        const int block = slots[i] / block_size, t = slots[i] % block_size;
-        for (int g = 0; g < n_kv_heads; g++) {
-            const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
-            const float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
-            const float *vr = v + (size_t)i * kv_dim + (size_t)g * head_dim;
-            for (int d = 0; d < head_dim; d++) k_cache[base + (size_t)d * block_size + t] = kr[d];
-            memcpy(v_cache + base + (size_t)t * head_dim, vr, (size_t)head_dim * sizeof(float));
+// dst (n) = src (n) widened (exact). GCC does not vectorise half -> float conversions, so the
+// AVX2 build converts 8 at a time with F16C; attention calls whichever the dispatch chose
+// (once per (block, head)).
+typedef void (*WidenFn)(float *restrict dst, const half *restrict src, size_t n);
+
+static void widen_base(float *restrict dst, const half *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+CPU_AVX2 static void widen_f16c(float *restrict dst, const half *restrict src, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++) dst[i] = (float)src[i];
+}
+#else
+#define widen_f16c widen_base
+#endif
+
+// Row i of k and v into their slot: keys transposed (a column of Kt), values as a row.
+static CPU_INLINE void write_slot(void *k_cache, void *v_cache, const float *k, const float *v, int i, int slot,
+                                  int n_kv_heads, int head_dim, int block_size, int f16) {
+    const int kv_dim = n_kv_heads * head_dim, block = slot / block_size, t = slot % block_size;
+    for (int g = 0; g < n_kv_heads; g++) {
+        const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
+        const size_t k_at = base + (size_t)t, v_at = base + (size_t)t * head_dim;  // + d * bs, + d
+        const float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
+        const float *vr = v + (size_t)i * kv_dim + (size_t)g * head_dim;
+        if (f16) {
+            half *kc = k_cache, *vc = v_cache;
+            for (int d = 0; d < head_dim; d++) kc[k_at + (size_t)d * block_size] = (half)kr[d];
+            for (int d = 0; d < head_dim; d++) vc[v_at + d] = (half)vr[d];
+        } else {
+            float *kc = k_cache;
+            for (int d = 0; d < head_dim; d++) kc[k_at + (size_t)d * block_size] = kr[d];
+            memcpy((float *)v_cache + v_at, vr, (size_t)head_dim * sizeof(float));
         }
     }
 }
 
-void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
-                       int n_kv_heads, int head_dim, int block_size) {
-    const int kv_dim = n_kv_heads * head_dim;
+CPU_AVX2 static void write_slot_avx2(void *kc, void *vc, const float *k, const float *v, int i, int slot, int kvh,
+                                     int hd, int bs, int f16) {
+    write_slot(kc, vc, k, v, i, slot, kvh, hd, bs, f16);
+}
+static void write_slot_base(void *kc, void *vc, const float *k, const float *v, int i, int slot, int kvh, int hd,
+                            int bs, int f16) {
+    write_slot(kc, vc, k, v, i, slot, kvh, hd, bs, f16);
+}
+
+void ops_kv_cache_write(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slots, int n,
+                        int n_kv_heads, int head_dim, int block_size, int kv_dtype) {
+    const int f16 = kv_dtype == OPS_KV_F16, avx2 = cpu_has_avx2();
+#pragma omp parallel for schedule(static) if (cpu_parallel(2.0 * n * n_kv_heads * head_dim))
+    for (int i = 0; i < n; i++) {
+        if (avx2) write_slot_avx2(k_cache, v_cache, k, v, i, slots[i], n_kv_heads, head_dim, block_size, f16);
+        else write_slot_base(k_cache, v_cache, k, v, i, slots[i], n_kv_heads, head_dim, block_size, f16);
+    }
+}
+
+void ops_kv_cache_read(float *k, float *v, const void *k_cache, const void *v_cache, const int32_t *slots, int n,
+                       int n_kv_heads, int head_dim, int block_size, int kv_dtype) {
+    const int kv_dim = n_kv_heads * head_dim, f16 = kv_dtype == OPS_KV_F16;
     for (int i = 0; i < n; i++) {
         const int block = slots[i] / block_size, t = slots[i] % block_size;
         for (int g = 0; g < n_kv_heads; g++) {
             const size_t base = block_offset(block, g, n_kv_heads, head_dim, block_size);
             float *kr = k + (size_t)i * kv_dim + (size_t)g * head_dim;
-            for (int d = 0; d < head_dim; d++) kr[d] = k_cache[base + (size_t)d * block_size + t];
-            memcpy(v + (size_t)i * kv_dim + (size_t)g * head_dim, v_cache + base + (size_t)t * head_dim,
-                   (size_t)head_dim * sizeof(float));
+            float *vr = v + (size_t)i * kv_dim + (size_t)g * head_dim;
+            for (int d = 0; d < head_dim; d++) {
+                const size_t k_at = base + (size_t)d * block_size + t, v_at = base + (size_t)t * head_dim + d;
+                kr[d] = f16 ? (float)((const half *)k_cache)[k_at] : ((const float *)k_cache)[k_at];
+                vr[d] = f16 ? (float)((const half *)v_cache)[v_at] : ((const float *)v_cache)[v_at];
+            }
         }
     }
 }
@@ -77,7 +133,11 @@ typedef struct {
 } AttnTask;
 
 typedef struct {
-    const float *q, *k_cache, *v_cache;
+    const float *q;
+    const void *k_cache, *v_cache;  // fp32 or (f16) fp16 elements
+    int f16;
+    WidenFn widen;         // f16: widen_f16c or widen_base
+    float *widened;        // f16: this thread's (hd * bs) floats for the block being read
     const int32_t *table;  // the sequence's block ids
     int block_size, n_heads, n_kv_heads, head_dim, group, heads_per_task;
     size_t stride;         // floats between two score rows (multiple of 16)
@@ -138,10 +198,18 @@ static CPU_INLINE void score_block(float *s, const float *qi, const float *kt, i
     for (int j = j0; j < nt; j++) s[j] = score_key(qi, kt, bs, hd, j, C);
 }
 
-// Asks for n floats at p to be brought into cache (a (block, head) of keys or values: blocks
-// lie anywhere in the cache, so the hardware prefetcher cannot guess the next one).
-static CPU_INLINE void prefetch_floats(const float *p, size_t n) {
-    for (size_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
+// Asks for the bytes [p, p + bytes) to be brought into cache (a (block, head) of keys or
+// values: blocks lie anywhere in the cache, so the hardware prefetcher cannot guess the next one).
+static CPU_INLINE void prefetch_bytes(const void *p, size_t bytes) {
+    for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch((const char *)p + i, 0, 3);
+}
+
+// The first n elements of a cache from `offset` as floats: the cache itself (fp32), or widened
+// into the thread's scratch (fp16).
+static CPU_INLINE const float *cache_floats(const void *cache, size_t offset, size_t n, const AttnArgs *a) {
+    if (!a->f16) return (const float *)cache + offset;
+    a->widen(a->widened, (const half *)cache + offset, n);
+    return a->widened;
 }
 
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
@@ -149,16 +217,18 @@ static CPU_INLINE void prefetch_floats(const float *p, size_t n) {
 // and this block's values (for tile_values) are fetched.
 static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
-    const size_t block_floats = (size_t)hd * bs;
-    prefetch_floats(a->k_cache + block_offset(a->table[0], t->g, a->n_kv_heads, hd, bs), block_floats);
+    const size_t elem = a->f16 ? sizeof(half) : sizeof(float), block_elems = (size_t)hd * bs;
+    const size_t block_bytes = block_elems * elem;
+    const char *k_bytes = a->k_cache, *v_bytes = a->v_cache;
+    prefetch_bytes(k_bytes + block_offset(a->table[0], t->g, a->n_kv_heads, hd, bs) * elem, block_bytes);
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const int nt = keys - t0 < bs ? keys - t0 : bs;
         const size_t offset = block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);
-        const float *kt = a->k_cache + offset;  // (hd, bs)
         if (t0 + bs < keys)
-            prefetch_floats(a->k_cache + block_offset(a->table[t0 / bs + 1], t->g, a->n_kv_heads, hd, bs),
-                            block_floats);
-        prefetch_floats(a->v_cache + offset, block_floats);
+            prefetch_bytes(k_bytes + block_offset(a->table[t0 / bs + 1], t->g, a->n_kv_heads, hd, bs) * elem,
+                           block_bytes);
+        prefetch_bytes(v_bytes + offset * elem, block_bytes);
+        const float *kt = cache_floats(a->k_cache, offset, block_elems, a);  // (hd, bs)
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
@@ -199,7 +269,8 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
     const int keys_max = t->pos0 + t->n_rows;
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
         const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
-        const float *vb = a->v_cache + block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);  // (bs, hd)
+        const size_t offset = block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);
+        const float *vb = cache_floats(a->v_cache, offset, (size_t)nt * hd, a);  // (nt, hd)
         for (int i = 0; i < n_q; i++) {
             const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
             const int n = keys - t0 < nt ? keys - t0 : nt;
@@ -242,10 +313,10 @@ static void attention_task_base(float *out, float *scratch, const AttnArgs *a, c
     attention_task(out, scratch, a, t);
 }
 
-void ops_paged_attention_forward(float *out, const float *q, const float *k_cache, const float *v_cache,
+void ops_paged_attention_forward(float *out, const float *q, const void *k_cache, const void *v_cache,
                                  const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
-                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
-                                 int head_dim) {
+                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads, int head_dim,
+                                 int kv_dtype) {
     if (n_seqs <= 0 || query_start[n_seqs] <= 0) return;
     const int group = n_heads / n_kv_heads, threads = omp_get_max_threads();
     // Tasks: per sequence, tiles of ROWS rows, times groups of heads_per_task kv heads: as many
@@ -275,21 +346,25 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
                                          context_len[s] - n_q + r, g};
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
-    const size_t per_thread =
-        ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
+    const int f16 = kv_dtype == OPS_KV_F16;
+    const size_t attn_floats = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
+    const size_t widened_floats = f16 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
+    const size_t per_thread = attn_floats + widened_floats;
     float *scratch = aligned_alloc(64, (size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",
           "paged attention scratch of %d x %zu floats", threads, per_thread);
-    AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .block_size = block_size, .n_heads = n_heads,
-                     .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group,
-                     .heads_per_task = heads_per_task, .stride = stride, .scale = 1.0f / sqrtf((float)head_dim)};
     const int avx2 = cpu_has_avx2();
+    AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .f16 = f16,
+                     .widen = avx2 ? widen_f16c : widen_base, .block_size = block_size,
+                     .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group,
+                     .heads_per_task = heads_per_task, .stride = stride, .scale = 1.0f / sqrtf((float)head_dim)};
 
 #pragma omp parallel for schedule(dynamic, 1) if (n_tasks > 1 && cpu_parallel(work))
     for (int i = 0; i < n_tasks; i++) {
         AttnArgs a = base;
         a.table = block_tables + (size_t)tasks[i].seq * max_blocks;
         float *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
+        a.widened = mine + attn_floats;
         if (avx2) attention_task_avx2(out, mine, &a, &tasks[i]);
         else attention_task_base(out, mine, &a, &tasks[i]);
     }

@@ -7,8 +7,11 @@
 // key (a dot product over hd with the scaled query, kept in shared memory), the warp keeps an
 // online softmax (running max m and sum l, rescaling the output accumulator when m grows), and
 // each lane accumulates the output dimensions d = lane + 32 t. Keys are numbered t = 0 ..
-// n_keys-1; `offset(t)` gives the float offset of key t's row (same for keys and values).
+// n_keys-1; `offset(t)` gives the element offset of key t's row (same for keys and values).
+// Keys and values are floats, or halves (an fp16 KV cache) widened as they are read: the
+// arithmetic is the same fp32 arithmetic on the stored values.
 #pragma once
+#include <cuda_fp16.h>
 #include <math.h>
 
 #include "cuda/cuda_common.h"
@@ -18,11 +21,18 @@
 #define ATT_WARPS 4
 #define ATT_THREADS (ATT_WARPS * 32)
 
+// A stored key or value as a float, and a float as stored (fp16: round to nearest even).
+__device__ __forceinline__ float kv_load(float x) { return x; }
+__device__ __forceinline__ float kv_load(__half x) { return __half2float(x); }
+template <typename T> __device__ __forceinline__ T kv_store(float x);
+template <> __device__ __forceinline__ float kv_store<float>(float x) { return x; }
+template <> __device__ __forceinline__ __half kv_store<__half>(float x) { return __float2half_rn(x); }
+
 // out_row (hd) = sum_t softmax_t(scale q . k_t) v_t over t < n_keys (n_keys >= 1); returns the
 // logsumexp of the scaled scores (the same value in every lane). q_shared: this warp's
-// ATT_MAX_HD floats of shared memory. Every lane of the warp must call it.
-template <typename KeyOffset>
-__device__ float attend_row(float *out_row, const float *q_row, const float *k, const float *v, int n_keys,
+// ATT_MAX_HD floats of shared memory. Every lane of the warp must call it. KV: float or __half.
+template <typename KeyOffset, typename KV>
+__device__ float attend_row(float *out_row, const float *q_row, const KV *k, const KV *v, int n_keys,
                             KeyOffset offset, int head_dim, float scale, float *q_shared) {
     const int lane = threadIdx.x % 32;
     for (int d = lane; d < head_dim; d += 32) q_shared[d] = q_row[d] * scale;
@@ -37,9 +47,9 @@ __device__ float attend_row(float *out_row, const float *q_row, const float *k, 
         const size_t my_offset = valid ? offset(key) : 0;
         float s = -INFINITY;
         if (valid) {
-            const float *kt = k + my_offset;
+            const KV *kt = k + my_offset;
             float dot = 0.0f;
-            for (int d = 0; d < head_dim; d++) dot += q_shared[d] * kt[d];
+            for (int d = 0; d < head_dim; d++) dot += q_shared[d] * kv_load(kt[d]);
             s = dot;
         }
         const float m_new = fmaxf(m, warp_max(s));  // finite: lane 0's key is always valid
@@ -52,11 +62,11 @@ __device__ float attend_row(float *out_row, const float *q_row, const float *k, 
         for (int c = 0; c < count; c++) {
             const float pc = __shfl_sync(FULL_MASK, p, c);
             const size_t off_c = __shfl_sync(FULL_MASK, (unsigned long long)my_offset, c);
-            const float *vt = v + off_c;
+            const KV *vt = v + off_c;
 #pragma unroll
             for (int t = 0; t < ATT_PER_LANE; t++) {
                 const int d = lane + 32 * t;
-                if (d < head_dim) acc[t] += pc * vt[d];
+                if (d < head_dim) acc[t] += pc * kv_load(vt[d]);
             }
         }
         m = m_new;

@@ -10,39 +10,45 @@
 // output the training attention gives for that row over the same keys and values.
 #include "cuda/attention_row.cuh"
 
-// This backend's cache layout is slot-major rows: k_cache, v_cache (n_slots, KVH*hd). One
-// thread per element copies row i of k, v (N, kv_dim) to or from cache slot slots[i].
-__global__ void kv_cache_copy_kernel(float *k_cache, float *v_cache, float *k, float *v, const int32_t *slots, int n,
+// This backend's cache layout is slot-major rows: k_cache, v_cache (n_slots, KVH*hd) of KV
+// (float, or __half for an fp16 cache). One thread per element copies row i of k, v (N, kv_dim)
+// to or from cache slot slots[i].
+template <typename KV>
+__global__ void kv_cache_copy_kernel(KV *k_cache, KV *v_cache, float *k, float *v, const int32_t *slots, int n,
                                      int kv_dim, int to_cache) {
     const size_t total = (size_t)n * kv_dim;
     for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
         const size_t i = e / kv_dim, d = e % kv_dim;
         const size_t slot = (size_t)slots[i] * kv_dim + d;
-        if (to_cache) k_cache[slot] = k[e], v_cache[slot] = v[e];
-        else k[e] = k_cache[slot], v[e] = v_cache[slot];
+        if (to_cache) k_cache[slot] = kv_store<KV>(k[e]), v_cache[slot] = kv_store<KV>(v[e]);
+        else k[e] = kv_load(k_cache[slot]), v[e] = kv_load(v_cache[slot]);
     }
 }
 
-static void kv_cache_copy(float *k_cache, float *v_cache, float *k, float *v, const int32_t *slots, int n, int kv_dim,
-                          int to_cache) {
+static void kv_cache_copy(void *k_cache, void *v_cache, float *k, float *v, const int32_t *slots, int n, int kv_dim,
+                          int to_cache, int kv_dtype) {
     const size_t total = (size_t)n * kv_dim;
     if (n <= 0 || kv_dim <= 0) return;
-    kv_cache_copy_kernel<<<cuda_grid(total), CUDA_THREADS, 0, cuda_stream()>>>(k_cache, v_cache, k, v, slots, n, kv_dim,
-                                                                               to_cache);
+    if (kv_dtype == OPS_KV_F16)
+        kv_cache_copy_kernel<<<cuda_grid(total), CUDA_THREADS, 0, cuda_stream()>>>(
+            (__half *)k_cache, (__half *)v_cache, k, v, slots, n, kv_dim, to_cache);
+    else
+        kv_cache_copy_kernel<<<cuda_grid(total), CUDA_THREADS, 0, cuda_stream()>>>(
+            (float *)k_cache, (float *)v_cache, k, v, slots, n, kv_dim, to_cache);
     CUDA_LAUNCH_CHECK("kv_cache_copy_kernel");
 }
 
-void ops_kv_cache_write(float *k_cache, float *v_cache, const float *k, const float *v, const int32_t *slots, int n,
-                        int n_kv_heads, int head_dim, int block_size) {
-    kv_cache_copy(k_cache, v_cache, (float *)k, (float *)v, slots, n, n_kv_heads * head_dim, 1);  // k, v only read
+void ops_kv_cache_write(void *k_cache, void *v_cache, const float *k, const float *v, const int32_t *slots, int n,
+                        int n_kv_heads, int head_dim, int block_size, int kv_dtype) {
+    kv_cache_copy(k_cache, v_cache, (float *)k, (float *)v, slots, n, n_kv_heads * head_dim, 1, kv_dtype);  // k, v read
 }
 
-void ops_kv_cache_read(float *k, float *v, const float *k_cache, const float *v_cache, const int32_t *slots, int n,
-                       int n_kv_heads, int head_dim, int block_size) {
-    kv_cache_copy((float *)k_cache, (float *)v_cache, k, v, slots, n, n_kv_heads * head_dim, 0);  // caches only read
+void ops_kv_cache_read(float *k, float *v, const void *k_cache, const void *v_cache, const int32_t *slots, int n,
+                       int n_kv_heads, int head_dim, int block_size, int kv_dtype) {
+    kv_cache_copy((void *)k_cache, (void *)v_cache, k, v, slots, n, n_kv_heads * head_dim, 0, kv_dtype);  // caches read
 }
 
-// Float offset of the key at position t of a sequence with block table `table`, kv head g.
+// Element offset of the key at position t of a sequence with block table `table`, kv head g.
 struct PagedKeyOffset {
     const int32_t *table;
     int block_size;
@@ -69,8 +75,9 @@ __device__ int sequence_of_row(const int32_t *query_start, int n_seqs, int row) 
 // The row count N = query_start[n_seqs] lives on the device, so the grid has a fixed number of
 // warps that take the N * H items in turn (item = warp, warp + all warps, ...): no host round
 // trip per layer, and an item's result does not depend on which warp computes it.
+template <typename KV>
 __global__ void __launch_bounds__(ATT_THREADS)
-    paged_attention_kernel(float *out, const float *q, const float *k_cache, const float *v_cache,
+    paged_attention_kernel(float *out, const float *q, const KV *k_cache, const KV *v_cache,
                            const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
                            int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads, int head_dim,
                            float scale) {
@@ -92,10 +99,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
     }
 }
 
-void ops_paged_attention_forward(float *out, const float *q, const float *k_cache, const float *v_cache,
+void ops_paged_attention_forward(float *out, const float *q, const void *k_cache, const void *v_cache,
                                  const int32_t *block_tables, const int32_t *query_start, const int32_t *context_len,
-                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads,
-                                 int head_dim) {
+                                 int n_seqs, int max_blocks, int block_size, int n_heads, int n_kv_heads, int head_dim,
+                                 int kv_dtype) {
     if (n_seqs <= 0) return;
     attention_check_shape(n_heads, n_kv_heads, head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -106,8 +113,13 @@ void ops_paged_attention_forward(float *out, const float *q, const float *k_cach
     const size_t fill = (size_t)cuda_sm_count() * 16;
     if (blocks > fill) blocks = fill;
     if (blocks < 1) blocks = 1;
-    paged_attention_kernel<<<(unsigned)blocks, ATT_THREADS, 0, cuda_stream()>>>(
-        out, q, k_cache, v_cache, block_tables, query_start, context_len, n_seqs, max_blocks, block_size, n_heads,
-        n_kv_heads, head_dim, scale);
+    if (kv_dtype == OPS_KV_F16)
+        paged_attention_kernel<<<(unsigned)blocks, ATT_THREADS, 0, cuda_stream()>>>(
+            out, q, (const __half *)k_cache, (const __half *)v_cache, block_tables, query_start, context_len, n_seqs,
+            max_blocks, block_size, n_heads, n_kv_heads, head_dim, scale);
+    else
+        paged_attention_kernel<<<(unsigned)blocks, ATT_THREADS, 0, cuda_stream()>>>(
+            out, q, (const float *)k_cache, (const float *)v_cache, block_tables, query_start, context_len, n_seqs,
+            max_blocks, block_size, n_heads, n_kv_heads, head_dim, scale);
     CUDA_LAUNCH_CHECK("paged_attention_kernel");
 }

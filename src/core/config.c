@@ -130,6 +130,9 @@ static const ConfigKey CORE_KEYS[] = {
         "tokens per KV-cache block"),
     KEY("inference.kv_blocks", CFG_INT, inference.kv_blocks, "0", 0, 1 << 26, NULL,
         "KV-cache blocks per inference rank (0 = enough for max_seqs full sequences)"),
+    KEY("inference.kv_cache_dtype", CFG_ENUM, inference.kv_cache_dtype, "fp32", 0, 0, "fp32|fp16",
+        "element type of the KV cache: fp16 halves its memory and the attention's memory traffic (keys and "
+        "values rounded to half precision; the trainer's logprobs stay fp32)"),
     KEY("inference.prefill_chunk", CFG_INT, inference.prefill_chunk, "256", 1, 1 << 20, NULL,
         "prompt tokens prefilled per engine step"),
 

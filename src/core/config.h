@@ -71,6 +71,7 @@ struct Config {
         int max_seqs;
         int kv_block_size;
         int kv_blocks;
+        char kv_cache_dtype[8];  // fp32 | fp16
         int prefill_chunk;
     } inference;
     struct {

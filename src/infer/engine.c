@@ -21,6 +21,7 @@ void engine_config_from(const Config *cfg, EngineConfig *ec) {
     ec->max_seqs = cfg->inference.max_seqs;
     ec->kv_block_size = cfg->inference.kv_block_size;
     ec->kv_blocks = cfg->inference.kv_blocks;
+    ec->kv_dtype = strcmp(cfg->inference.kv_cache_dtype, "fp16") == 0 ? OPS_KV_F16 : OPS_KV_F32;
     ec->prefill_chunk = cfg->inference.prefill_chunk;
     ec->swap_mode = cfg->orchestrator.in_flight_updates && !cfg->run.deterministic ? ENGINE_SWAP_IN_FLIGHT
                                                                                      : ENGINE_SWAP_DRAIN;
@@ -33,6 +34,9 @@ static int check_engine_config(const ModelConfig *mc, const EngineConfig *ec, Er
     if (ec->kv_blocks < 0) return error_set(err, "inference.kv_blocks = %d must be >= 0 (0 = enough for max_seqs "
                                                  "full-length sequences)", ec->kv_blocks);
     if (ec->prefill_chunk < 1) return error_set(err, "inference.prefill_chunk = %d must be >= 1", ec->prefill_chunk);
+    if (ec->kv_dtype != OPS_KV_F32 && ec->kv_dtype != OPS_KV_F16)
+        return error_set(err, "unknown KV cache element type %d (inference.kv_cache_dtype is fp32 or fp16)",
+                         ec->kv_dtype);
     if (ec->swap_mode != ENGINE_SWAP_IN_FLIGHT && ec->swap_mode != ENGINE_SWAP_DRAIN)
         return error_set(err, "unknown weight swap mode %d", (int)ec->swap_mode);
     if (ec->max_updates < -1) return error_set(err, "max_updates = %d must be >= -1 (-1 = never cancel)", ec->max_updates);
@@ -66,7 +70,7 @@ Engine *engine_create(const ModelConfig *mc, const EngineConfig *ec, ErrorBuf *e
     e->context = c.max_seq_len < n_blocks * bs ? c.max_seq_len : (int)(n_blocks * bs);
     const int max_blocks = (e->context + bs - 1) / bs;
     const int logit_rows = ec->max_seqs < ENGINE_LOGIT_ROWS ? ec->max_seqs : ENGINE_LOGIT_ROWS;
-    if (kvcache_init(&e->cache, c.n_layers, c.n_kv_heads * c.head_dim, bs, (int)n_blocks, err) != 0 ||
+    if (kvcache_init(&e->cache, c.n_layers, c.n_kv_heads * c.head_dim, bs, (int)n_blocks, ec->kv_dtype, err) != 0 ||
         infer_forward_init(&e->fwd, &c, ec->max_seqs + ec->prefill_chunk, ec->max_seqs, max_blocks, logit_rows,
                            err) != 0) {
         engine_free(e);

@@ -45,6 +45,7 @@ typedef struct {
     int max_seqs;          // sequences decoded together
     int kv_block_size;     // tokens per KV block
     int kv_blocks;         // blocks in the cache (0 = enough for max_seqs full-length sequences)
+    int kv_dtype;          // OpsKVDtype of the cache (0 = fp32)
     int prefill_chunk;     // prompt tokens prefilled per engine step
     EngineSwapMode swap_mode;
     int max_updates;       // cancel a sequence after this many swaps (-1: never)
@@ -101,7 +102,7 @@ void engine_stats(const Engine *e, EngineStats *out);
 // Extensions (compatible additions to the interface above).
 
 // The EngineConfig of a job's config: inference.max_seqs / kv_block_size / kv_blocks /
-// prefill_chunk; IN_FLIGHT swaps when orchestrator.in_flight_updates and not
+// kv_cache_dtype / prefill_chunk; IN_FLIGHT swaps when orchestrator.in_flight_updates and not
 // run.deterministic, else DRAIN; max_updates = orchestrator.max_off_policy_steps.
 void engine_config_from(const Config *cfg, EngineConfig *ec);
 // Longest sequence (prompt + completion) the engine runs: the model's max_seq_len, or less

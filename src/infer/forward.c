@@ -92,12 +92,13 @@ void infer_forward_blocks(InferForward *f, const Model *m, KVCache *cache) {
     upload_batch(f);
     model_embed(m, f->x, f->d_tokens, n);
     for (int l = 0; l < c->n_layers; l++) {
-        float *k_cache = kvcache_layer_k(cache, l), *v_cache = kvcache_layer_v(cache, l);
+        void *k_cache = kvcache_layer_k(cache, l), *v_cache = kvcache_layer_v(cache, l);
         model_block_qkv(m, l, f->x, f->xn, NULL, f->q, f->k, f->v, f->d_positions, n);
-        ops_kv_cache_write(k_cache, v_cache, f->k, f->v, f->d_slots, n, c->n_kv_heads, c->head_dim, cache->block_size);
+        ops_kv_cache_write(k_cache, v_cache, f->k, f->v, f->d_slots, n, c->n_kv_heads, c->head_dim, cache->block_size,
+                           cache->kv_dtype);
         ops_paged_attention_forward(f->att, f->q, k_cache, v_cache, f->d_block_tables, f->d_query_start,
                                     f->d_context_len, b->n_seqs, f->max_blocks, cache->block_size, c->n_heads,
-                                    c->n_kv_heads, c->head_dim);
+                                    c->n_kv_heads, c->head_dim, cache->kv_dtype);
         model_block_attn_out(m, l, f->x, f->x, f->att, n);
         model_block_mlp(m, l, f->x, f->x, f->xn, NULL, f->gate, f->up, f->act, n);
     }

@@ -6,23 +6,27 @@
 
 #include "ops.h"
 
-int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blocks, ErrorBuf *err) {
+int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blocks, int kv_dtype, ErrorBuf *err) {
     *c = (KVCache){0};
     if (n_layers < 1 || kv_dim < 1) return error_set(err, "KV cache: %d layers of width %d", n_layers, kv_dim);
     if (block_size < 1) return error_set(err, "inference.kv_block_size = %d must be >= 1", block_size);
     if (n_blocks < 1) return error_set(err, "inference.kv_blocks = %d must be >= 1", n_blocks);
-    const double floats = 2.0 * n_layers * (double)n_blocks * block_size * kv_dim;
-    if ((double)n_blocks * block_size > INT32_MAX || floats * sizeof(float) > (double)SIZE_MAX / 2)
-        return error_set(err, "a KV cache of %d blocks x %d tokens x %d layers x %d floats is too large: lower "
+    if (kv_dtype != OPS_KV_F32 && kv_dtype != OPS_KV_F16)
+        return error_set(err, "KV cache element type %d is neither fp32 nor fp16", kv_dtype);
+    const size_t elem = ops_kv_dtype_bytes(kv_dtype);
+    const double elems = 2.0 * n_layers * (double)n_blocks * block_size * kv_dim;
+    if ((double)n_blocks * block_size > INT32_MAX || elems * elem > (double)SIZE_MAX / 2)
+        return error_set(err, "a KV cache of %d blocks x %d tokens x %d layers x %d values is too large: lower "
                               "inference.kv_blocks or inference.kv_block_size",
                          n_blocks, block_size, n_layers, kv_dim);
     c->n_layers = n_layers;
     c->kv_dim = kv_dim;
     c->block_size = block_size;
     c->n_blocks = n_blocks;
+    c->kv_dtype = kv_dtype;
     const size_t per = (size_t)n_layers * n_blocks * block_size * kv_dim;
-    c->k = ops_alloc(per * sizeof(float));
-    c->v = ops_alloc(per * sizeof(float));
+    c->k = ops_alloc(per * elem);
+    c->v = ops_alloc(per * elem);
     c->free_ids = xmalloc((size_t)n_blocks * sizeof(int32_t));
     // Stack with block 0 on top, so a fresh cache hands out blocks 0, 1, 2, ...
     for (int i = 0; i < n_blocks; i++) c->free_ids[i] = n_blocks - 1 - i;
@@ -37,13 +41,14 @@ void kvcache_free(KVCache *c) {
     *c = (KVCache){0};
 }
 
-float *kvcache_layer_k(const KVCache *c, int layer) {
-    return c->k + (size_t)layer * c->n_blocks * c->block_size * c->kv_dim;
+// Bytes of one layer's keys (or values).
+static size_t layer_bytes(const KVCache *c) {
+    return (size_t)c->n_blocks * c->block_size * c->kv_dim * ops_kv_dtype_bytes(c->kv_dtype);
 }
 
-float *kvcache_layer_v(const KVCache *c, int layer) {
-    return c->v + (size_t)layer * c->n_blocks * c->block_size * c->kv_dim;
-}
+void *kvcache_layer_k(const KVCache *c, int layer) { return (char *)c->k + (size_t)layer * layer_bytes(c); }
+
+void *kvcache_layer_v(const KVCache *c, int layer) { return (char *)c->v + (size_t)layer * layer_bytes(c); }
 
 int kvcache_blocks_used(const KVCache *c) { return c->n_blocks - c->n_free; }
 

@@ -12,7 +12,8 @@ typedef struct {
     int n_layers, kv_dim;  // kv_dim = KVH * hd
     int block_size;        // tokens per block
     int n_blocks;          // blocks in the budget
-    float *k, *v;          // device: L layers of n_blocks * block_size * kv_dim floats each, in the
+    int kv_dtype;          // OpsKVDtype: fp32 or fp16 elements
+    void *k, *v;           // device: L layers of n_blocks * block_size * kv_dim elements each, in the
                            // backend's cache layout (kernels/ops.h)
     int32_t *free_ids;     // host stack of free block ids (n_free of them)
     int n_free;
@@ -24,11 +25,12 @@ typedef struct {
     int n, cap;
 } BlockTable;
 
-// Allocates the cache (zeroed). -1 + err for sizes that are not positive or overflow.
-int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blocks, ErrorBuf *err);
+// Allocates the cache (zeroed) of kv_dtype (OpsKVDtype) elements. -1 + err for sizes that are
+// not positive or overflow, or an unknown element type.
+int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blocks, int kv_dtype, ErrorBuf *err);
 void kvcache_free(KVCache *c);
-float *kvcache_layer_k(const KVCache *c, int layer);  // n_blocks * block_size * kv_dim floats
-float *kvcache_layer_v(const KVCache *c, int layer);
+void *kvcache_layer_k(const KVCache *c, int layer);  // n_blocks * block_size * kv_dim elements
+void *kvcache_layer_v(const KVCache *c, int layer);
 int kvcache_blocks_used(const KVCache *c);
 
 // Blocks a table must add to hold n_tokens positions (0 when it already does).

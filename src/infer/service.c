@@ -166,11 +166,8 @@ int inference_run(const Config *cfg, const Layout *L) {
     ErrorBuf err;
     ModelConfig mc;
     if (model_shape_from_config(cfg, &mc, &err) != 0) FATAL("check the model.* settings", "%s", err.msg);
-    EngineConfig ec = {.max_seqs = cfg->inference.max_seqs, .kv_block_size = cfg->inference.kv_block_size,
-                       .kv_blocks = cfg->inference.kv_blocks, .prefill_chunk = cfg->inference.prefill_chunk,
-                       .swap_mode = (cfg->orchestrator.in_flight_updates && !cfg->run.deterministic)
-                                        ? ENGINE_SWAP_IN_FLIGHT : ENGINE_SWAP_DRAIN,
-                       .max_updates = cfg->orchestrator.max_off_policy_steps};
+    EngineConfig ec;
+    engine_config_from(cfg, &ec);
     s.engine = engine_create(&mc, &ec, &err);
     if (!s.engine) FATAL("check the inference.* settings", "%s", err.msg);
     weights_receiver_init(&s.weights, L, engine_n_params(s.engine), s.deterministic);

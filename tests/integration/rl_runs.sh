@@ -1,6 +1,7 @@
 # Short RL runs on 3 ranks, 4 ranks (two trainers) and 5 ranks (two inference): each completes,
 # learns (reward rises), and the staleness bounds of DESIGN.md section 2 hold in the rollout
-# table: async (default), synchronous (async_level 0) and deterministic.
+# table: async (default), synchronous (async_level 0) and deterministic. The 5-rank run keeps its
+# KV cache in fp16 (inference.kv_cache_dtype), the others in fp32.
 . tests/integration/lib.sh
 PY=/usr/bin/python3
 if ! $PY -c 'import h5py' 2>/dev/null; then skip "rl runs" "python3-h5py is missing (make deps installs it)"; exit 0; fi
@@ -20,7 +21,8 @@ run() {  # name np mode k margin [--set ...]
 # the same run with a learning rate of 1e-9 gains 0.003.
 run "3 ranks, async" 3 async 1 0.02
 run "4 ranks, two trainers" 4 async 1 0.02 --set ranks.trainers=2
-run "5 ranks, two trainers, two inference" 5 async 1 0.02 --set ranks.trainers=2 --set ranks.inference=2
+run "5 ranks, two trainers, two inference, fp16 KV cache" 5 async 1 0.02 --set ranks.trainers=2 \
+    --set ranks.inference=2 --set inference.kv_cache_dtype=fp16
 run "3 ranks, async_level 0" 3 sync 0 "" --set run.async_level=0 --set run.max_steps=10
 run "4 ranks, async_level 2, deterministic" 4 deterministic 2 "" --set run.async_level=2 --set run.deterministic=true \
     --set ranks.inference=2 --set run.max_steps=10

@@ -310,7 +310,7 @@ static void test_decode_matches_forward(void **state) {
     }
     KVCache cache;
     InferForward f;
-    assert_int_equal(kvcache_init(&cache, c.n_layers, c.n_kv_heads * (c.dim / c.n_heads), 4, 40, &err), 0);
+    assert_int_equal(kvcache_init(&cache, c.n_layers, c.n_kv_heads * (c.dim / c.n_heads), 4, 40, OPS_KV_F32, &err), 0);
     assert_int_equal(infer_forward_init(&f, &m->config, 64, 64, 16, 64, &err), 0);
     BlockTable tables[S] = {{0}};
     int done[S] = {0}, rows_checked = 0;

@@ -679,10 +679,14 @@ static void paged_seq(PagedSeq *p, int L, int KVH, int hd, int bs) {
 
 static void paged_seq_free(PagedSeq *p) { free(p->table), free(p->k), free(p->v), free(p->k_cache), free(p->v_cache); }
 
+// x (n) rounded to IEEE half precision (nearest even), what an fp16 cache stores.
+static void round_to_half(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(_Float16)x[i];
+}
+
 // Each backend keeps the cache in its own layout (ops.h), so both are compared through
-// ops_kv_cache_read: every slot reads back what was last written to it.
-static void test_kv_cache_write(void **state) {
-    (void)state;
+// ops_kv_cache_read: every slot reads back what was last written to it (fp16: rounded).
+static void kv_cache_write_case(int kv_dtype) {
     const int n = 37, KVH = 2, hd = 48, kv_dim = KVH * hd, bs = 4, n_slots = 100;
     float *init_k = randn((size_t)n_slots * kv_dim, 1), *init_v = randn((size_t)n_slots * kv_dim, 1);
     float *k = randn((size_t)n * kv_dim, 1), *v = randn((size_t)n * kv_dim, 1);
@@ -690,21 +694,23 @@ static void test_kv_cache_write(void **state) {
     for (int i = 0; i < n_slots; i++) all[i] = i;
     for (int i = 0; i < n; i++) slots[i] = (i * 53 + 7) % n_slots;  // distinct, scattered
     const size_t bytes = (size_t)n_slots * kv_dim * sizeof(float);
-    float *k_cache = calloc(1, bytes), *v_cache = calloc(1, bytes);
-    float *d_kc = ops_alloc(bytes), *d_vc = ops_alloc(bytes);
+    const size_t cache_bytes = (size_t)n_slots * kv_dim * ops_kv_dtype_bytes(kv_dtype);
+    void *k_cache = calloc(1, cache_bytes), *v_cache = calloc(1, cache_bytes);
+    void *d_kc = ops_alloc(cache_bytes), *d_vc = ops_alloc(cache_bytes);
     float *d_ik = dev(init_k, (size_t)n_slots * kv_dim), *d_iv = dev(init_v, (size_t)n_slots * kv_dim);
     float *d_k = dev(k, (size_t)n * kv_dim), *d_v = dev(v, (size_t)n * kv_dim);
     int32_t *d_all = dev_i(all, n_slots), *d_slots = dev_i(slots, n);
-    ops_kv_cache_write(d_kc, d_vc, d_ik, d_iv, d_all, n_slots, KVH, hd, bs);
-    ops_kv_cache_write(d_kc, d_vc, d_k, d_v, d_slots, n, KVH, hd, bs);
-    ref_ops_kv_cache_write(k_cache, v_cache, init_k, init_v, all, n_slots, KVH, hd, bs);
-    ref_ops_kv_cache_write(k_cache, v_cache, k, v, slots, n, KVH, hd, bs);
+    ops_kv_cache_write(d_kc, d_vc, d_ik, d_iv, d_all, n_slots, KVH, hd, bs, kv_dtype);
+    ops_kv_cache_write(d_kc, d_vc, d_k, d_v, d_slots, n, KVH, hd, bs, kv_dtype);
+    ref_ops_kv_cache_write(k_cache, v_cache, init_k, init_v, all, n_slots, KVH, hd, bs, kv_dtype);
+    ref_ops_kv_cache_write(k_cache, v_cache, k, v, slots, n, KVH, hd, bs, kv_dtype);
     float *rk = malloc(bytes), *rv = malloc(bytes);
     float *d_rk = ops_alloc(bytes), *d_rv = ops_alloc(bytes);
-    ops_kv_cache_read(d_rk, d_rv, d_kc, d_vc, d_all, n_slots, KVH, hd, bs);
-    ref_ops_kv_cache_read(rk, rv, k_cache, v_cache, all, n_slots, KVH, hd, bs);
+    ops_kv_cache_read(d_rk, d_rv, d_kc, d_vc, d_all, n_slots, KVH, hd, bs, kv_dtype);
+    ref_ops_kv_cache_read(rk, rv, k_cache, v_cache, all, n_slots, KVH, hd, bs, kv_dtype);
     expect_equal("kv cache keys", d_rk, rk, (size_t)n_slots * kv_dim);
     expect_equal("kv cache values", d_rv, rv, (size_t)n_slots * kv_dim);
+    if (kv_dtype == OPS_KV_F16) round_to_half(k, (size_t)n * kv_dim);
     for (int i = 0; i < n; i++)  // and the reference read back holds the new rows
         assert_memory_equal(rk + (size_t)slots[i] * kv_dim, k + (size_t)i * kv_dim, kv_dim * sizeof(float));
     free(init_k), free(init_v), free(k), free(v), free(k_cache), free(v_cache), free(rk), free(rv);
@@ -712,15 +718,31 @@ static void test_kv_cache_write(void **state) {
     ops_free(d_all), ops_free(d_slots), ops_free(d_rk), ops_free(d_rv);
 }
 
+static void test_kv_cache_write(void **state) {
+    (void)state;
+    kv_cache_write_case(OPS_KV_F32);
+    kv_cache_write_case(OPS_KV_F16);
+}
+
 // Paged attention against the CPU op (a prefill chunk of one sequence and decode rows of
 // others, in one call), and against the training attention over the same keys: on CUDA both
 // run the same device code, so a prefill of the whole sequence and the decode of its last
-// token equal ops_attention_forward's rows bit for bit.
-static void paged_case(int H, int KVH, int hd, int bs, int L) {
+// token equal ops_attention_forward's rows bit for bit. With an fp16 cache every key and value
+// is first rounded to half precision, so the cache holds them exactly and the same holds.
+static void paged_case(int H, int KVH, int hd, int bs, int L, int kv_dtype) {
     const int q_dim = H * hd, kv_dim = KVH * hd;
     PagedSeq a, b;
     paged_seq(&a, L, KVH, hd, bs);
     paged_seq(&b, L / 2 + 1, KVH, hd, bs);
+    if (kv_dtype == OPS_KV_F16) {
+        PagedSeq *both[2] = {&a, &b};
+        for (int i = 0; i < 2; i++) {
+            const size_t slots = (size_t)both[i]->n_blocks * bs;
+            round_to_half(both[i]->k, (size_t)both[i]->L * kv_dim), round_to_half(both[i]->v, (size_t)both[i]->L * kv_dim);
+            round_to_half(both[i]->k_cache, slots * kv_dim), round_to_half(both[i]->v_cache, slots * kv_dim);
+        }
+    }
+    const size_t elem = ops_kv_dtype_bytes(kv_dtype);
     // One cache holding both: b's blocks after a's.
     const size_t slots_a = (size_t)a.n_blocks * bs, slots_b = (size_t)b.n_blocks * bs;
     float *k_cache = malloc((slots_a + slots_b) * kv_dim * sizeof(float));
@@ -742,17 +764,17 @@ static void paged_case(int H, int KVH, int hd, int bs, int L) {
     const int n_all = (int)(slots_a + slots_b);
     int32_t *all = malloc(sizeof(int32_t) * n_all);
     for (int i = 0; i < n_all; i++) all[i] = i;
-    float *d_kc = ops_alloc((size_t)n_all * kv_dim * sizeof(float)), *d_vc = ops_alloc((size_t)n_all * kv_dim * sizeof(float));
+    void *d_kc = ops_alloc((size_t)n_all * kv_dim * elem), *d_vc = ops_alloc((size_t)n_all * kv_dim * elem);
     float *d_rows_k = dev(k_cache, (size_t)n_all * kv_dim), *d_rows_v = dev(v_cache, (size_t)n_all * kv_dim);
     int32_t *d_all = dev_i(all, n_all);
-    ops_kv_cache_write(d_kc, d_vc, d_rows_k, d_rows_v, d_all, n_all, KVH, hd, bs);
-    float *ref_kc = malloc((size_t)n_all * kv_dim * sizeof(float)), *ref_vc = malloc((size_t)n_all * kv_dim * sizeof(float));
-    ref_ops_kv_cache_write(ref_kc, ref_vc, k_cache, v_cache, all, n_all, KVH, hd, bs);
+    ops_kv_cache_write(d_kc, d_vc, d_rows_k, d_rows_v, d_all, n_all, KVH, hd, bs, kv_dtype);
+    void *ref_kc = malloc((size_t)n_all * kv_dim * elem), *ref_vc = malloc((size_t)n_all * kv_dim * elem);
+    ref_ops_kv_cache_write(ref_kc, ref_vc, k_cache, v_cache, all, n_all, KVH, hd, bs, kv_dtype);
     int32_t *d_tables = dev_i(tables, (size_t)2 * max_blocks), *d_qs = dev_i(qs, 3), *d_ctx = dev_i(ctx, 2);
     float *d_q = dev(q, (size_t)N * q_dim), *d_out = ops_alloc((size_t)N * q_dim * sizeof(float));
     float *ref = malloc((size_t)N * q_dim * sizeof(float));
-    ops_paged_attention_forward(d_out, d_q, d_kc, d_vc, d_tables, d_qs, d_ctx, 2, max_blocks, bs, H, KVH, hd);
-    ref_ops_paged_attention_forward(ref, q, ref_kc, ref_vc, tables, qs, ctx, 2, max_blocks, bs, H, KVH, hd);
+    ops_paged_attention_forward(d_out, d_q, d_kc, d_vc, d_tables, d_qs, d_ctx, 2, max_blocks, bs, H, KVH, hd, kv_dtype);
+    ref_ops_paged_attention_forward(ref, q, ref_kc, ref_vc, tables, qs, ctx, 2, max_blocks, bs, H, KVH, hd, kv_dtype);
     expect_close("paged attention", d_out, ref, (size_t)N * q_dim, 2e-5, 1e-4);
 
     // Prefill of all of a, compared with the training attention over a's keys and values.
@@ -762,13 +784,14 @@ static void paged_case(int H, int KVH, int hd, int bs, int L) {
     int32_t *d_qs_a = dev_i(qs_a, 2), *d_ctx_a = dev_i(&ctx_a, 1), *d_pos = dev_i(pos, L);
     float *d_ka = dev(a.k, (size_t)L * kv_dim), *d_va = dev(a.v, (size_t)L * kv_dim);
     float *d_paged = ops_alloc((size_t)L * q_dim * sizeof(float)), *d_train = ops_alloc((size_t)L * q_dim * sizeof(float));
-    ops_paged_attention_forward(d_paged, d_qa, d_kc, d_vc, d_tables, d_qs_a, d_ctx_a, 1, max_blocks, bs, H, KVH, hd);
+    ops_paged_attention_forward(d_paged, d_qa, d_kc, d_vc, d_tables, d_qs_a, d_ctx_a, 1, max_blocks, bs, H, KVH, hd,
+                                kv_dtype);
     ops_attention_forward(d_train, NULL, d_qa, d_ka, d_va, d_pos, L, H, KVH, hd);
     // Decode of a's last token alone.
     int32_t qs_1[2] = {0, 1}, *d_qs_1 = dev_i(qs_1, 2);
     float *d_dec = ops_alloc((size_t)q_dim * sizeof(float));
     ops_paged_attention_forward(d_dec, d_qa + (size_t)(L - 1) * q_dim, d_kc, d_vc, d_tables, d_qs_1, d_ctx_a, 1,
-                                max_blocks, bs, H, KVH, hd);
+                                max_blocks, bs, H, KVH, hd, kv_dtype);
     if (g_cuda) {
         expect_same_bits("paged prefill vs training attention", d_paged, d_train, (size_t)L * q_dim);
         expect_same_bits("paged decode vs training attention (last row)", d_dec, d_train + (size_t)(L - 1) * q_dim,
@@ -790,10 +813,12 @@ static void paged_case(int H, int KVH, int hd, int bs, int L) {
 
 static void test_paged_attention(void **state) {
     (void)state;
-    paged_case(4, 2, 8, 4, 13);
-    paged_case(3, 3, 6, 5, 33);
-    paged_case(8, 2, 64, 16, 300);
-    paged_case(2, 1, 128, 1, 70);  // one token per block
+    for (int kv_dtype = OPS_KV_F32; kv_dtype <= OPS_KV_F16; kv_dtype++) {
+        paged_case(4, 2, 8, 4, 13, kv_dtype);
+        paged_case(3, 3, 6, 5, 33, kv_dtype);
+        paged_case(8, 2, 64, 16, 300, kv_dtype);
+        paged_case(2, 1, 128, 1, 70, kv_dtype);  // one token per block
+    }
 }
 
 // Sampling: the same tokens as the CPU op, and logprobs within float rounding.

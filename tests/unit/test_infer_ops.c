@@ -46,7 +46,13 @@ static float *randn(size_t n, float scale) {
 typedef struct {
     int n_seqs, H, KVH, hd, bs, n_blocks, max_blocks;
     const int *ctx, *n_q;  // per sequence: context after the call, new rows
+    int kv_dtype;          // OPS_KV_F32 (0) or OPS_KV_F16
 } AttnCase;
+
+// x (n) rounded to IEEE half precision (nearest even), what an fp16 cache stores.
+static void round_to_half(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(_Float16)x[i];
+}
 
 // Double-precision attention of row j (of n_q) of one sequence with keys / values (ctx, KVH*hd).
 static void ref_attention_row(double *out, const float *q, const float *K, const float *V, int ctx, int n_q, int j,
@@ -116,16 +122,25 @@ static void attention_case(const AttnCase *c) {
             (j < 0 ? pre_slots : slots)[row] = slot;
         }
     }
+    // The cache gets the values as computed; an fp16 cache holds them rounded, which is what
+    // reading back and the reference attention then see.
+    const int f16 = c->kv_dtype == OPS_KV_F16;
+    if (f16)
+        for (int s = 0; s < S; s++) {
+            round_to_half(K[s], (size_t)c->ctx[s] * kv_dim);
+            round_to_half(V[s], (size_t)c->ctx[s] * kv_dim);
+        }
+    const size_t elem = ops_kv_dtype_bytes(c->kv_dtype);
     float *q = randn((size_t)N * q_dim, 1.0f);
-    float *d_k = ops_alloc(n_slots * kv_dim * 4), *d_v = ops_alloc(n_slots * kv_dim * 4);
+    void *d_k = ops_alloc(n_slots * kv_dim * elem), *d_v = ops_alloc(n_slots * kv_dim * elem);
     float *d_kp = dev(k_pre, (size_t)n_prefix * kv_dim * 4), *d_vp = dev(v_pre, (size_t)n_prefix * kv_dim * 4);
     int32_t *d_pslots = dev(pre_slots, (size_t)n_prefix * 4);
     float *d_kn = dev(k_new, (size_t)N * kv_dim * 4), *d_vn = dev(v_new, (size_t)N * kv_dim * 4);
     int32_t *d_slots = dev(slots, (size_t)N * 4), *d_tables = dev(tables, (size_t)S * c->max_blocks * 4);
     int32_t *d_qs = dev(qs, (size_t)(S + 1) * 4), *d_ctx = dev(ctx, (size_t)S * 4);
     float *d_q = dev(q, (size_t)N * q_dim * 4), *d_out = ops_alloc((size_t)N * q_dim * 4);
-    ops_kv_cache_write(d_k, d_v, d_kp, d_vp, d_pslots, n_prefix, c->KVH, c->hd, c->bs);
-    ops_kv_cache_write(d_k, d_v, d_kn, d_vn, d_slots, N, c->KVH, c->hd, c->bs);
+    ops_kv_cache_write(d_k, d_v, d_kp, d_vp, d_pslots, n_prefix, c->KVH, c->hd, c->bs, c->kv_dtype);
+    ops_kv_cache_write(d_k, d_v, d_kn, d_vn, d_slots, N, c->KVH, c->hd, c->bs, c->kv_dtype);
 
     // Reading every slot back: the written rows, and zeros (the fresh cache) everywhere else.
     float *want_k = calloc(n_slots * kv_dim, sizeof(float)), *want_v = calloc(n_slots * kv_dim, sizeof(float));
@@ -137,11 +152,12 @@ static void attention_case(const AttnCase *c) {
         memcpy(want_k + (size_t)slots[r] * kv_dim, k_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
         memcpy(want_v + (size_t)slots[r] * kv_dim, v_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
     }
+    if (f16) round_to_half(want_k, n_slots * kv_dim), round_to_half(want_v, n_slots * kv_dim);
     int32_t *all_slots = malloc(n_slots * sizeof(int32_t));
     for (size_t i = 0; i < n_slots; i++) all_slots[i] = (int32_t)i;
     int32_t *d_all = dev(all_slots, n_slots * 4);
     float *d_rk = ops_alloc(n_slots * kv_dim * 4), *d_rv = ops_alloc(n_slots * kv_dim * 4);
-    ops_kv_cache_read(d_rk, d_rv, d_k, d_v, d_all, (int)n_slots, c->KVH, c->hd, c->bs);
+    ops_kv_cache_read(d_rk, d_rv, d_k, d_v, d_all, (int)n_slots, c->KVH, c->hd, c->bs, c->kv_dtype);
     float *k_after = malloc(n_slots * kv_dim * sizeof(float)), *v_after = malloc(n_slots * kv_dim * sizeof(float));
     ops_copy_to_host(k_after, d_rk, n_slots * kv_dim * 4);
     ops_copy_to_host(v_after, d_rv, n_slots * kv_dim * 4);
@@ -149,7 +165,7 @@ static void attention_case(const AttnCase *c) {
     assert_memory_equal(v_after, want_v, n_slots * kv_dim * sizeof(float));
 
     ops_paged_attention_forward(d_out, d_q, d_k, d_v, d_tables, d_qs, d_ctx, S, c->max_blocks, c->bs, c->H, c->KVH,
-                                c->hd);
+                                c->hd, c->kv_dtype);
     float *out = malloc((size_t)N * q_dim * sizeof(float)), *want = malloc((size_t)N * q_dim * sizeof(float));
     ops_copy_to_host(out, d_out, (size_t)N * q_dim * 4);
     double *row = malloc((size_t)q_dim * sizeof(double));
@@ -167,7 +183,7 @@ static void attention_case(const AttnCase *c) {
         int32_t qs1[2] = {0, c->n_q[s]};
         int32_t *d_qs1 = dev(qs1, 8), *d_ctx1 = dev(&ctx[s], 4);
         ops_paged_attention_forward(d_out, d_q + (size_t)qs[s] * q_dim, d_k, d_v, d_tables + (size_t)s * c->max_blocks,
-                                    d_qs1, d_ctx1, 1, c->max_blocks, c->bs, c->H, c->KVH, c->hd);
+                                    d_qs1, d_ctx1, 1, c->max_blocks, c->bs, c->H, c->KVH, c->hd, c->kv_dtype);
         ops_copy_to_host(alone + (size_t)qs[s] * q_dim, d_out, (size_t)c->n_q[s] * q_dim * 4);
         ops_free(d_qs1);
         ops_free(d_ctx1);
@@ -189,6 +205,8 @@ static void test_paged_attention_gqa(void **state) {
     const int ctx[] = {13, 20, 7, 1}, n_q[] = {1, 6, 7, 1};
     AttnCase c = {.n_seqs = 4, .H = 4, .KVH = 2, .hd = 8, .bs = 4, .n_blocks = 16, .max_blocks = 6, .ctx = ctx,
                   .n_q = n_q};
+    attention_case(&c);
+    c.kv_dtype = OPS_KV_F16;
     attention_case(&c);
 }
 
@@ -217,6 +235,20 @@ static void test_paged_attention_head_sizes(void **state) {
     AttnCase h72 = {.n_seqs = 3, .H = 3, .KVH = 3, .hd = 72, .bs = 8, .n_blocks = 24, .max_blocks = 6, .ctx = ctx,
                     .n_q = n_q};
     attention_case(&h72);
+}
+
+static void test_paged_attention_fp16_cache(void **state) {
+    (void)state;
+    // An fp16 cache: slots read back as the written values rounded to half precision, and
+    // attention equals the double-precision reference over those rounded keys and values
+    // (decode rows, prefill chunks, GQA, MHA, heads of 48 over 16-key blocks with tails).
+    const int ctx[] = {45, 40, 3, 17}, n_q[] = {1, 9, 3, 1};
+    AttnCase h48 = {.n_seqs = 4, .H = 2, .KVH = 2, .hd = 48, .bs = 16, .n_blocks = 16, .max_blocks = 3, .ctx = ctx,
+                    .n_q = n_q, .kv_dtype = OPS_KV_F16};
+    attention_case(&h48);
+    AttnCase gqa = {.n_seqs = 4, .H = 6, .KVH = 2, .hd = 10, .bs = 5, .n_blocks = 30, .max_blocks = 9, .ctx = ctx,
+                    .n_q = n_q, .kv_dtype = OPS_KV_F16};
+    attention_case(&gqa);
 }
 
 static void test_paged_attention_many_decodes(void **state) {
@@ -500,6 +532,7 @@ int main(void) {
         cmocka_unit_test(test_paged_attention_gqa),
         cmocka_unit_test(test_paged_attention_mha_and_mqa),
         cmocka_unit_test(test_paged_attention_head_sizes),
+        cmocka_unit_test(test_paged_attention_fp16_cache),
         cmocka_unit_test(test_paged_attention_many_decodes),
         cmocka_unit_test(test_sample_frequencies),
         cmocka_unit_test(test_sample_greedy_and_logprob),
