@@ -1,7 +1,7 @@
 // Decode and prefill throughput of the inference engine (src/infer/engine.h) on CPU.
 //
 //   bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] [--prefill-seqs S]
-//                [--repeat R] [--verbose 1]
+//                [--repeat R] [--kv-cache fp32|fp16] [--verbose 1]
 //
 // MODEL: a llama2.c .bin file, or "stories15M-shape" (dim 288, 6 layers, 6 heads, hidden 768,
 // vocab 32000, context 256, tied embeddings: llama2.c's stories15M, random weights).
@@ -12,6 +12,8 @@
 // and 1 new token each: prompt tokens / time. Each measurement runs R times (default 3) and
 // reports the best (the machine may be shared) and every run, one line per measurement:
 //   decode seqs=64 context=17..144 tok/s=12345.6 (best of 3: ...)
+// --kv-cache fp16 runs the engine with an fp16 KV cache (inference.kv_cache_dtype); the lines
+// then end their label with " kv=fp16".
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +55,11 @@ static Model *load_model(const char *spec) {
     return m;
 }
 
+static int g_kv_dtype = OPS_KV_F32;
+
 static Engine *make_engine(const Model *m, int max_seqs, int prefill_chunk) {
-    EngineConfig ec = {.max_seqs = max_seqs, .kv_block_size = 16, .kv_blocks = 0, .prefill_chunk = prefill_chunk,
-                       .swap_mode = ENGINE_SWAP_IN_FLIGHT, .max_updates = -1};
+    EngineConfig ec = {.max_seqs = max_seqs, .kv_block_size = 16, .kv_blocks = 0, .kv_dtype = g_kv_dtype,
+                       .prefill_chunk = prefill_chunk, .swap_mode = ENGINE_SWAP_IN_FLIGHT, .max_updates = -1};
     ErrorBuf err;
     Engine *e = engine_create(&m->config, &ec, &err);
     if (!e) {
@@ -147,7 +151,7 @@ static void report(const char *label, const double *runs, int repeat) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] "
-                        "[--prefill-seqs S] [--repeat R] [--verbose 1]\n");
+                        "[--prefill-seqs S] [--repeat R] [--kv-cache fp32|fp16] [--verbose 1]\n");
         return 2;
     }
     int threads = 2, prompt_len = 16, new_tokens = 128, prefill_seqs = 8, repeat = 3, verbose = 0;
@@ -160,7 +164,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--prefill-seqs") == 0) prefill_seqs = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--verbose") == 0) verbose = atoi(argv[i + 1]);
-        else {
+        else if (strcmp(argv[i], "--kv-cache") == 0 && strcmp(argv[i + 1], "fp16") == 0) g_kv_dtype = OPS_KV_F16;
+        else if (strcmp(argv[i], "--kv-cache") == 0 && strcmp(argv[i + 1], "fp32") == 0) g_kv_dtype = OPS_KV_F32;
+        else if (strcmp(argv[i], "--kv-cache") == 0) {
+            fprintf(stderr, "--kv-cache %s: expected fp32 or fp16\n", argv[i + 1]);
+            return 2;
+        } else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
         }
@@ -174,16 +183,18 @@ int main(int argc, char **argv) {
     if (prompt_len + new_tokens > m->config.max_seq_len) new_tokens = m->config.max_seq_len - prompt_len;
     double runs[100];
     char label[128];
+    const char *kv_suffix = g_kv_dtype == OPS_KV_F16 ? " kv=fp16" : "";
     for (char *tok = strtok(seqs, ","); tok; tok = strtok(NULL, ",")) {
         const int n = atoi(tok);
         for (int r = 0; r < repeat; r++) runs[r] = bench_decode(m, n, prompt_len, new_tokens, verbose);
-        snprintf(label, sizeof label, "decode seqs=%d context=%d..%d", n, prompt_len + 1, prompt_len + new_tokens);
+        snprintf(label, sizeof label, "decode seqs=%d context=%d..%d%s", n, prompt_len + 1, prompt_len + new_tokens,
+                 kv_suffix);
         report(label, runs, repeat);
     }
     if (prefill_seqs > 0) {
         const int prompt = m->config.max_seq_len - 8;
         for (int r = 0; r < repeat; r++) runs[r] = bench_prefill(m, prefill_seqs, prompt, verbose);
-        snprintf(label, sizeof label, "prefill seqs=%d prompt=%d chunk=512", prefill_seqs, prompt);
+        snprintf(label, sizeof label, "prefill seqs=%d prompt=%d chunk=512%s", prefill_seqs, prompt, kv_suffix);
         report(label, runs, repeat);
     }
     model_free(m);

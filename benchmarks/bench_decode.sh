@@ -11,6 +11,9 @@
 # of context - 8 tokens. Each number is the best of REPEATS runs (the machine may be shared);
 # before each program the script waits up to QUIET_WAIT seconds (default 60) for the 1-minute
 # load average to drop below 1. TORCH=0 skips the PyTorch side (also skipped without torch).
+# Then, for each model, the engine with an fp16 KV cache (1 and 64 sequences; PyTorch's cache
+# stays fp32, so no ratio), and the issue's goal: 64 sequences against our own single stream,
+# with each cache type.
 set -u
 BUILD=${1:-build}
 THREADS=${2:-2}
@@ -58,5 +61,17 @@ for m in $models; do
             *) what="prefill $name, 8 prompts" ;;
         esac
         echo "| $what | ${ours:-failed} | $torch | $ratio |"
+    done
+    wait_quiet
+    "$BUILD/bench/bench_decode" "$m" --threads "$THREADS" --repeat "$REPEATS" --seqs 1,64 --prefill-seqs 0 \
+        --kv-cache fp16 >"$TMP/ours16" 2>&1
+    for n in 1 64; do
+        echo "| decode $name, $n sequences, fp16 KV cache | $(rate "$TMP/ours16" "decode seqs=$n" || true) | n/a (fp32 cache) | |"
+    done
+    for kv in fp32 fp16; do
+        f=$TMP/ours; [ "$kv" = fp16 ] && f=$TMP/ours16
+        one=$(rate "$f" "decode seqs=1"); many=$(rate "$f" "decode seqs=64")
+        r=$(awk -v a="${many:-0}" -v b="${one:-0}" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "n/a" }')
+        echo "| decode $name, 64 sequences vs our single stream ($kv KV cache) | $r | | |"
     done
 done
