@@ -212,8 +212,11 @@ static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedW
         // The next panel (PANEL floats per k); past panel_end another thread may take it, and
         // the prefetch is then wasted, once per chunk.
         const float *next = panel + (size_t)K * PANEL;
+        // The rows go in `groups` groups of as even a size as can be (64 rows: 9 x 6 + 2 x 5, not
+        // 10 x 6 + 4): a group of 4 rows has 8 sums, too few chains to hide the FMA latency.
         int i = 0;
-        for (int g = 0; i < n; i += MR, g++) {
+        for (int g = 0, rows; i < n; i += rows, g++) {
+            rows = n / groups + (g < n % groups);
             // With many row groups the next panel streams from memory across this panel's
             // groups (its first group would otherwise wait for it at several times the
             // memory's pace). With up to PREFETCH_MIN_GROUPS - 1 groups the product runs at
@@ -223,7 +226,7 @@ static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedW
                     __builtin_prefetch(next + (size_t)k * PANEL, 0, 3);
             const float *x = in + (size_t)i * K;
             float *c = out + (size_t)i * O + c0;
-            switch (n - i < MR ? n - i : MR) {  // the last rows: each count its own kernel
+            switch (rows) {  // each count its own kernel
                 case 6: micro_kernel(6, x, K, panel, K, c, O, ncols, accumulate, stream); break;
                 case 5: micro_kernel(5, x, K, panel, K, c, O, ncols, accumulate, stream); break;
                 case 4: micro_kernel(4, x, K, panel, K, c, O, ncols, accumulate, stream); break;
