@@ -184,7 +184,7 @@ static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, in
             s[j] = cpu_expf(s[j] * a->scale - mx);
             sum += s[j];
         }
-        weighted_sum(acc, s, V, n, a->kv_stride, hd, 0);
+        weighted_sum(acc, s, V, n, a->kv_stride, hd, 0, KV_F32);
         const float inv = 1.0f / sum;
         float *o = a->o + row * a->q_stride + (size_t)h * hd;
 #pragma omp simd
@@ -230,7 +230,7 @@ static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *w
                     ds[j] = p[j] * (ds[j] - D) * a->scale;
                 }
                 for (int j = n; j < keys; j++) p[j] = ds[j] = 0.0f;
-                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd, 0);  // dq = sum_j ds_j k_j
+                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd, 0, KV_F32);  // dq = sum_j ds_j k_j
             }
             key_value_updates(dK, dV, DS, P, a->q + at0, a->d_out + at0, rows, keys, ld, qs, a->kv_stride, hd);
         }

@@ -22,10 +22,11 @@
 // cpu.h). Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd
 // floats.
 //
-// An fp16 cache (OPS_KV_F16) holds the same layout in halves. Attention widens each (block,
-// head) of keys, then of values, into per-thread fp32 scratch (hd * bs more floats, in L1) and
-// runs the fp32 loops on it: the memory traffic, which bounds decode with many sequences, is
-// halved, and the arithmetic is the fp32 arithmetic on the stored values.
+// An fp16 cache (OPS_KV_F16) holds the same layout in halves: the memory traffic, which bounds
+// decode with many sequences, is halved. The AVX2 copy reads the halves straight into the
+// score and value loops with F16C (vec8.h's load8_kv); the baseline copy widens each (block,
+// head) into per-thread fp32 scratch (hd * bs more floats) first. Either way the arithmetic
+// is the fp32 arithmetic on the stored values.
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
@@ -36,9 +37,6 @@
 #include "cpu/cpu.h"
 #include "cpu/vec8.h"
 #include "ops.h"
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>  // _mm256_cvtph_ps (F16C), only inside the CPU_AVX2 function below
-#endif
 
 #define ROWS 4  // query rows per task (prefill chunks share each key read among them)
 
@@ -49,24 +47,10 @@ static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim
     return ((size_t)block * n_kv_heads + g) * head_dim * block_size;
 }
 
-// dst (n) = src (n) widened (exact). GCC does not vectorise half -> float conversions, so the
-// AVX2 build converts 8 at a time with F16C; attention calls whichever the dispatch chose
-// (once per (block, head)).
-typedef void (*WidenFn)(float *restrict dst, const half *restrict src, size_t n);
-
-static void widen_base(float *restrict dst, const half *restrict src, size_t n) {
+// dst (n) = src (n) widened (exact), for the baseline copy of attention over an fp16 cache.
+static void widen(float *restrict dst, const half *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
 }
-
-#if defined(__x86_64__) && defined(__GNUC__)
-CPU_AVX2 static void widen_f16c(float *restrict dst, const half *restrict src, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    for (; i < n; i++) dst[i] = (float)src[i];
-}
-#else
-#define widen_f16c widen_base
-#endif
 
 // Row i of k and v into their slot: keys transposed (a column of Kt), values as a row.
 static CPU_INLINE void write_slot(void *k_cache, void *v_cache, const float *k, const float *v, int i, int slot,
@@ -136,8 +120,7 @@ typedef struct {
     const float *q;
     const void *k_cache, *v_cache;  // fp32 or (f16) fp16 elements
     int f16;
-    WidenFn widen;         // f16: widen_f16c or widen_base
-    float *widened;        // f16: this thread's (hd * bs) floats for the block being read
+    float *widened;        // f16, baseline copy: this thread's (hd * bs) floats for the block being read
     const int32_t *table;  // the sequence's block ids
     int block_size, n_heads, n_kv_heads, head_dim, group, heads_per_task;
     size_t stride;         // floats between two score rows (multiple of 16)
@@ -161,41 +144,42 @@ static CPU_INLINE void tile_queries(float *qt, const AttnArgs *a, const AttnTask
 // chains then added as (c0 + c1) + (c2 + c3). width is a constant 16 or 8 after inlining (2 C
 // or C independent vector chains); score_key computes the same sums key by key for the tail,
 // so every key's score is computed alike.
-static CPU_INLINE void score_keys(float *s, const float *qi, const float *kt, int bs, int hd, int j0, int width,
-                                  const int C) {
+static CPU_INLINE void score_keys(float *s, const float *qi, const void *kt, int bs, int hd, int j0, int width,
+                                  const int C, const int kv) {
     const int W = width / 8;
     v8f sum[4][2];  // [chain][vector of 8 keys]
 #pragma GCC unroll 4
     for (int c = 0; c < C; c++)
 #pragma GCC unroll 2
-        for (int w = 0; w < W; w++) sum[c][w] = qi[c] * load8(kt + (size_t)c * bs + j0 + 8 * w);
+        for (int w = 0; w < W; w++) sum[c][w] = qi[c] * load8_kv(kt, (size_t)c * bs + j0 + 8 * w, kv);
     for (int d = C; d < hd; d += C)
 #pragma GCC unroll 4
         for (int c = 0; c < C; c++) {
             const float qd = qi[d + c];
-            const float *kd = kt + (size_t)(d + c) * bs + j0;
+            const size_t kd = (size_t)(d + c) * bs + j0;
 #pragma GCC unroll 2
-            for (int w = 0; w < W; w++) sum[c][w] += qd * load8(kd + 8 * w);
+            for (int w = 0; w < W; w++) sum[c][w] += qd * load8_kv(kt, kd + 8 * w, kv);
         }
 #pragma GCC unroll 2
     for (int w = 0; w < W; w++)
         store8(s + j0 + 8 * w, C == 4 ? (sum[0][w] + sum[1][w]) + (sum[2][w] + sum[3][w]) : sum[0][w] + sum[1][w]);
 }
 
-static CPU_INLINE float score_key(const float *qi, const float *kt, int bs, int hd, int j, const int C) {
+static CPU_INLINE float score_key(const float *qi, const void *kt, int bs, int hd, int j, const int C, const int kv) {
     float sum[4];
-    for (int c = 0; c < C; c++) sum[c] = qi[c] * kt[(size_t)c * bs + j];
+    for (int c = 0; c < C; c++) sum[c] = qi[c] * load1_kv(kt, (size_t)c * bs + j, kv);
     for (int d = C; d < hd; d += C)
-        for (int c = 0; c < C; c++) sum[c] += qi[d + c] * kt[(size_t)(d + c) * bs + j];
+        for (int c = 0; c < C; c++) sum[c] += qi[d + c] * load1_kv(kt, (size_t)(d + c) * bs + j, kv);
     return C == 4 ? (sum[0] + sum[1]) + (sum[2] + sum[3]) : sum[0] + sum[1];
 }
 
 // One query row against the nt keys of a block, 16 or 8 keys at a time in registers.
-static CPU_INLINE void score_block(float *s, const float *qi, const float *kt, int bs, int hd, int nt, const int C) {
+static CPU_INLINE void score_block(float *s, const float *qi, const void *kt, int bs, int hd, int nt, const int C,
+                                   const int kv) {
     int j0 = 0;
-    for (; j0 + 16 <= nt; j0 += 16) score_keys(s, qi, kt, bs, hd, j0, 16, C);
-    for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8, C);
-    for (int j = j0; j < nt; j++) s[j] = score_key(qi, kt, bs, hd, j, C);
+    for (; j0 + 16 <= nt; j0 += 16) score_keys(s, qi, kt, bs, hd, j0, 16, C, kv);
+    for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8, C, kv);
+    for (int j = j0; j < nt; j++) s[j] = score_key(qi, kt, bs, hd, j, C, kv);
 }
 
 // Asks for the bytes [p, p + bytes) to be brought into cache (a (block, head) of keys or
@@ -204,18 +188,20 @@ static CPU_INLINE void prefetch_bytes(const void *p, size_t bytes) {
     for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch((const char *)p + i, 0, 3);
 }
 
-// The first n elements of a cache from `offset` as floats: the cache itself (fp32), or widened
-// into the thread's scratch (fp16).
-static CPU_INLINE const float *cache_floats(const void *cache, size_t offset, size_t n, const AttnArgs *a) {
+// The first n elements of a cache from `offset`, for loads of kind kv: the cache itself (fp32,
+// or halves read with F16C), or halves widened into the thread's scratch (the baseline copy).
+static CPU_INLINE const void *cache_block(const void *cache, size_t offset, size_t n, const AttnArgs *a, const int kv) {
+    if (kv == KV_F16C) return (const half *)cache + offset;
     if (!a->f16) return (const float *)cache + offset;
-    a->widen(a->widened, (const half *)cache + offset, n);
+    widen(a->widened, (const half *)cache + offset, n);
     return a->widened;
 }
 
 // scores (n_rows * G, stride) = qt . k for keys 0 .. keys-1 (keys = the last row's), block by
 // block, 16 or 8 keys at a time in registers. While a block is scored, the next block's keys
 // and this block's values (for tile_values) are fetched.
-static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys) {
+static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys,
+                                   const int kv) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
     const size_t elem = a->f16 ? sizeof(half) : sizeof(float), block_elems = (size_t)hd * bs;
     const size_t block_bytes = block_elems * elem;
@@ -228,12 +214,12 @@ static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArg
             prefetch_bytes(k_bytes + block_offset(a->table[t0 / bs + 1], t->g, a->n_kv_heads, hd, bs) * elem,
                            block_bytes);
         prefetch_bytes(v_bytes + offset * elem, block_bytes);
-        const float *kt = cache_floats(a->k_cache, offset, block_elems, a);  // (hd, bs)
+        const void *kt = cache_block(a->k_cache, offset, block_elems, a, kv);  // (hd, bs)
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
-            if (hd % 4 == 0) score_block(s, qi, kt, bs, hd, nt, 4);
-            else score_block(s, qi, kt, bs, hd, nt, 2);
+            if (hd % 4 == 0) score_block(s, qi, kt, bs, hd, nt, 4, kv);
+            else score_block(s, qi, kt, bs, hd, nt, 2, kv);
         }
     }
 }
@@ -264,18 +250,18 @@ static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
 // out rows of the tile (n_rows, H*hd at the group's heads) = sum_t p[t] v_t * inv_sum, each
 // (row, head) over its own keys. acc: (n_rows * G, hd) scratch.
 static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum,
-                                   const AttnArgs *a, const AttnTask *t) {
+                                   const AttnArgs *a, const AttnTask *t, const int kv) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
     const int keys_max = t->pos0 + t->n_rows;
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
         const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
         const size_t offset = block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);
-        const float *vb = cache_floats(a->v_cache, offset, (size_t)nt * hd, a);  // (nt, hd)
+        const void *vb = cache_block(a->v_cache, offset, (size_t)nt * hd, a, kv);  // (nt, hd)
         for (int i = 0; i < n_q; i++) {
             const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
             const int n = keys - t0 < nt ? keys - t0 : nt;
             if (n > 0)  // every row sees key 0: its first block sets acc, the others add to it
-                weighted_sum(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, n, hd, hd, t0 > 0);
+                weighted_sum(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, n, hd, hd, t0 > 0, kv);
         }
     }
     for (int i = 0; i < n_q; i++) {
@@ -288,29 +274,36 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 
 // One task with its thread's scratch: (ROWS * G, stride) scores, then (ROWS * G, hd) value
 // sums, (ROWS * G, hd) scaled queries and (ROWS * G) softmax normalisers.
-static CPU_INLINE void attention_head(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+static CPU_INLINE void attention_head(float *out, float *scratch, const AttnArgs *a, const AttnTask *t,
+                                      const int kv) {
     const int n_q = t->n_rows * a->group;
     float *scores = scratch;
     float *acc = scores + (size_t)ROWS * a->group * a->stride;
     float *qt = acc + (size_t)ROWS * a->group * a->head_dim;
     float *inv_sum = qt + (size_t)ROWS * a->group * a->head_dim;
     tile_queries(qt, a, t);
-    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows);
+    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows, kv);
     for (int k = 0; k < n_q; k++)
         inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
-    tile_values(out, acc, scores, inv_sum, a, t);
+    tile_values(out, acc, scores, inv_sum, a, t, kv);
 }
 
-static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *task) {
+static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *task,
+                                      const int kv) {
     AttnTask t = *task;
-    for (t.g = task->g; t.g < task->g + a->heads_per_task; t.g++) attention_head(out, scratch, a, &t);
+    for (t.g = task->g; t.g < task->g + a->heads_per_task; t.g++) attention_head(out, scratch, a, &t, kv);
 }
 
+// The copies: AVX2 over an fp32 cache, AVX2 over an fp16 cache read with F16C, and the baseline
+// (an fp16 cache widened into scratch first).
 CPU_AVX2 static void attention_task_avx2(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
-    attention_task(out, scratch, a, t);
+    attention_task(out, scratch, a, t, KV_F32);
+}
+CPU_AVX2 static void attention_task_f16c(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+    attention_task(out, scratch, a, t, KV_F16C);
 }
 static void attention_task_base(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
-    attention_task(out, scratch, a, t);
+    attention_task(out, scratch, a, t, KV_F32);
 }
 
 void ops_paged_attention_forward(float *out, const float *q, const void *k_cache, const void *v_cache,
@@ -346,16 +339,14 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
                                          context_len[s] - n_q + r, g};
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
-    const int f16 = kv_dtype == OPS_KV_F16;
+    const int f16 = kv_dtype == OPS_KV_F16, avx2 = cpu_has_avx2();
     const size_t attn_floats = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
-    const size_t widened_floats = f16 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
+    const size_t widened_floats = f16 && !avx2 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
     const size_t per_thread = attn_floats + widened_floats;
     float *scratch = aligned_alloc(64, (size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory; lower inference.max_seqs or the context",
           "paged attention scratch of %d x %zu floats", threads, per_thread);
-    const int avx2 = cpu_has_avx2();
-    AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .f16 = f16,
-                     .widen = avx2 ? widen_f16c : widen_base, .block_size = block_size,
+    AttnArgs base = {.q = q, .k_cache = k_cache, .v_cache = v_cache, .f16 = f16, .block_size = block_size,
                      .n_heads = n_heads, .n_kv_heads = n_kv_heads, .head_dim = head_dim, .group = group,
                      .heads_per_task = heads_per_task, .stride = stride, .scale = 1.0f / sqrtf((float)head_dim)};
 
@@ -365,7 +356,8 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
         a.table = block_tables + (size_t)tasks[i].seq * max_blocks;
         float *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
         a.widened = mine + attn_floats;
-        if (avx2) attention_task_avx2(out, mine, &a, &tasks[i]);
+        if (avx2 && f16) attention_task_f16c(out, mine, &a, &tasks[i]);
+        else if (avx2) attention_task_avx2(out, mine, &a, &tasks[i]);
         else attention_task_base(out, mine, &a, &tasks[i]);
     }
     free(scratch);

@@ -21,6 +21,29 @@ static CPU_INLINE v8f load8(const float *p) {
 
 static CPU_INLINE void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
 
+// What a key/value array holds, a constant in each compiled copy: fp32, or IEEE halves read
+// with F16C (only the AVX2 copies of a kernel may use KV_F16C; the instruction is written as
+// inline asm because an F16C intrinsic may not even appear in code that the baseline copies
+// inline, and GCC 12 does not vectorise half -> float conversions).
+enum { KV_F32 = 0, KV_F16C = 1 };
+
+// Elements i .. i+7 of p as floats.
+static CPU_INLINE v8f load8_kv(const void *p, size_t i, const int kv) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (kv == KV_F16C) {
+        v8f r;
+        __asm__("vcvtph2ps %1, %0" : "=x"(r) : "m"(*(const char(*)[16])((const char *)p + 2 * i)));
+        return r;
+    }
+#endif
+    return load8((const float *)p + i);
+}
+
+// Element i of p as a float.
+static CPU_INLINE float load1_kv(const void *p, size_t i, const int kv) {
+    return kv == KV_F16C ? (float)((const _Float16 *)p)[i] : ((const float *)p)[i];
+}
+
 // Calls CALL(NV) with NV the constant equal to nv (1..8), so that each gets its own copy.
 #define BY_NV(CALL)          \
     switch (nv) {            \
@@ -34,18 +57,18 @@ static CPU_INLINE void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
     default: CALL(8); break; \
     }
 
-// o (hd) = sum_{j < n} p[j] * V[j] (V rows with stride `stride`), or o += that sum with
-// accumulate != 0. NV = hd / 8 is a compile-time constant in the specialised copies
-// (accumulators stay in registers); NV = 0 is the plain version for any hd. Every output float
-// sums the keys in a fixed order given n.
-static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict p, const float *restrict V, int n,
-                                      size_t stride, int hd, int accumulate, const int NV) {
+// o (hd) = sum_{j < n} p[j] * V[j] (V rows with stride `stride` elements of kind kv), or
+// o += that sum with accumulate != 0. NV = hd / 8 is a compile-time constant in the
+// specialised copies (accumulators stay in registers); NV = 0 is the plain version for any hd.
+// Every output float sums the keys in a fixed order given n.
+static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict p, const void *restrict V, int n,
+                                      size_t stride, int hd, int accumulate, const int NV, const int kv) {
     if (NV == 0) {
         if (!accumulate)
             for (int d = 0; d < hd; d++) o[d] = 0.0f;
         for (int j = 0; j < n; j++) {
-            const float pj = p[j], *vr = V + (size_t)j * stride;
-            for (int d = 0; d < hd; d++) o[d] += pj * vr[d];
+            const float pj = p[j];
+            for (int d = 0; d < hd; d++) o[d] += pj * load1_kv(V, (size_t)j * stride + d, kv);
         }
         return;
     }
@@ -60,14 +83,16 @@ static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict 
     for (; j + U <= n; j += U)
 #pragma GCC unroll 8
         for (int w = 0; w < U; w++) {
-            const float pj = p[j + w], *vr = V + (size_t)(j + w) * stride;
+            const float pj = p[j + w];
+            const size_t row = (size_t)(j + w) * stride;
 #pragma GCC unroll 8
-            for (int u = 0; u < NV; u++) acc[w][u] += pj * load8(vr + 8 * u);
+            for (int u = 0; u < NV; u++) acc[w][u] += pj * load8_kv(V, row + 8 * u, kv);
         }
     for (; j < n; j++) {
-        const float pj = p[j], *vr = V + (size_t)j * stride;
+        const float pj = p[j];
+        const size_t row = (size_t)j * stride;
 #pragma GCC unroll 8
-        for (int u = 0; u < NV; u++) acc[0][u] += pj * load8(vr + 8 * u);
+        for (int u = 0; u < NV; u++) acc[0][u] += pj * load8_kv(V, row + 8 * u, kv);
     }
 #pragma GCC unroll 8
     for (int u = 0; u < NV; u++) {
@@ -79,15 +104,17 @@ static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict 
 
 // weighted_sum_nv for any hd: a multiple of 8 runs as slices of at most 64 floats through the
 // specialised copies, anything else through the plain one.
-static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const float *restrict V, int n,
-                                   size_t stride, int hd, int accumulate) {
+static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const void *restrict V, int n,
+                                   size_t stride, int hd, int accumulate, const int kv) {
     if (hd % 8 != 0) {
-        weighted_sum_nv(o, p, V, n, stride, hd, accumulate, 0);
+        weighted_sum_nv(o, p, V, n, stride, hd, accumulate, 0, kv);
         return;
     }
+    const size_t elem = kv == KV_F16C ? 2 : sizeof(float);
     for (int d0 = 0; d0 < hd; d0 += 64) {
         const int nv = (hd - d0 < 64 ? hd - d0 : 64) / 8;
-#define WS(NV) weighted_sum_nv(o + d0, p, V + d0, n, stride, 8 * (NV), accumulate, NV)
+        const void *V0 = (const char *)V + d0 * elem;
+#define WS(NV) weighted_sum_nv(o + d0, p, V0, n, stride, 8 * (NV), accumulate, NV, kv)
         BY_NV(WS)
 #undef WS
     }
