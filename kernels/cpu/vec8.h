@@ -29,13 +29,15 @@ enum { KV_F32 = 0, KV_F16C = 1 };
 
 // Elements i .. i+7 of p as floats.
 static CPU_INLINE v8f load8_kv(const void *p, size_t i, const int kv) {
-#if defined(__x86_64__) && defined(__GNUC__)
     if (kv == KV_F16C) {
         v8f r;
+#if defined(__x86_64__) && defined(__GNUC__)
         __asm__("vcvtph2ps %1, %0" : "=x"(r) : "m"(*(const char(*)[16])((const char *)p + 2 * i)));
+#else
+        for (int l = 0; l < 8; l++) r[l] = (float)((const _Float16 *)p)[i + l];  // no F16C: one at a time
+#endif
         return r;
     }
-#endif
     return load8((const float *)p + i);
 }
 

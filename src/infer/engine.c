@@ -34,9 +34,6 @@ static int check_engine_config(const ModelConfig *mc, const EngineConfig *ec, Er
     if (ec->kv_blocks < 0) return error_set(err, "inference.kv_blocks = %d must be >= 0 (0 = enough for max_seqs "
                                                  "full-length sequences)", ec->kv_blocks);
     if (ec->prefill_chunk < 1) return error_set(err, "inference.prefill_chunk = %d must be >= 1", ec->prefill_chunk);
-    if (ec->kv_dtype != OPS_KV_F32 && ec->kv_dtype != OPS_KV_F16)
-        return error_set(err, "unknown KV cache element type %d (inference.kv_cache_dtype is fp32 or fp16)",
-                         ec->kv_dtype);
     if (ec->swap_mode != ENGINE_SWAP_IN_FLIGHT && ec->swap_mode != ENGINE_SWAP_DRAIN)
         return error_set(err, "unknown weight swap mode %d", (int)ec->swap_mode);
     if (ec->max_updates < -1) return error_set(err, "max_updates = %d must be >= -1 (-1 = never cancel)", ec->max_updates);

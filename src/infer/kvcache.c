@@ -12,7 +12,8 @@ int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blo
     if (block_size < 1) return error_set(err, "inference.kv_block_size = %d must be >= 1", block_size);
     if (n_blocks < 1) return error_set(err, "inference.kv_blocks = %d must be >= 1", n_blocks);
     if (kv_dtype != OPS_KV_F32 && kv_dtype != OPS_KV_F16)
-        return error_set(err, "KV cache element type %d is neither fp32 nor fp16", kv_dtype);
+        return error_set(err, "unknown KV cache element type %d (inference.kv_cache_dtype is fp32 or fp16)",
+                         kv_dtype);
     const size_t elem = ops_kv_dtype_bytes(kv_dtype);
     const double elems = 2.0 * n_layers * (double)n_blocks * block_size * kv_dim;
     if ((double)n_blocks * block_size > INT32_MAX || elems * elem > (double)SIZE_MAX / 2)

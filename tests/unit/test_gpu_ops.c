@@ -679,10 +679,6 @@ static void paged_seq(PagedSeq *p, int L, int KVH, int hd, int bs) {
 
 static void paged_seq_free(PagedSeq *p) { free(p->table), free(p->k), free(p->v), free(p->k_cache), free(p->v_cache); }
 
-// x (n) rounded to IEEE half precision (nearest even), what an fp16 cache stores.
-static void round_to_half(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(_Float16)x[i];
-}
 
 // Each backend keeps the cache in its own layout (ops.h), so both are compared through
 // ops_kv_cache_read: every slot reads back what was last written to it (fp16: rounded).
@@ -710,7 +706,7 @@ static void kv_cache_write_case(int kv_dtype) {
     ref_ops_kv_cache_read(rk, rv, k_cache, v_cache, all, n_slots, KVH, hd, bs, kv_dtype);
     expect_equal("kv cache keys", d_rk, rk, (size_t)n_slots * kv_dim);
     expect_equal("kv cache values", d_rv, rv, (size_t)n_slots * kv_dim);
-    if (kv_dtype == OPS_KV_F16) round_to_half(k, (size_t)n * kv_dim);
+    if (kv_dtype == OPS_KV_F16) test_round_to_half(k, (size_t)n * kv_dim);
     for (int i = 0; i < n; i++)  // and the reference read back holds the new rows
         assert_memory_equal(rk + (size_t)slots[i] * kv_dim, k + (size_t)i * kv_dim, kv_dim * sizeof(float));
     free(init_k), free(init_v), free(k), free(v), free(k_cache), free(v_cache), free(rk), free(rv);
@@ -738,8 +734,10 @@ static void paged_case(int H, int KVH, int hd, int bs, int L, int kv_dtype) {
         PagedSeq *both[2] = {&a, &b};
         for (int i = 0; i < 2; i++) {
             const size_t slots = (size_t)both[i]->n_blocks * bs;
-            round_to_half(both[i]->k, (size_t)both[i]->L * kv_dim), round_to_half(both[i]->v, (size_t)both[i]->L * kv_dim);
-            round_to_half(both[i]->k_cache, slots * kv_dim), round_to_half(both[i]->v_cache, slots * kv_dim);
+            test_round_to_half(both[i]->k, (size_t)both[i]->L * kv_dim);
+            test_round_to_half(both[i]->v, (size_t)both[i]->L * kv_dim);
+            test_round_to_half(both[i]->k_cache, slots * kv_dim);
+            test_round_to_half(both[i]->v_cache, slots * kv_dim);
         }
     }
     const size_t elem = ops_kv_dtype_bytes(kv_dtype);

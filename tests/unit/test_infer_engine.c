@@ -622,6 +622,9 @@ static void test_bad_settings_and_requests(void **state) {
     EngineConfig bad_updates = engine_config(4, 4, 0, 8);
     bad_updates.max_updates = -2;
     expect_create_error(&mc, bad_updates, "max_updates");
+    EngineConfig bad_dtype = engine_config(4, 4, 0, 8);
+    bad_dtype.kv_dtype = 7;
+    expect_create_error(&mc, bad_dtype, "unknown KV cache element type 7");
     ModelConfig bad_model = mc;
     bad_model.n_heads = 3;  // dim 32 not divisible, and n_kv_heads 2 does not divide 3
     expect_create_error(&bad_model, engine_config(4, 4, 0, 8), "");

@@ -49,10 +49,6 @@ typedef struct {
     int kv_dtype;          // OPS_KV_F32 (0) or OPS_KV_F16
 } AttnCase;
 
-// x (n) rounded to IEEE half precision (nearest even), what an fp16 cache stores.
-static void round_to_half(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(_Float16)x[i];
-}
 
 // Double-precision attention of row j (of n_q) of one sequence with keys / values (ctx, KVH*hd).
 static void ref_attention_row(double *out, const float *q, const float *K, const float *V, int ctx, int n_q, int j,
@@ -127,8 +123,8 @@ static void attention_case(const AttnCase *c) {
     const int f16 = c->kv_dtype == OPS_KV_F16;
     if (f16)
         for (int s = 0; s < S; s++) {
-            round_to_half(K[s], (size_t)c->ctx[s] * kv_dim);
-            round_to_half(V[s], (size_t)c->ctx[s] * kv_dim);
+            test_round_to_half(K[s], (size_t)c->ctx[s] * kv_dim);
+            test_round_to_half(V[s], (size_t)c->ctx[s] * kv_dim);
         }
     const size_t elem = ops_kv_dtype_bytes(c->kv_dtype);
     float *q = randn((size_t)N * q_dim, 1.0f);
@@ -152,7 +148,7 @@ static void attention_case(const AttnCase *c) {
         memcpy(want_k + (size_t)slots[r] * kv_dim, k_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
         memcpy(want_v + (size_t)slots[r] * kv_dim, v_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
     }
-    if (f16) round_to_half(want_k, n_slots * kv_dim), round_to_half(want_v, n_slots * kv_dim);
+    if (f16) test_round_to_half(want_k, n_slots * kv_dim), test_round_to_half(want_v, n_slots * kv_dim);
     int32_t *all_slots = malloc(n_slots * sizeof(int32_t));
     for (size_t i = 0; i < n_slots; i++) all_slots[i] = (int32_t)i;
     int32_t *d_all = dev(all_slots, n_slots * 4);

@@ -73,3 +73,7 @@ char *test_read_file(const char *path, size_t *len) {
     }
     return buf;
 }
+
+void test_round_to_half(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(_Float16)x[i];
+}

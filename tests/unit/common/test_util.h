@@ -21,5 +21,7 @@ const char *test_fixture(const char *name);
 double test_tolerance_ratio(const float *a, const float *b, size_t n, double atol, double rtol);
 // Fails the test with the first offending index when the ratio above exceeds 1.
 void test_assert_close(const char *what, const float *a, const float *b, size_t n, double atol, double rtol);
+// x (n) rounded in place to IEEE half precision (nearest even): what an fp16 KV cache stores.
+void test_round_to_half(float *x, size_t n);
 // Reads a whole file into a heap buffer (NUL-terminated); NULL if it cannot be read.
 char *test_read_file(const char *path, size_t *len);
