@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/blas_kernels.h"
 #include "core/rng.h"
 #include "infer/engine.h"
 #include "model/llama2c.h"
@@ -150,6 +151,7 @@ static void report(const char *label, const double *runs, int repeat) {
 }
 
 int main(int argc, char **argv) {
+    blas_use_processor_kernels(argv);  // as asyncrl does: first, it may run the program again
     if (argc < 2) {
         fprintf(stderr, "usage: bench_decode MODEL [--threads N] [--seqs 1,8,64,256] [--prompt P] [--new G] "
                         "[--prefill-seqs S] [--repeat R] [--kv-cache fp32|fp16] [--verbose 1]\n");

@@ -6,7 +6,8 @@
 //
 //   bench_machine [--threads N]
 //
-// Prints one line per figure, e.g.
+// Prints one line per figure, after the kernels OpenBLAS runs (src/core/blas_kernels.c), e.g.
+//   blas kernels=Zen
 //   fma GFLOP/s=208.1 threads=2
 //   read GB/s=22.8 threads=2 bytes=268435456
 //   gemm GFLOP/s=150.2 threads=2 rows=64 in=288 out=32000 (weight streamed from memory)
@@ -17,7 +18,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/blas_kernels.h"
 #include "ops.h"
+
+// Weak: NULL when the build has no BLAS or links another one.
+extern char *openblas_get_corename(void) __attribute__((weak));
 
 #define FMA_STEPS 50000000L
 #define READ_FLOATS ((size_t)64 << 20)  // 256 MB: far past any cache
@@ -115,6 +120,7 @@ static double gemm_rate(int rows, int in, int out) {
 }
 
 int main(int argc, char **argv) {
+    blas_use_processor_kernels(argv);  // as asyncrl does: first, it may run the program again
     int threads = 2;
     for (int i = 1; i < argc; i += 2) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[i + 1]);
@@ -124,6 +130,7 @@ int main(int argc, char **argv) {
         }
     }
     ops_init(threads);
+    printf("blas kernels=%s\n", openblas_get_corename ? openblas_get_corename() : "none (not OpenBLAS)");
     printf("fma GFLOP/s=%.1f threads=%d\n", fma_rate() * 1e-9, ops_num_threads());
     printf("read GB/s=%.1f threads=%d bytes=%zu\n", read_rate() * 1e-9, ops_num_threads(),
            READ_FLOATS * sizeof(float));

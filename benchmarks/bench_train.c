@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/blas_kernels.h"
 #include "core/rng.h"
 #include "model/model.h"
 #include "ops.h"
@@ -40,6 +41,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    blas_use_processor_kernels(argv);  // as asyncrl does: first, it may run the program again
     if (argc < 2) {
         fprintf(stderr, "usage: bench_train stories260K|stories15M [rows] [seq_len] [steps] [threads]\n");
         return 2;

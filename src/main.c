@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/blas_kernels.h"
 #include "core/cli.h"
 #include "infer/generate.h"
 #include "io/report.h"
@@ -31,6 +32,7 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    blas_use_processor_kernels(argv);  // first: it may run the program again
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
