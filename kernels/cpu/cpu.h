@@ -44,17 +44,22 @@ void cpu_packed_pack(CpuPackedWeight *pw, int panel_begin, int panel_end);
 void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin, int panel_end,
                      int accumulate);
 
-// The share [*begin, *end) of n items that thread `thread` of `threads` works on.
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define CPU_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #else
 #define CPU_AVX2
+#define CPU_AVX512
 #endif
 #define CPU_INLINE inline __attribute__((always_inline))
 
 // 1 when the processor has AVX2, FMA and F16C (checked once) and the environment variable
 // ASYNCRL_CPU_BASELINE is not "1" (set by the tests to check the baseline build too), else 0.
 int cpu_has_avx2(void);
+// 1 when cpu_has_avx2() and the processor has AVX-512 F (checked once) and the environment
+// variable ASYNCRL_CPU_NO_AVX512 is not "1" (set by the tests to check the AVX2 build too).
+// Only the packed decode GEMM has an AVX-512 build.
+int cpu_has_avx512(void);
 
 // Work (in floats touched, or multiply-adds) below which an op runs on one thread: forking a
 // team costs microseconds, and on a busy machine a descheduled team member stalls the rest
@@ -62,6 +67,7 @@ int cpu_has_avx2(void);
 #define CPU_PARALLEL_MIN 32768
 static inline int cpu_parallel(double work) { return work >= CPU_PARALLEL_MIN; }
 
+// The share [*begin, *end) of n items that thread `thread` of `threads` works on.
 static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, size_t *end) {
     *begin = n * (size_t)thread / (size_t)threads;
     *end = n * (size_t)(thread + 1) / (size_t)threads;

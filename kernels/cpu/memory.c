@@ -33,8 +33,23 @@ int cpu_has_avx2(void) {
 #endif
 }
 
+int cpu_has_avx512(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f");
+    }
+    const char *no_avx512 = getenv("ASYNCRL_CPU_NO_AVX512");  // tests run the AVX2 build too
+    return cached && cpu_has_avx2() && !(no_avx512 && no_avx512[0] == '1');
+#else
+    return 0;
+#endif
+}
+
 void ops_init(int threads) {
     cpu_has_avx2();
+    cpu_has_avx512();
     if (threads > 0) omp_set_num_threads(threads);
 #ifndef ASYNCRL_NO_BLAS
     openblas_set_num_threads(1);

@@ -3,8 +3,9 @@
 // differences of that double-precision forward (so a backward is never checked against the
 // code it differentiates). Data goes through ops_alloc / ops_copy_* so the same tests can run
 // on any backend. Two threads, so the parallel splits are exercised. The CPU backend has an
-// AVX2+FMA and a baseline build of its hot loops: the whole group runs twice, the second time
-// with ASYNCRL_CPU_BASELINE=1.
+// AVX-512 build of its packed decode GEMM and AVX2+FMA and baseline builds of its hot loops:
+// the whole group runs three times, then with ASYNCRL_CPU_NO_AVX512=1, then also with
+// ASYNCRL_CPU_BASELINE=1 (on a processor without AVX-512 the first two runs are the same).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,35 @@ static double norm_loss(const double *v, void *vctx) {
     double l = dot_d(out, c->R, (size_t)c->n * c->dim);
     free(out);
     return l;
+}
+
+// The AVX-512 and AVX2 builds of the packed product run the same FMA chains: the same bits for
+// every row count a micro-kernel has (1 to 12), full and partial panels, single and paired.
+static void test_matmul_packed_builds_agree(void **state) {
+    (void)state;
+    const int I = 40, O = 1000 + 8;  // 63 panels, the last one half full
+    float *buf = randn((size_t)O * I, 0.5f);
+    float *d_w = dev(buf, (size_t)O * I * 4);
+    ops_params_updated(d_w, (size_t)O * I);
+    const char *saved = getenv("ASYNCRL_CPU_NO_AVX512");
+    char *saved_copy = saved ? strdup(saved) : NULL;
+    for (int n = 1; n <= 26; n += (n < 13 ? 1 : 13)) {
+        float *in = randn((size_t)n * I, 1);
+        float *d_in = dev(in, (size_t)n * I * 4), *d_out = ops_alloc((size_t)n * O * 4);
+        unsetenv("ASYNCRL_CPU_NO_AVX512");
+        ops_matmul_forward(d_out, d_in, d_w, NULL, n, I, O, 0);
+        float *fastest = host(d_out, (size_t)n * O);
+        setenv("ASYNCRL_CPU_NO_AVX512", "1", 1);
+        ops_matmul_forward(d_out, d_in, d_w, NULL, n, I, O, 0);
+        float *avx2 = host(d_out, (size_t)n * O);
+        assert_memory_equal(fastest, avx2, (size_t)n * O * sizeof(float));
+        free(in), free(fastest), free(avx2);
+        ops_free(d_in), ops_free(d_out);
+    }
+    if (saved_copy) setenv("ASYNCRL_CPU_NO_AVX512", saved_copy, 1);
+    else unsetenv("ASYNCRL_CPU_NO_AVX512");
+    free(saved_copy), free(buf);
+    ops_free(d_w);
 }
 
 static void test_rmsnorm(void **state) {
@@ -703,6 +733,7 @@ static void test_adamw(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_packed),
+        cmocka_unit_test(test_matmul_packed_builds_agree),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_packed_isolation),
@@ -711,6 +742,8 @@ int main(void) {
         cmocka_unit_test(test_elementwise), cmocka_unit_test(test_adamw),
     };
     int failed = cmocka_run_group_tests_name("ops (fastest build)", tests, setup, NULL);
+    setenv("ASYNCRL_CPU_NO_AVX512", "1", 1);  // on a processor with AVX-512: its AVX2 build
+    failed += cmocka_run_group_tests_name("ops (AVX2 build)", tests, setup, NULL);
     setenv("ASYNCRL_CPU_BASELINE", "1", 1);
     failed += cmocka_run_group_tests_name("ops (baseline build)", tests, setup, NULL);
     return failed;
