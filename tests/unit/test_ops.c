@@ -7,6 +7,7 @@
 // the whole group runs three times, then with ASYNCRL_CPU_NO_AVX512=1, then also with
 // ASYNCRL_CPU_BASELINE=1 (on a processor without AVX-512 the first two runs are the same).
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -284,6 +285,28 @@ static void test_matmul_packed_builds_agree(void **state) {
     else unsetenv("ASYNCRL_CPU_NO_AVX512");
     free(saved_copy), free(buf);
     ops_free(d_w);
+}
+
+// The CPU backend's threads flush denormals (memory.c: they cost Intel cores a microcode assist
+// each): after ops_init, a product below FLT_MIN is 0 on every OpenMP thread, and a denormal
+// input reads as 0.
+static void test_cpu_flushes_denormals(void **state) {
+    (void)state;
+    if (strcmp(ops_backend_name(), "cpu") != 0) skip();
+#if defined(__x86_64__)
+    int flushed = 0, threads = 0;
+#pragma omp parallel reduction(+ : flushed, threads)
+    {
+        volatile float tiny = 1e-30f, scale = 1e-10f, denormal_bits;
+        const unsigned one = 1;  // the smallest denormal
+        memcpy((void *)&denormal_bits, &one, sizeof one);
+        flushed += tiny * scale == 0.0f && denormal_bits * 2.0f == 0.0f;
+        threads++;
+    }
+    assert_int_equal(flushed, threads);
+#else
+    skip();
+#endif
 }
 
 static void test_rmsnorm(void **state) {
@@ -734,6 +757,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_packed),
         cmocka_unit_test(test_matmul_packed_builds_agree),
+        cmocka_unit_test(test_cpu_flushes_denormals),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_packed_isolation),
