@@ -2,15 +2,16 @@
 // top-k, top-p and min-p, one uniform per row from the counter-based stream (seed, counter),
 // and the logprob of the chosen token under the untruncated distribution at temperature T.
 //
-// Per row: passes for z = logits / T, its max (and the first id reaching it), w = exp(z - max)
-// and its sum (the logsumexp), the kept weights wk, and the inverse-CDF walk, which skips
-// blocks of 256 ids by their sums. Sums run in double in a fixed order (8 interleaved lanes),
-// so every pass vectorises and a row's result never depends on the other rows. The row loop is
-// compiled twice (baseline and AVX2+FMA, see cpu.h). With them, the kept rank prefix is found by selection, not a
-// sort: a quickselect by rank for top-k, then a quickselect by probability mass for top-p,
-// expected O(V); the prefix is then described by its last token b, and "j is in the prefix"
-// is "j ranks before b or is b". Rows run in parallel; scratch per thread: 3 V floats, V ints
-// and V / 256 doubles.
+// Per row: passes for z = logits / T (at T = 1 the row itself when it has no NaN), its max (and
+// the first id reaching it), w = exp(z - max) and its sum (the logsumexp), the kept weights wk,
+// and the inverse-CDF walk, which skips blocks of 256 ids by their sums. Sums run in double in
+// a fixed order (8 interleaved lanes), so every pass vectorises and a row's result never
+// depends on the other rows. The row loop is compiled three times (baseline, AVX2+FMA and
+// AVX-512, see cpu.h; the last two give the same bits). With cuts, the kept rank prefix is
+// found by selection, not a sort: a quickselect by rank for top-k, then a quickselect by
+// probability mass for top-p, expected O(V); the prefix is then described by its last token
+// b, and "j is in the prefix" is "j ranks before b or is b". Rows run in parallel; scratch per
+// thread: 3 V floats, V ints and V / 256 doubles.
 #pragma GCC optimize("no-trapping-math", "fp-contract=fast")
 #include <math.h>
 #include <omp.h>
@@ -174,21 +175,60 @@ static int32_t first_index_of(const float *z, int vocab, float value) {
     return 0;
 }
 
-// Samples one row. z, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob its
-// logprob. Every pass but the top-k / top-p selection is a plain loop the compiler vectorises.
-static CPU_INLINE int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp, float *restrict z,
-                          float *restrict w, float *restrict wk, int32_t *ids, double *sums, float *logprob) {
-    const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
-    if (T == 1.0f)  // x / 1 is x: no division (a fifth of the row's time)
+// The max of x[0, n) and whether x holds a NaN, in one read (the lanes skip NaNs: a compare
+// with NaN is false).
+static CPU_INLINE float lane_max_nan(const float *x, int n, int *has_nan) {
+    float lanes[LANES];
+    int nan_lanes[LANES] = {0};
+    for (int l = 0; l < LANES; l++) lanes[l] = -INFINITY;
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const float v = x[j + l];
+            lanes[l] = v > lanes[l] ? v : lanes[l];
+            nan_lanes[l] |= v != v;
+        }
+    for (int l = 0; j < n; j++, l++) {
+        lanes[l] = x[j] > lanes[l] ? x[j] : lanes[l];
+        nan_lanes[l] |= x[j] != x[j];
+    }
+    float mx = lanes[0];
+    int nan = nan_lanes[0];
+    for (int l = 1; l < LANES; l++) mx = lanes[l] > mx ? lanes[l] : mx, nan |= nan_lanes[l];
+    *has_nan = nan;
+    return mx;
+}
+
+// z = logits / T with NaN as -inf (never sampled), and its max in *zmax. At T = 1 a row without
+// NaN is its own z: the row is read once for the max and not copied (the common case; the copy
+// and its extra pass cost a fifth of the row's time).
+static CPU_INLINE const float *scaled_logits(const float *restrict logits, int vocab, float T, float *restrict z,
+                                             float *zmax) {
+    if (T == 1.0f) {
+        int has_nan;
+        *zmax = lane_max_nan(logits, vocab, &has_nan);
+        if (!has_nan) return logits;
 #pragma omp simd
-        for (int j = 0; j < vocab; j++) z[j] = logits[j] == logits[j] ? logits[j] : -INFINITY;  // NaN: never sampled
-    else
+        for (int j = 0; j < vocab; j++) z[j] = logits[j] == logits[j] ? logits[j] : -INFINITY;
+    } else {
 #pragma omp simd
         for (int j = 0; j < vocab; j++) {
             const float x = logits[j] / T;
             z[j] = x == x ? x : -INFINITY;
         }
-    const float zmax = lane_max(z, vocab);
+    }
+    *zmax = lane_max(z, vocab);
+    return z;
+}
+
+// Samples one row. zbuf, w, wk (V floats) and ids (V) are scratch. Returns the token; *logprob
+// its logprob. Every pass but the top-k / top-p selection is a plain loop the compiler vectorises.
+static CPU_INLINE int32_t sample_row(const float *restrict logits, int vocab, const OpsSampleParams *sp,
+                                     float *restrict zbuf, float *restrict w, float *restrict wk, int32_t *ids,
+                                     double *sums, float *logprob) {
+    const float T = sp->temperature > 0.0f ? sp->temperature : 1.0f;
+    float zmax;
+    const float *z = scaled_logits(logits, vocab, T, zbuf, &zmax);
     if (!isfinite(zmax)) {  // garbage row (all NaN / -inf, or +inf): a valid id, NaN logprob
         *logprob = NAN;
         return first_index_of(z, vocab, zmax);
@@ -243,6 +283,10 @@ CPU_AVX2 static int32_t sample_row_avx2(const float *logits, int vocab, const Op
                                         float *wk, int32_t *ids, double *sums, float *logprob) {
     return sample_row(logits, vocab, sp, z, w, wk, ids, sums, logprob);
 }
+CPU_AVX512 static int32_t sample_row_avx512(const float *logits, int vocab, const OpsSampleParams *sp, float *z,
+                                            float *w, float *wk, int32_t *ids, double *sums, float *logprob) {
+    return sample_row(logits, vocab, sp, z, w, wk, ids, sums, logprob);
+}
 static int32_t sample_row_base(const float *logits, int vocab, const OpsSampleParams *sp, float *z, float *w,
                                float *wk, int32_t *ids, double *sums, float *logprob) {
     return sample_row(logits, vocab, sp, z, w, wk, ids, sums, logprob);
@@ -256,14 +300,15 @@ void ops_sample(int32_t *tokens, float *logprobs, const float *logits, const Ops
     const size_t per_thread = 4 * (size_t)vocab + 2 * ((size_t)vocab / WALK_BLOCK + 1);
     float *scratch = malloc((size_t)threads * per_thread * sizeof(float));
     CHECK(scratch != NULL, "out of memory", "sampling scratch of %d x %zu floats", threads, per_thread);
-    const int avx2 = cpu_has_avx2();
+    const int avx2 = cpu_has_avx2(), avx512 = cpu_has_avx512();
 #pragma omp parallel for schedule(dynamic, 1) if (n > 1 && cpu_parallel((double)n * vocab * 8))
     for (int i = 0; i < n; i++) {
         float *z = scratch + (size_t)omp_get_thread_num() * per_thread, *w = z + vocab, *wk = w + vocab;
         int32_t *ids = (int32_t *)(wk + vocab);
         double *sums = (double *)(wk + 2 * (size_t)vocab);  // 4 V floats in: 8-byte aligned
         const float *row = logits + (size_t)i * vocab;
-        tokens[i] = avx2 ? sample_row_avx2(row, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i])
+        tokens[i] = avx512 ? sample_row_avx512(row, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i])
+                    : avx2 ? sample_row_avx2(row, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i])
                          : sample_row_base(row, vocab, &params[i], z, w, wk, ids, sums, &logprobs[i]);
     }
     free(scratch);

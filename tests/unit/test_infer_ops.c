@@ -441,27 +441,28 @@ static void test_sample_greedy_and_logprob(void **state) {
 }
 
 // The draw is the documented inverse CDF of uniform(seed, counter) = (rng_mix >> 11) * 2^-53,
-// in ascending id order; a row's token does not depend on the other rows of the call.
+// in ascending id order; a row's token does not depend on the other rows of the call. Rows
+// alternate T = 0.9 and T = 1 (at T = 1 the CPU kernel reads the logits row in place).
 static void test_sample_stream_rule_and_batch_independence(void **state) {
     (void)state;
     enum { N = 300, V = 50 };
     float *logits = randn((size_t)N * V, 2.0f);
     OpsSampleParams *params = malloc(N * sizeof(OpsSampleParams));
-    for (int i = 0; i < N; i++) params[i] = plain(0.9f, 1000 + (uint64_t)(i % 7), (uint64_t)i);
+    for (int i = 0; i < N; i++) params[i] = plain(i % 2 ? 1.0f : 0.9f, 1000 + (uint64_t)(i % 7), (uint64_t)i);
     int32_t *tokens = malloc(N * sizeof(int32_t));
     float *logprobs = malloc(N * sizeof(float));
     run_sample(tokens, logprobs, logits, params, N, V);
     int matched = 0;
     for (int i = 0; i < N; i++) {
-        const float *row = logits + (size_t)i * V;
+        const float *row = logits + (size_t)i * V, T = params[i].temperature;
         double mx = -INFINITY, total = 0.0;
-        for (int j = 0; j < V; j++) mx = row[j] / 0.9f > mx ? row[j] / 0.9f : mx;
-        for (int j = 0; j < V; j++) total += exp(row[j] / 0.9f - mx);
+        for (int j = 0; j < V; j++) mx = row[j] / T > mx ? row[j] / T : mx;
+        for (int j = 0; j < V; j++) total += exp(row[j] / T - mx);
         const double u = (double)(rng_mix(params[i].seed, params[i].counter) >> 11) * 0x1.0p-53;
         double acc = 0.0;
         int want = V - 1;
         for (int j = 0; j < V; j++) {
-            acc += exp(row[j] / 0.9f - mx);
+            acc += exp(row[j] / T - mx);
             if (acc > u * total) {
                 want = j;
                 break;
@@ -499,6 +500,35 @@ static void test_sample_stream_rule_and_batch_independence(void **state) {
     free(other);
 }
 
+// On a processor with AVX-512 the sampler's AVX-512 build runs the AVX2 build's operations
+// lane for lane: the same tokens and logprob bits, for every kind of row (T = 1 read in place,
+// other temperatures, top-k, top-p, min-p, greedy, a NaN at T = 1).
+static void test_sample_builds_agree(void **state) {
+    (void)state;
+    enum { N = 40, V = 3000 };
+    float *logits = randn((size_t)N * V, 3.0f);
+    logits[(size_t)7 * V + 11] = NAN;
+    OpsSampleParams params[N];
+    for (int i = 0; i < N; i++) {
+        params[i] = plain(i % 3 == 0 ? 1.0f : 0.5f + 0.1f * (float)(i % 7), 77, (uint64_t)i);
+        if (i % 5 == 1) params[i].top_k = 20 + i;
+        if (i % 5 == 2) params[i].top_p = 0.8f;
+        if (i % 5 == 3) params[i].min_p = 0.05f;
+        if (i % 10 == 4) params[i].greedy = 1;
+    }
+    params[7].temperature = 1.0f;
+    int32_t fast_t[N], avx2_t[N];
+    float fast_lp[N], avx2_lp[N];
+    run_sample(fast_t, fast_lp, logits, params, N, V);
+    setenv("ASYNCRL_CPU_NO_AVX512", "1", 1);
+    run_sample(avx2_t, avx2_lp, logits, params, N, V);
+    unsetenv("ASYNCRL_CPU_NO_AVX512");
+    assert_memory_equal(fast_t, avx2_t, sizeof fast_t);
+    assert_memory_equal(fast_lp, avx2_lp, sizeof fast_lp);
+    assert_int_not_equal(fast_t[7], 11);
+    free(logits);
+}
+
 static void test_sample_garbage_logits(void **state) {
     (void)state;
     enum { N = 5, V = 8 };
@@ -533,6 +563,7 @@ int main(void) {
         cmocka_unit_test(test_sample_frequencies),
         cmocka_unit_test(test_sample_greedy_and_logprob),
         cmocka_unit_test(test_sample_stream_rule_and_batch_independence),
+        cmocka_unit_test(test_sample_builds_agree),
         cmocka_unit_test(test_sample_garbage_logits),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
