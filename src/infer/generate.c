@@ -25,6 +25,7 @@
 #define USAGE                                                                                              \
     "usage: asyncrl generate --model M [--tokenizer T] [--prompt STR] [--temperature X] [--top-p X]\n"      \
     "                        [--top-k N] [--min-p X] [-n N] [--seed S] [--greedy] [--threads N]\n"          \
+    "                        [--kv-cache T]\n"                                                               \
     "  --model M        a llama2.c .bin file or a Hugging Face directory (config.json + safetensors)\n"     \
     "  --tokenizer T    \"byte\" or a llama2.c tokenizer.bin (default: tokenizer.bin beside a .bin model or\n" \
     "                   inside a directory; the byte tokenizer for a 259-token vocabulary)\n"                \
@@ -33,12 +34,13 @@
     "  --top-k N        0 = off (default)                 --min-p X  0 = off (default)\n"                  \
     "  -n N             tokens to generate (default 256; the context may end it sooner)\n"                 \
     "  --seed S         random seed (default: the time)   --greedy   argmax decoding\n"                     \
-    "  --threads N      compute threads (default: OpenMP's)\n"
+    "  --threads N      compute threads (default: OpenMP's)\n"                                            \
+    "  --kv-cache T     fp32 (default) or fp16: the KV cache's element type (fp16 halves its memory)\n"
 
 typedef struct {
     const char *model, *tokenizer, *prompt;
     float temperature, top_p, min_p;
-    int top_k, n, greedy, threads;
+    int top_k, n, greedy, threads, kv_dtype;
     unsigned long long seed;
 } GenerateArgs;
 
@@ -101,6 +103,10 @@ static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
             if (parse_number(o, v, 1, 4096, &x, err) || x != (int)x) return error_set(err, "--threads '%s' is not "
                                                                                            "an integer >= 1", v);
             a->threads = (int)x;
+        } else if (strcmp(o, "--kv-cache") == 0) {
+            if (strcmp(v, "fp32") != 0 && strcmp(v, "fp16") != 0)
+                return error_set(err, "--kv-cache '%s' is not a KV cache type: use fp32 or fp16", v);
+            a->kv_dtype = strcmp(v, "fp16") == 0 ? OPS_KV_F16 : OPS_KV_F32;
         } else {
             return error_set(err, "unknown option '%s'", o);
         }
@@ -162,7 +168,7 @@ static int generate(const GenerateArgs *a, Model *m, const Tokenizer *tok, Error
         return -1;
     }
     EngineConfig ec = {.max_seqs = 1, .kv_block_size = 16, .kv_blocks = 0, .prefill_chunk = 512,
-                       .swap_mode = ENGINE_SWAP_IN_FLIGHT, .max_updates = -1};
+                       .swap_mode = ENGINE_SWAP_IN_FLIGHT, .max_updates = -1, .kv_dtype = a->kv_dtype};
     Engine *e = engine_create(&m->config, &ec, err);
     if (!e) {
         free(prompt);

@@ -1,6 +1,7 @@
 # `asyncrl generate` as a single process: greedy text of stories260K equals the continuation
 # transformers wrote (tests/fixtures/infer/stories260K_generate.json, first case), it reports
-# tok/s on stderr, sampling with a seed is reproducible, and bad arguments are clear errors.
+# tok/s on stderr, an fp16 KV cache gives the same greedy opening, sampling with a seed is
+# reproducible, and bad arguments are clear errors.
 . tests/integration/lib.sh
 out=$TMP_ROOT/out; err=$TMP_ROOT/err
 
@@ -13,10 +14,12 @@ expect_usage_error() {  # name, fragment, args...
 expect_usage_error "generate without --model" "--model is required"
 expect_usage_error "generate with an unknown option" "unknown option '--bogus'" --model x --bogus 1
 expect_usage_error "generate with a bad temperature" "--temperature '-1' is not a number" --model x --temperature -1
+expect_usage_error "generate with a bad KV cache type" "--kv-cache 'bf16' is not a KV cache type: use fp32 or fp16" --model x --kv-cache bf16
 expect_usage_error "generate with a missing model file" "/nonexistent.bin" --model /nonexistent.bin
 
 if ! have_models; then
     skip "generate greedy text of stories260K" "no $MODELS/stories260K.bin"
+    skip "generate with an fp16 KV cache" "no models"
     skip "generate with a seed is reproducible" "no models"
     exit 0
 fi
@@ -31,6 +34,13 @@ if "$BIN" generate --model "$M" --tokenizer "$Z" --prompt "Once upon a time" --g
     ok "generate greedy text of stories260K"
 else
     not_ok "generate greedy text of stories260K" "$(head -c 300 "$out")" "$(cat "$err")"
+fi
+# With an fp16 KV cache the greedy text of this prompt is the same (its logits move by ~1e-3).
+if "$BIN" generate --model "$M" --tokenizer "$Z" --prompt "Once upon a time" --greedy -n 40 --kv-cache fp16 >"$out" 2>"$err" &&
+    head -c ${#want} "$out" | grep -qxF "$want"; then
+    ok "generate with an fp16 KV cache"
+else
+    not_ok "generate with an fp16 KV cache" "$(head -c 300 "$out")" "$(cat "$err")"
 fi
 "$BIN" generate --model "$M" --tokenizer "$Z" --seed 42 --temperature 0.8 --top-p 0.9 -n 60 >"$out" 2>/dev/null
 "$BIN" generate --model "$M" --tokenizer "$Z" --seed 42 --temperature 0.8 --top-p 0.9 -n 60 >"$out.2" 2>/dev/null
