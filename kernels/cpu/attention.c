@@ -101,6 +101,39 @@ static CPU_INLINE float dot(const float *restrict a, const float *restrict b, in
 
 #define RBLOCK 8  // query rows whose key and value gradients are summed before touching memory
 
+// dK[j] += sum_r DS[r][j] q_r and dV[j] += sum_r P[r][j] dO_r for keys j0 .. j0 + ju - 1 (ju, NV
+// constants after inlining: 2 ju NV vector sums in registers), the rows summed in order.
+static CPU_INLINE void key_value_rows(float *restrict dK, float *restrict dV, const float *restrict DS,
+                                      const float *restrict P, const float *restrict q, const float *restrict dO,
+                                      int rows, int j0, const int ju, int ld, int qs, int stride, const int NV) {
+    v8f ka[4][8], va[4][8];
+#pragma GCC unroll 4
+    for (int jj = 0; jj < ju; jj++)
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) ka[jj][u] = (v8f){0}, va[jj][u] = (v8f){0};
+    for (int r = 0; r < rows; r++) {
+        const float *qr = q + (size_t)r * qs, *or = dO + (size_t)r * qs;
+#pragma GCC unroll 4
+        for (int jj = 0; jj < ju; jj++) {
+            const float dsj = DS[(size_t)r * ld + j0 + jj], pj = P[(size_t)r * ld + j0 + jj];
+#pragma GCC unroll 8
+            for (int u = 0; u < NV; u++) {
+                ka[jj][u] += dsj * load8(qr + 8 * u);
+                va[jj][u] += pj * load8(or + 8 * u);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int jj = 0; jj < ju; jj++) {
+        float *kr = dK + (size_t)(j0 + jj) * stride, *vr = dV + (size_t)(j0 + jj) * stride;
+#pragma GCC unroll 8
+        for (int u = 0; u < NV; u++) {
+            store8(kr + 8 * u, load8(kr + 8 * u) + ka[jj][u]);
+            store8(vr + 8 * u, load8(vr + 8 * u) + va[jj][u]);
+        }
+    }
+}
+
 // For j < n: dK[j] += sum_r DS[r][j] q_r;  dV[j] += sum_r P[r][j] dO_r over the `rows` rows of a
 // block (DS, P (rows, ld), zero where a row does not see key j; q_r, dO_r rows of stride qs).
 static CPU_INLINE void key_value_updates_nv(float *restrict dK, float *restrict dV, const float *restrict DS,
@@ -116,26 +149,13 @@ static CPU_INLINE void key_value_updates_nv(float *restrict dK, float *restrict 
                 }
         return;
     }
-    for (int j = 0; j < n; j++) {
-        v8f ka[8], va[8];
-#pragma GCC unroll 8
-        for (int u = 0; u < NV; u++) ka[u] = (v8f){0}, va[u] = (v8f){0};
-        for (int r = 0; r < rows; r++) {
-            const float dsj = DS[(size_t)r * ld + j], pj = P[(size_t)r * ld + j];
-            const float *qr = q + (size_t)r * qs, *or = dO + (size_t)r * qs;
-#pragma GCC unroll 8
-            for (int u = 0; u < NV; u++) {
-                ka[u] += dsj * load8(qr + 8 * u);
-                va[u] += pj * load8(or + 8 * u);
-            }
-        }
-        float *kr = dK + (size_t)j * stride, *vr = dV + (size_t)j * stride;
-#pragma GCC unroll 8
-        for (int u = 0; u < NV; u++) {
-            store8(kr + 8 * u, load8(kr + 8 * u) + ka[u]);
-            store8(vr + 8 * u, load8(vr + 8 * u) + va[u]);
-        }
-    }
+    // JU keys at once: each (key, slice) sums its rows in one dependent FMA chain, so with a small
+    // head (NV = 1: two chains per key) several keys keep the FMA units busy. Every output still
+    // sums its rows in order: the same bits whatever JU.
+    const int JU = NV >= 4 ? 1 : NV >= 2 ? 2 : 4;  // a constant in each specialised copy
+    int j = 0;
+    for (; j + JU <= n; j += JU) key_value_rows(dK, dV, DS, P, q, dO, rows, j, JU, ld, qs, stride, NV);
+    for (; j < n; j++) key_value_rows(dK, dV, DS, P, q, dO, rows, j, 1, ld, qs, stride, NV);
 }
 
 static CPU_INLINE void key_value_updates(float *restrict dK, float *restrict dV, const float *restrict DS,
