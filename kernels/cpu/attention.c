@@ -99,7 +99,7 @@ static CPU_INLINE float dot(const float *restrict a, const float *restrict b, in
 // the plain version for any hd. The dispatchers below run heads of any multiple of 8 as
 // slices of at most 64 floats through the specialised copies (BY_NV, vec8.h).
 
-#define RBLOCK 8  // query rows whose key and value gradients are summed before touching memory
+#define RBLOCK 32  // query rows whose key and value gradients are summed before touching memory
 
 // dK[j] += sum_r DS[r][j] q_r and dV[j] += sum_r P[r][j] dO_r for keys j0 .. j0 + ju - 1 (ju, NV
 // constants after inlining: 2 ju NV vector sums in registers), the rows summed in order.
