@@ -195,10 +195,7 @@ static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, in
         const float *q = a->q + row * a->q_stride + (size_t)h * hd;
         const int n = r + 1;  // causal: keys 0..r
         dots(s, q, kt, n, hd, ld);
-        float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
-        mx *= a->scale;
+        const float mx = cpu_max(s, n) * a->scale;
         float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < n; j++) {

@@ -74,6 +74,21 @@ static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, s
     *end = n * (size_t)(thread + 1) / (size_t)threads;
 }
 
+// The largest of x[0, n), -inf for n = 0 (NaNs are skipped: a compare with NaN is false). Kept
+// in 16 lanes (lane l: the elements l mod 16) and then combined, which vectorises where GCC's
+// max reduction does not, and is exact in any order.
+static CPU_INLINE float cpu_max(const float *x, int n) {
+    float lanes[16];
+    for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
+    int j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int l = 0; l < 16; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
+    for (int l = 0; j < n; j++, l++) lanes[l] = x[j] > lanes[l] ? x[j] : lanes[l];
+    float mx = lanes[0];
+    for (int l = 1; l < 16; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+    return mx;
+}
+
 // exp(x) for float, accurate to about 2 ulp, written so that loops calling it vectorise:
 // x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-7 Taylor polynomial, 2^n from bits.
 // Inputs below -87.3 give 0 (no denormals), above 88 give exp(88) (callers only pass x <= 0).

@@ -227,14 +227,7 @@ static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArg
 // In place: p (keys) = exp(s - max s); returns 1 / sum p. The sum runs in a fixed order
 // (16 lanes j mod 16, then the lanes in order), whatever the alignment or vector width.
 static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
-    float lane_max[16];  // the largest of keys j mod 16 (exact in any order; vectorises)
-    for (int l = 0; l < 16; l++) lane_max[l] = -INFINITY;
-    int t0 = 0;
-    for (; t0 + 16 <= keys; t0 += 16)
-        for (int l = 0; l < 16; l++) lane_max[l] = p[t0 + l] > lane_max[l] ? p[t0 + l] : lane_max[l];
-    for (int l = 0; t0 < keys; t0++, l++) lane_max[l] = p[t0] > lane_max[l] ? p[t0] : lane_max[l];
-    float mx = lane_max[0];
-    for (int l = 1; l < 16; l++) mx = lane_max[l] > mx ? lane_max[l] : mx;
+    const float mx = cpu_max(p, keys);
 #pragma omp simd
     for (int t = 0; t < keys; t++) p[t] = cpu_expf(p[t] - mx);
     float lanes[16] = {0};

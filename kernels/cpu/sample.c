@@ -109,19 +109,6 @@ static CPU_INLINE double lane_sum(const float *x, int n) {
     return sum;
 }
 
-// Max of z[0, n) (no NaN in z).
-static CPU_INLINE float lane_max(const float *z, int n) {
-    float lanes[LANES];
-    for (int l = 0; l < LANES; l++) lanes[l] = -INFINITY;
-    int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lanes[l] = z[j + l] > lanes[l] ? z[j + l] : lanes[l];
-    for (int l = 0; j < n; j++, l++) lanes[l] = z[j] > lanes[l] ? z[j] : lanes[l];
-    float mx = lanes[0];
-    for (int l = 1; l < LANES; l++) mx = lanes[l] > mx ? lanes[l] : mx;
-    return mx;
-}
-
 // sums[b] = lane_sum of block b (WALK_BLOCK ids) of x (V); returns the sum of the block sums.
 static CPU_INLINE double block_sums(const float *x, int vocab, double *sums) {
     double total = 0.0;
@@ -217,7 +204,7 @@ static CPU_INLINE const float *scaled_logits(const float *restrict logits, int v
             z[j] = x == x ? x : -INFINITY;
         }
     }
-    *zmax = lane_max(z, vocab);
+    *zmax = cpu_max(z, vocab);
     return z;
 }
 
