@@ -19,7 +19,11 @@ if [ -z "${OMPI_MCA_btl_vader_single_copy_mechanism:-}" ]; then
     fi
 fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
-# OpenMP threads sleep instead of spinning when idle: several ranks share the cores.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# OpenMP threads wait for the next parallel region by spinning briefly (1000 rounds, some tens
+# of microseconds) and then sleep: the back-to-back regions of a decode step hand over at full
+# speed (passive waiting, a futex wake per region, made decode 1.4-2.5x slower), while an idle
+# rank, or one whose cores are shared, gives them up soon. A user's OMP_WAIT_POLICY or
+# GOMP_SPINCOUNT (GCC's OpenMP) wins.
+[ -z "${OMP_WAIT_POLICY:-}" ] && export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
 # shellcheck disable=SC2086
 exec mpirun $flags ${MPIRUN_FLAGS:-} -np "$np" "$@"
