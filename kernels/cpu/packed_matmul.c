@@ -328,12 +328,12 @@ CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const Cpu
         const float *panel = pw->packed + (size_t)p * K * PANEL;
         const int c0 = p * PANEL, ncols = O - c0 < np * PANEL ? O - c0 : np * PANEL;
         const float *next = panel + (size_t)np * K * PANEL;  // the next pair (see packed_gemm)
-        const int next_floats = (p + np + 2 <= panels ? 2 : panels - p - np) * K * PANEL;
+        const size_t next_floats = (size_t)(p + np + 2 <= panels ? 2 : panels - p - np) * K * PANEL;
         int i = 0;
         for (int g = 0, rows; i < n; i += rows, g++) {
             rows = n / groups + (g < n % groups);  // as even as can be (64 rows: 4 x 11 + 2 x 10)
             if (groups >= PREFETCH_MIN_GROUPS)
-                for (int f = g * next_floats / groups; f < (g + 1) * next_floats / groups; f += PANEL)
+                for (size_t f = g * next_floats / groups; f < (g + 1) * next_floats / groups; f += PANEL)
                     __builtin_prefetch(next + f, 0, 3);
             const float *x = in + (size_t)i * K;
             float *c = out + (size_t)i * O + c0;
