@@ -94,6 +94,48 @@ static CPU_INLINE float dot(const float *restrict a, const float *restrict b, in
     return s;
 }
 
+// Heads of at most SMALL_HEAD floats sum their values (and the backward its dq) from transposed
+// rows, with vectors along the keys: a vector along a head of 8 floats does one FMA per key in
+// few chains, while along the keys every FMA covers 8 keys and the head's dimensions are the
+// independent chains.
+#define SMALL_HEAD 16
+
+// o (HD) = sum_{j < n} p[j] t[:, j] with t (HD, ld) transposed rows: per dimension d, 8 lanes of
+// partial sums (keys j mod 8, in order), then the lanes in order. HD is a constant after
+// inlining (HD sums of 8 keys in registers).
+static CPU_INLINE void weighted_sum_t_hd(float *restrict o, const float *restrict p, const float *restrict t, int n,
+                                         int ld, const int HD) {
+    v8f acc[SMALL_HEAD];
+#pragma GCC unroll 16
+    for (int d = 0; d < HD; d++) acc[d] = (v8f){0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const v8f pj = load8(p + j);
+#pragma GCC unroll 16
+        for (int d = 0; d < HD; d++) acc[d] += pj * load8(t + (size_t)d * ld + j);
+    }
+    for (int l = 0; j < n; j++, l++)
+#pragma GCC unroll 16
+        for (int d = 0; d < HD; d++) acc[d][l] += p[j] * t[(size_t)d * ld + j];
+#pragma GCC unroll 16
+    for (int d = 0; d < HD; d++) {
+        float sum = acc[d][0];
+        for (int l = 1; l < 8; l++) sum += acc[d][l];
+        o[d] = sum;
+    }
+}
+
+// weighted_sum_t_hd for any hd <= SMALL_HEAD (the common head sizes get their own copies).
+static CPU_INLINE void weighted_sum_t(float *restrict o, const float *restrict p, const float *restrict t, int n,
+                                      int hd, int ld) {
+    switch (hd) {
+        case 8: weighted_sum_t_hd(o, p, t, n, ld, 8); break;
+        case 16: weighted_sum_t_hd(o, p, t, n, ld, 16); break;
+        default:
+            for (int d = 0; d < hd; d++) weighted_sum_t_hd(o + d, p, t + (size_t)d * ld, n, ld, 1);
+    }
+}
+
 // The loops over the keys of one row with vectors along the head dimension. NV = hd / 8 is a
 // compile-time constant in the specialised copies (accumulators stay in registers); NV = 0 is
 // the plain version for any hd. The dispatchers below run heads of any multiple of 8 as
@@ -184,12 +226,15 @@ typedef struct {
 // Forward of query rows [b, b + rows) of segment sg for head h. work: per-thread scratch.
 static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, int rows, float *work) {
     const int hd = a->head_dim, g = h / (a->n_heads / a->n_kv_heads), keys = b + rows, ld = padded(keys);
+    const int small = hd <= SMALL_HEAD;
     float *kt = work;                    // (hd, ld) transposed keys 0..keys-1
-    float *s = kt + (size_t)hd * ld;     // (ld) scores, then probabilities
+    float *vt = kt + (size_t)hd * ld;    // small heads: (hd, ld) transposed values 0..keys-1
+    float *s = vt + (small ? (size_t)hd * ld : 0);  // (ld) scores, then probabilities
     float *acc = s + ld;                 // (hd) output accumulator
     const float *K = a->k + (size_t)sg.start * a->kv_stride + g * hd;
     const float *V = a->v + (size_t)sg.start * a->kv_stride + g * hd;
     transpose_rows(kt, K, keys, a->kv_stride, hd, ld);
+    if (small) transpose_rows(vt, V, keys, a->kv_stride, hd, ld);
     for (int r = b; r < b + rows; r++) {
         const size_t row = (size_t)(sg.start + r);
         const float *q = a->q + row * a->q_stride + (size_t)h * hd;
@@ -202,7 +247,8 @@ static CPU_INLINE void forward_block(const Args *a, Segment sg, int h, int b, in
             s[j] = cpu_expf(s[j] * a->scale - mx);
             sum += s[j];
         }
-        weighted_sum(acc, s, V, n, a->kv_stride, hd, 0, KV_F32);
+        if (small) weighted_sum_t(acc, s, vt, n, hd, ld);
+        else weighted_sum(acc, s, V, n, a->kv_stride, hd, 0, KV_F32);
         const float inv = 1.0f / sum;
         float *o = a->o + row * a->q_stride + (size_t)h * hd;
 #pragma omp simd
@@ -248,7 +294,8 @@ static CPU_INLINE void backward_group(const Args *a, Segment sg, int g, float *w
                     ds[j] = p[j] * (ds[j] - D) * a->scale;
                 }
                 for (int j = n; j < keys; j++) p[j] = ds[j] = 0.0f;
-                weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd, 0, KV_F32);  // dq = sum_j ds_j k_j
+                if (hd <= SMALL_HEAD) weighted_sum_t(a->d_q + at, ds, kt, n, hd, ld);  // dq = sum_j ds_j k_j
+                else weighted_sum(a->d_q + at, ds, K, n, a->kv_stride, hd, 0, KV_F32);
             }
             key_value_updates(dK, dV, DS, P, a->q + at0, a->d_out + at0, rows, keys, ld, qs, a->kv_stride, hd);
         }
@@ -298,7 +345,7 @@ void ops_attention_forward(float *out, float *lse, const float *q, const float *
     const Args a = {.q = q, .k = k, .v = v, .o = out, .lse_out = lse, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
                     .head_dim = head_dim, .q_stride = n_heads * head_dim, .kv_stride = n_kv_heads * head_dim,
                     .scale = 1.0f / sqrtf((float)head_dim)};
-    const size_t per_thread = (size_t)(head_dim + 1) * padded(longest) + head_dim;
+    const size_t per_thread = (size_t)(2 * head_dim + 1) * padded(longest) + head_dim;  // vt: small heads
     float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
     const int avx2 = cpu_has_avx2(), avx512 = cpu_has_avx512();
     double work = 0;  // multiply-adds: about len^2 / 2 x hd x 2 per segment and head

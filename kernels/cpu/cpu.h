@@ -75,18 +75,21 @@ static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, s
 }
 
 // The largest of x[0, n), -inf for n = 0 (NaNs are skipped: a compare with NaN is false). Kept
-// in 16 lanes (lane l: the elements l mod 16) and then combined, which vectorises where GCC's
-// max reduction does not, and is exact in any order.
+// in 64 lanes (lane l: the elements l mod 64; four independent vectors of 16, so the compares
+// do not wait on each other), folded to 16 and then halved down to one: it vectorises where
+// GCC's max reduction does not, and a max is exact in any order.
 static CPU_INLINE float cpu_max(const float *x, int n) {
-    float lanes[16];
-    for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
+    float lanes[64];
+    for (int l = 0; l < 64; l++) lanes[l] = -INFINITY;
     int j = 0;
+    for (; j + 64 <= n; j += 64)
+        for (int l = 0; l < 64; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
     for (; j + 16 <= n; j += 16)
         for (int l = 0; l < 16; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
     for (int l = 0; j < n; j++, l++) lanes[l] = x[j] > lanes[l] ? x[j] : lanes[l];
-    float mx = lanes[0];
-    for (int l = 1; l < 16; l++) mx = lanes[l] > mx ? lanes[l] : mx;
-    return mx;
+    for (int w = 32; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) lanes[l] = lanes[l + w] > lanes[l] ? lanes[l + w] : lanes[l];
+    return lanes[0];
 }
 
 // exp(x) for float, accurate to about 2 ulp, written so that loops calling it vectorise:
