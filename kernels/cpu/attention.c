@@ -4,7 +4,8 @@
 // of a segment and one head, with its sample's keys 0..i:
 //   s_j = q_i . k_j (all j at once from a transposed copy of the segment's keys, so the loop
 //   runs over j in SIMD lanes), p = softmax(s / sqrt(hd)) exactly (max, exp, sum), and
-//   out_i = sum_j p_j v_j (an axpy over the head dimension per key); lse_i is saved.
+//   out_i = sum_j p_j v_j (an axpy over the head dimension per key; for heads of up to
+//   SMALL_HEAD floats, dot products along the keys of transposed values); lse_i is saved.
 // Backward, per row: p recomputed from lse, dp_j = dout_i . v_j (transposed values),
 // ds_j = p_j (dp_j - dout_i . out_i) / sqrt(hd), dq_i = sum_j ds_j k_j; then per block of
 // RBLOCK rows, dk_j += sum_i ds_ij q_i and dv_j += sum_i p_ij dout_i (one update of each key's
