@@ -1,8 +1,8 @@
 // OpenBLAS builds with DYNAMIC_ARCH (Debian's) pick their kernels for the processor when the
 // library loads. A release older than the processor does not know its model and falls back to
-// the SSE3 kernels it calls "Prescott": Debian 12's OpenBLAS 0.3.21 on Intel Sapphire and
-// Emerald Rapids, where the training GEMMs then run 3.8x slower than with its AVX-512
-// ("SkylakeX") kernels (benchmarks/RESULTS.md). The choice is only made at load time, from the
+// the SSE3 kernels it calls "Prescott" (seen: Debian 12's OpenBLAS 0.3.21 on Intel Emerald
+// Rapids, where the training GEMMs then run 3.8x slower than with its AVX-512 "SkylakeX"
+// kernels; benchmarks/RESULTS.md). The choice is only made at load time, from the
 // environment variable OPENBLAS_CORETYPE, so a process that finds the fallback on a processor
 // with AVX-512 or AVX2 sets the variable and executes itself again before it does anything
 // else. A value the user set is always kept.
