@@ -24,6 +24,6 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 # speed (passive waiting, a futex wake per region, made decode 1.4-2.5x slower), while an idle
 # rank, or one whose cores are shared, gives them up soon. A user's OMP_WAIT_POLICY or
 # GOMP_SPINCOUNT (GCC's OpenMP) wins.
-[ -z "${OMP_WAIT_POLICY:-}" ] && export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
+[ -n "${OMP_WAIT_POLICY:-}" ] || export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000}
 # shellcheck disable=SC2086
 exec mpirun $flags ${MPIRUN_FLAGS:-} -np "$np" "$@"

@@ -346,7 +346,8 @@ void ops_attention_forward(float *out, float *lse, const float *q, const float *
     const Args a = {.q = q, .k = k, .v = v, .o = out, .lse_out = lse, .n_heads = n_heads, .n_kv_heads = n_kv_heads,
                     .head_dim = head_dim, .q_stride = n_heads * head_dim, .kv_stride = n_kv_heads * head_dim,
                     .scale = 1.0f / sqrtf((float)head_dim)};
-    const size_t per_thread = (size_t)(2 * head_dim + 1) * padded(longest) + head_dim;  // vt: small heads
+    // forward_block's kt (and vt for small heads) of head_dim rows, s of one row, acc.
+    const size_t per_thread = (size_t)(head_dim * (head_dim <= SMALL_HEAD ? 2 : 1) + 1) * padded(longest) + head_dim;
     float *scratch = alloc_scratch(omp_get_max_threads(), per_thread);
     const int avx2 = cpu_has_avx2(), avx512 = cpu_has_avx512();
     double work = 0;  // multiply-adds: about len^2 / 2 x hd x 2 per segment and head

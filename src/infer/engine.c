@@ -16,12 +16,18 @@
 // Logit rows computed (and sampled) at a time: bounds the (rows, V) logits buffer.
 #define ENGINE_LOGIT_ROWS 256
 
+int engine_kv_dtype(const char *name) {
+    if (strcmp(name, "fp32") == 0) return OPS_KV_F32;
+    if (strcmp(name, "fp16") == 0) return OPS_KV_F16;
+    return -1;
+}
+
 void engine_config_from(const Config *cfg, EngineConfig *ec) {
     memset(ec, 0, sizeof *ec);
     ec->max_seqs = cfg->inference.max_seqs;
     ec->kv_block_size = cfg->inference.kv_block_size;
     ec->kv_blocks = cfg->inference.kv_blocks;
-    ec->kv_dtype = strcmp(cfg->inference.kv_cache_dtype, "fp16") == 0 ? OPS_KV_F16 : OPS_KV_F32;
+    ec->kv_dtype = engine_kv_dtype(cfg->inference.kv_cache_dtype);  // the config allows only the two names
     ec->prefill_chunk = cfg->inference.prefill_chunk;
     ec->swap_mode = cfg->orchestrator.in_flight_updates && !cfg->run.deterministic ? ENGINE_SWAP_IN_FLIGHT
                                                                                      : ENGINE_SWAP_DRAIN;

@@ -105,6 +105,9 @@ void engine_stats(const Engine *e, EngineStats *out);
 // kv_cache_dtype / prefill_chunk; IN_FLIGHT swaps when orchestrator.in_flight_updates and not
 // run.deterministic, else DRAIN; max_updates = orchestrator.max_off_policy_steps.
 void engine_config_from(const Config *cfg, EngineConfig *ec);
+// The OpsKVDtype named "fp32" or "fp16" (inference.kv_cache_dtype, generate's --kv-cache), -1
+// for any other name.
+int engine_kv_dtype(const char *name);
 // Longest sequence (prompt + completion) the engine runs: the model's max_seq_len, or less
 // when the KV cache (kv_blocks x kv_block_size tokens) is smaller.
 int engine_context(const Engine *e);

@@ -104,9 +104,9 @@ static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
                                                                                            "an integer >= 1", v);
             a->threads = (int)x;
         } else if (strcmp(o, "--kv-cache") == 0) {
-            if (strcmp(v, "fp32") != 0 && strcmp(v, "fp16") != 0)
+            a->kv_dtype = engine_kv_dtype(v);
+            if (a->kv_dtype < 0)
                 return error_set(err, "--kv-cache '%s' is not a KV cache type: use fp32 or fp16", v);
-            a->kv_dtype = strcmp(v, "fp16") == 0 ? OPS_KV_F16 : OPS_KV_F32;
         } else {
             return error_set(err, "unknown option '%s'", o);
         }
