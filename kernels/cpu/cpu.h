@@ -74,21 +74,33 @@ static inline void cpu_split(size_t n, int thread, int threads, size_t *begin, s
     *end = n * (size_t)(thread + 1) / (size_t)threads;
 }
 
-// The largest of x[0, n), -inf for n = 0 (NaNs are skipped: a compare with NaN is false). Kept
-// in 64 lanes (lane l: the elements l mod 64; four independent vectors of 16, so the compares
-// do not wait on each other), folded to 16 and then halved down to one: it vectorises where
-// GCC's max reduction does not, and a max is exact in any order.
+// The largest of x[0, n), -inf for n = 0 (NaNs are skipped: a compare with NaN is false).
+// Rows of 64 or more are kept in 64 lanes (lane l: the elements l mod 64; four independent
+// vectors of 16, so the compares do not wait on each other) and folded to 16; shorter rows
+// start at 16 lanes. The 16 lanes are then halved down to one. Every fold has a constant width,
+// so it vectorises too (a loop over a variable width ran as scalar loads and stores, which
+// cost more than the compares for the rows of a few dozen keys that decode attention takes).
+// A max is exact in any order.
+#define CPU_MAX_FOLD(lanes, w) \
+    for (int l = 0; l < (w); l++) lanes[l] = lanes[l + (w)] > lanes[l] ? lanes[l + (w)] : lanes[l]
 static CPU_INLINE float cpu_max(const float *x, int n) {
     float lanes[64];
-    for (int l = 0; l < 64; l++) lanes[l] = -INFINITY;
+    for (int l = 0; l < 16; l++) lanes[l] = -INFINITY;
     int j = 0;
-    for (; j + 64 <= n; j += 64)
-        for (int l = 0; l < 64; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
+    if (n >= 64) {
+        for (int l = 16; l < 64; l++) lanes[l] = -INFINITY;
+        for (; j + 64 <= n; j += 64)
+            for (int l = 0; l < 64; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
+        CPU_MAX_FOLD(lanes, 32);
+        CPU_MAX_FOLD(lanes, 16);
+    }
     for (; j + 16 <= n; j += 16)
         for (int l = 0; l < 16; l++) lanes[l] = x[j + l] > lanes[l] ? x[j + l] : lanes[l];
     for (int l = 0; j < n; j++, l++) lanes[l] = x[j] > lanes[l] ? x[j] : lanes[l];
-    for (int w = 32; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) lanes[l] = lanes[l + w] > lanes[l] ? lanes[l + w] : lanes[l];
+    CPU_MAX_FOLD(lanes, 8);
+    CPU_MAX_FOLD(lanes, 4);
+    CPU_MAX_FOLD(lanes, 2);
+    CPU_MAX_FOLD(lanes, 1);
     return lanes[0];
 }
 
