@@ -47,6 +47,7 @@ typedef struct {
     int n_seqs, H, KVH, hd, bs, n_blocks, max_blocks;
     const int *ctx, *n_q;  // per sequence: context after the call, new rows
     int kv_dtype;          // OPS_KV_F32 (0) or OPS_KV_F16
+    int poison;            // every slot first holds keys of NaN and values of +inf (left in unused slots)
 } AttnCase;
 
 
@@ -135,11 +136,21 @@ static void attention_case(const AttnCase *c) {
     int32_t *d_slots = dev(slots, (size_t)N * 4), *d_tables = dev(tables, (size_t)S * c->max_blocks * 4);
     int32_t *d_qs = dev(qs, (size_t)(S + 1) * 4), *d_ctx = dev(ctx, (size_t)S * 4);
     float *d_q = dev(q, (size_t)N * q_dim * 4), *d_out = ops_alloc((size_t)N * q_dim * 4);
+    // Reading every slot back: the written rows, and zeros (the fresh cache) or the poison
+    // everywhere else.
+    float *want_k = calloc(n_slots * kv_dim, sizeof(float)), *want_v = calloc(n_slots * kv_dim, sizeof(float));
+    int32_t *all_slots = malloc(n_slots * sizeof(int32_t));
+    for (size_t i = 0; i < n_slots; i++) all_slots[i] = (int32_t)i;
+    int32_t *d_all = dev(all_slots, n_slots * 4);
+    if (c->poison) {
+        for (size_t i = 0; i < n_slots * kv_dim; i++) want_k[i] = NAN, want_v[i] = INFINITY;
+        float *d_pk = dev(want_k, n_slots * kv_dim * 4), *d_pv = dev(want_v, n_slots * kv_dim * 4);
+        ops_kv_cache_write(d_k, d_v, d_pk, d_pv, d_all, (int)n_slots, c->KVH, c->hd, c->bs, c->kv_dtype);
+        ops_free(d_pk);
+        ops_free(d_pv);
+    }
     ops_kv_cache_write(d_k, d_v, d_kp, d_vp, d_pslots, n_prefix, c->KVH, c->hd, c->bs, c->kv_dtype);
     ops_kv_cache_write(d_k, d_v, d_kn, d_vn, d_slots, N, c->KVH, c->hd, c->bs, c->kv_dtype);
-
-    // Reading every slot back: the written rows, and zeros (the fresh cache) everywhere else.
-    float *want_k = calloc(n_slots * kv_dim, sizeof(float)), *want_v = calloc(n_slots * kv_dim, sizeof(float));
     for (int r = 0; r < n_prefix; r++) {
         memcpy(want_k + (size_t)pre_slots[r] * kv_dim, k_pre + (size_t)r * kv_dim, kv_dim * sizeof(float));
         memcpy(want_v + (size_t)pre_slots[r] * kv_dim, v_pre + (size_t)r * kv_dim, kv_dim * sizeof(float));
@@ -149,9 +160,6 @@ static void attention_case(const AttnCase *c) {
         memcpy(want_v + (size_t)slots[r] * kv_dim, v_new + (size_t)r * kv_dim, kv_dim * sizeof(float));
     }
     if (f16) test_round_to_half(want_k, n_slots * kv_dim), test_round_to_half(want_v, n_slots * kv_dim);
-    int32_t *all_slots = malloc(n_slots * sizeof(int32_t));
-    for (size_t i = 0; i < n_slots; i++) all_slots[i] = (int32_t)i;
-    int32_t *d_all = dev(all_slots, n_slots * 4);
     float *d_rk = ops_alloc(n_slots * kv_dim * 4), *d_rv = ops_alloc(n_slots * kv_dim * 4);
     ops_kv_cache_read(d_rk, d_rv, d_k, d_v, d_all, (int)n_slots, c->KVH, c->hd, c->bs, c->kv_dtype);
     float *k_after = malloc(n_slots * kv_dim * sizeof(float)), *v_after = malloc(n_slots * kv_dim * sizeof(float));
@@ -231,6 +239,58 @@ static void test_paged_attention_head_sizes(void **state) {
     AttnCase h72 = {.n_seqs = 3, .H = 3, .KVH = 3, .hd = 72, .bs = 8, .n_blocks = 24, .max_blocks = 6, .ctx = ctx,
                     .n_q = n_q};
     attention_case(&h72);
+}
+
+static void test_paged_attention_small_heads(void **state) {
+    (void)state;
+    // Heads of up to 16 floats in blocks of a multiple of 8 slots (the CPU backend's small-head
+    // path, values stored transposed): heads of 8 (GQA, as stories260K), 16 and 4 (no copy of
+    // its own), blocks of 8, 16 and 32; decode rows and prefill chunks, contexts ending inside
+    // a group of 8 keys, on a boundary, at 1 key; fp32 and fp16.
+    const int ctx[] = {45, 40, 3, 1, 8, 17, 64}, n_q[] = {1, 9, 3, 1, 1, 5, 2};
+    const int bs[] = {16, 8, 32};
+    for (int b = 0; b < 3; b++)
+        for (int f16 = 0; f16 <= 1; f16++) {
+            const int max_blocks = (64 + bs[b] - 1) / bs[b];
+            AttnCase h8 = {.n_seqs = 7, .H = 8, .KVH = 4, .hd = 8, .bs = bs[b], .n_blocks = 7 * max_blocks,
+                           .max_blocks = max_blocks, .ctx = ctx, .n_q = n_q, .kv_dtype = f16 ? OPS_KV_F16 : 0};
+            attention_case(&h8);
+            AttnCase h16 = h8, h4 = h8;
+            h16.H = 4, h16.KVH = 1, h16.hd = 16;
+            attention_case(&h16);
+            h4.H = 6, h4.KVH = 2, h4.hd = 4;
+            attention_case(&h4);
+        }
+}
+
+static void test_paged_attention_ignores_other_slots(void **state) {
+    (void)state;
+    // Slots that no row may see (the rest of a sequence's last block, blocks of no sequence)
+    // hold keys of NaN and values of +inf: the rows still equal the reference, for small heads
+    // (whose loops run over whole groups of 8 keys and mask the rest) and other heads.
+    const int ctx[] = {45, 13, 3, 1, 20}, n_q[] = {1, 4, 3, 1, 1};
+    AttnCase small = {.n_seqs = 5, .H = 8, .KVH = 4, .hd = 8, .bs = 16, .n_blocks = 20, .max_blocks = 3, .ctx = ctx,
+                      .n_q = n_q, .poison = 1};
+    attention_case(&small);
+    small.kv_dtype = OPS_KV_F16;
+    attention_case(&small);
+    AttnCase large = {.n_seqs = 5, .H = 2, .KVH = 1, .hd = 48, .bs = 16, .n_blocks = 20, .max_blocks = 3, .ctx = ctx,
+                      .n_q = n_q, .poison = 1};
+    attention_case(&large);
+}
+
+// The baseline (SSE2) copy of the small-head path, fp32 and fp16 (widened block by block),
+// against the reference too.
+static void test_paged_attention_baseline_copy(void **state) {
+    (void)state;
+    const int ctx[] = {45, 40, 3}, n_q[] = {1, 9, 3};
+    AttnCase c = {.n_seqs = 3, .H = 8, .KVH = 4, .hd = 8, .bs = 16, .n_blocks = 12, .max_blocks = 3, .ctx = ctx,
+                  .n_q = n_q};
+    setenv("ASYNCRL_CPU_BASELINE", "1", 1);
+    attention_case(&c);
+    c.kv_dtype = OPS_KV_F16;
+    attention_case(&c);
+    unsetenv("ASYNCRL_CPU_BASELINE");
 }
 
 static void test_paged_attention_fp16_cache(void **state) {
@@ -558,6 +618,9 @@ int main(void) {
         cmocka_unit_test(test_paged_attention_gqa),
         cmocka_unit_test(test_paged_attention_mha_and_mqa),
         cmocka_unit_test(test_paged_attention_head_sizes),
+        cmocka_unit_test(test_paged_attention_small_heads),
+        cmocka_unit_test(test_paged_attention_ignores_other_slots),
+        cmocka_unit_test(test_paged_attention_baseline_copy),
         cmocka_unit_test(test_paged_attention_fp16_cache),
         cmocka_unit_test(test_paged_attention_many_decodes),
         cmocka_unit_test(test_sample_frequencies),
