@@ -107,22 +107,24 @@ static CPU_INLINE float cpu_max(const float *x, int n) {
 // exp(x) for float, accurate to about 2 ulp, written so that loops calling it vectorise:
 // x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-7 Taylor polynomial, 2^n from bits.
 // Inputs below -87.3 give 0 (no denormals), above 88 give exp(88) (callers only pass x <= 0).
+// The steps shared with the kernels' vector copies (paged_attention.c's exp8), for x, n, r
+// floats or GCC vectors of floats: n = x / ln2 rounded to an integer (adding 1.5 * 2^23 rounds),
+// r = x - n ln2 (ln2 split in a high part exact in float and the rest), and exp(r) by the
+// degree-7 Taylor polynomial in Horner form.
+#define CPU_EXP_REDUCE(x, n, r)                                              \
+    do {                                                                     \
+        n = ((x) * 1.44269504088896341f + 12582912.0f) - 12582912.0f;        \
+        r = ((x) - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f; \
+    } while (0)
+#define CPU_EXP_TAYLOR7(r)                                                                                    \
+    ((((((((r) * (1.0f / 5040.0f) + 1.0f / 720.0f) * (r) + 1.0f / 120.0f) * (r) + 1.0f / 24.0f) * (r) +       \
+        1.0f / 6.0f) * (r) + 0.5f) * (r) + 1.0f) * (r) + 1.0f)
 static inline float cpu_expf(float x) {
     x = x < -87.3f ? -87.3f : x;
     x = x > 88.0f ? 88.0f : x;
-    const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-    float t = x * 1.44269504088896341f + shifter;
-    float n = t - shifter;
-    float r = x - n * 0.693145751953125f;  // ln2 split in a high part exact in float
-    r = r - n * 1.42860682030941723212e-6f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float n, r;
+    CPU_EXP_REDUCE(x, n, r);
+    const float p = CPU_EXP_TAYLOR7(r);
     union {
         float f;
         int32_t i;

@@ -346,21 +346,12 @@ static CPU_INLINE void hsum8_many(float *o, const v8f *acc, float scale, const i
 
 // cpu_expf (cpu.h) on 8 lanes: the same steps, written with vector operations.
 static CPU_INLINE v8f exp8(v8f x) {
-    const v8f lo = (v8f){0} - 87.3f, hi = (v8f){0} + 88.0f, shifter = (v8f){0} + 12582912.0f;
+    const v8f lo = (v8f){0} - 87.3f, hi = (v8f){0} + 88.0f;
     x = select8(x < lo, lo, x);
     x = select8(x > hi, hi, x);
-    const v8f t = x * 1.44269504088896341f + shifter;
-    const v8f n = t - shifter;
-    v8f r = x - n * 0.693145751953125f;
-    r = r - n * 1.42860682030941723212e-6f;
-    v8f p = (v8f){0} + 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    v8f n, r;
+    CPU_EXP_REDUCE(x, n, r);
+    const v8f p = CPU_EXP_TAYLOR7(r);
     const v8i scale = (__builtin_convertvector(n, v8i) + 127) << 23;
     return p * (v8f)scale;
 }
