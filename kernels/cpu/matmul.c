@@ -27,8 +27,9 @@ static void matmul_packed(float *out, const float *in, CpuPackedWeight *pw, int 
     const int panels = cpu_packed_panels(pw);
 #pragma omp parallel if (cpu_parallel((double)n * in_dim * out_dim))
     {
-        const int per_chunk = (panels + PACKED_CHUNKS_PER_THREAD * omp_get_num_threads() - 1) /
-                              (PACKED_CHUNKS_PER_THREAD * omp_get_num_threads());
+        int per_chunk = (panels + PACKED_CHUNKS_PER_THREAD * omp_get_num_threads() - 1) /
+                        (PACKED_CHUNKS_PER_THREAD * omp_get_num_threads());
+        per_chunk += per_chunk % 2;  // whole pairs: the AVX-512 kernel runs a lone panel at half its pace
         const int chunks = (panels + per_chunk - 1) / per_chunk;
 #pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < chunks; c++) {
