@@ -277,16 +277,31 @@ static CPU_INLINE void store_panel_row16(float *row, v16 a, int accumulate, int 
     memcpy(row, &a, sizeof a);
 }
 
+// Lines to prefetch while a micro-kernel runs: [next, end), one every `every` k.
+typedef struct {
+    const char *next, *end;
+    int every;
+} Prefetch;
+
 // c (mr, ncols) (+)= x (mr, K) @ [panel p, panel p+1 when np = 2]^T, the np panels lying one
 // after the other (K * PANEL floats each); ncols <= np * PANEL counts the real columns. mr and np
-// are constants after inlining, so the 2 x mr sums stay in registers.
+// are constants after inlining, so the 2 x mr sums stay in registers. Meanwhile the lines of pf
+// are asked for, spread over the k loop.
 static CPU_INLINE void micro_kernel16(int mr, int np, const float *x, size_t ldx, const float *panel, int K,
-                                      float *c, size_t ldc, int ncols, int accumulate, int stream) {
+                                      float *c, size_t ldc, int ncols, int accumulate, int stream, Prefetch pf) {
     v16 acc[2][MR512];
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) acc[0][r] = acc[1][r] = (v16){0};
     const float *panel1 = panel + (size_t)K * PANEL;
+    int countdown = pf.every;
     for (int k = 0; k < K; k++) {
+        if (--countdown == 0) {
+            countdown = pf.every;
+            if (pf.next < pf.end) {
+                __builtin_prefetch(pf.next, 0, 3);
+                pf.next += 64;
+            }
+        }
         v16 w0, w1 = {0};
         memcpy(&w0, panel + (size_t)k * PANEL, sizeof w0);
         if (np == 2) memcpy(&w1, panel1 + (size_t)k * PANEL, sizeof w1);
@@ -311,10 +326,10 @@ static CPU_INLINE void micro_kernel16(int mr, int np, const float *x, size_t ldx
 }
 
 // mr rows by np panels, each count its own kernel.
-#define MICRO16_CASE(rows)                                                                        \
-    case rows:                                                                                    \
-        if (np == 2) micro_kernel16(rows, 2, x, K, panel, K, c, O, ncols, accumulate, stream);    \
-        else micro_kernel16(rows, 1, x, K, panel, K, c, O, ncols, accumulate, stream);            \
+#define MICRO16_CASE(rows)                                                                     \
+    case rows:                                                                                 \
+        if (np == 2) micro_kernel16(rows, 2, x, K, panel, K, c, O, ncols, accumulate, stream, pf); \
+        else micro_kernel16(rows, 1, x, K, panel, K, c, O, ncols, accumulate, stream, pf);         \
         break;
 
 CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const CpuPackedWeight *pw, int n,
@@ -332,9 +347,13 @@ CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const Cpu
         int i = 0;
         for (int g = 0, rows; i < n; i += rows, g++) {
             rows = n / groups + (g < n % groups);  // as even as can be (64 rows: 4 x 11 + 2 x 10)
-            if (groups >= PREFETCH_MIN_GROUPS)
-                for (size_t f = g * next_floats / groups; f < (g + 1) * next_floats / groups; f += PANEL)
-                    __builtin_prefetch(next + f, 0, 3);
+            // This group's share of the next pair, asked for one line every few k: issued in
+            // one burst before the group (as the AVX2 build does), the prefetches waited for
+            // free fill buffers, and the 64-row output layer took 4.3-4.4 ms instead of 3.8.
+            Prefetch pf = {.next = (const char *)(next + g * next_floats / groups), .every = K + 1};
+            pf.end = groups >= PREFETCH_MIN_GROUPS ? (const char *)(next + (g + 1) * next_floats / groups) : pf.next;
+            const int lines = (int)((pf.end - pf.next) / 64);  // at most 2K / groups < K
+            if (lines > 0) pf.every = K / lines;
             const float *x = in + (size_t)i * K;
             float *c = out + (size_t)i * O + c0;
             switch (rows) {
