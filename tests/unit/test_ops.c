@@ -203,7 +203,8 @@ static void packed_case(float *d_buf, size_t offset, int n, int I, int O, int wi
 static void test_matmul_packed(void **state) {
     (void)state;
     // The third weight is wide enough that 64 rows of output (2 MB) are stored past the caches
-    // (from 2 MB, whatever this machine's L3: in the second round, only from 1 GB).
+    // in the first round (streamed from 2 MB, whatever this machine's L3) and plainly in the
+    // second (streamed only from 1 GB).
     const int I1 = 24, O1 = 37, I2 = 64, O2 = 48, I3 = 16, O3 = 8200;
     const size_t off2 = (size_t)O1 * I1 + 3, off3 = off2 + (size_t)O2 * I2 + 5;
     const size_t total = off3 + (size_t)O3 * I3 + 1;
