@@ -291,7 +291,7 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 // ---------------------------------------------------------------------------------------
 // Small heads: one (row, head) at a time along its keys, KEYS (8) keys per vector. (Vectors of
 // 16 keys would suit AVX-512, but a vector type wider than the copy's registers lives in memory
-// in the AVX2 copy; 8 lanes keep one arithmetic for every copy.)
+// in the AVX2 copy; with 8 lanes, AVX2 and AVX-512 machines run the same copy and agree.)
 
 typedef int32_t v8i __attribute__((vector_size(32)));
 
