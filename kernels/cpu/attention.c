@@ -95,11 +95,9 @@ static CPU_INLINE float dot(const float *restrict a, const float *restrict b, in
     return s;
 }
 
-// Heads of at most SMALL_HEAD floats sum their values (and the backward its dq) from transposed
-// rows, with vectors along the keys: a vector along a head of 8 floats does one FMA per key in
-// few chains, while along the keys every FMA covers 8 keys and the head's dimensions are the
-// independent chains.
-#define SMALL_HEAD 16
+// Heads of at most SMALL_HEAD floats (vec8.h) sum their values (and the backward its dq) from
+// transposed rows, with vectors along the keys: every FMA covers 8 keys and the head's
+// dimensions are the independent chains.
 
 // o (HD) = sum_{j < n} p[j] t[:, j] with t (HD, ld) transposed rows: per dimension d, 8 lanes of
 // partial sums (keys j mod 8, in order), then the lanes in order. HD is a constant after

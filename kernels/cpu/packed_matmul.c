@@ -18,7 +18,7 @@
 // An output far larger than the caches (the logits: 64 rows x 32000 ids is 8 MB) is written
 // with non-temporal stores: a plain store first reads the line it writes into (a miss to
 // memory for every 16 outputs), and those reads cost the output layer an eighth of its time.
-// Where the L3 is large enough to keep it (see stream_min_bytes), plain stores leave it there.
+// Where the L3 is large enough to keep it (see stream_output), plain stores leave it there.
 #pragma GCC optimize("fp-contract=fast")
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,7 +38,7 @@
 #define MAX_BUFFERS 64
 // Outputs of at least this many bytes are stored past the caches (4x the L2 of Zen 2 / recent
 // Intel cores; stories15M logits at 64 rows: 8 MB, its largest other decode output 0.2 MB),
-// unless a 16th of the L3 is larger (see stream_min_bytes).
+// unless a 16th of the L3 is larger (see stream_output).
 #define STREAM_MIN_BYTES (2u << 20)
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -58,16 +58,21 @@ static CPU_INLINE void store_panel_row(float *row, v8 a, v8 b, int stream) {
     memcpy(row + 8, &b, sizeof b);
 }
 
-// The output size from which rows are stored past the caches: STREAM_MIN_BYTES, or a 16th of
-// the L3 when that is larger. With an L3 of 16 MB (Zen 2) the logits would evict the weights the
-// next step reads, and a plain store reads each line from memory first; with 260 MB (the Emerald
+// Whether the rows of an n x O output at `out` are stored past the caches: not when they are
+// added to, nor for widths the 16-byte stores do not tile, nor below STREAM_MIN_BYTES, nor below
+// a 16th of the L3. With an L3 of 16 MB (Zen 2) the logits would evict the weights the next
+// step reads, and a plain store reads each line from memory first; with 260 MB (the Emerald
 // Rapids VM) they stay in L3 for the sampler, which then reads them 3% of a stories15M step
-// faster than from memory. ASYNCRL_CPU_STREAM_MIN_BYTES overrides it (the tests run both paths).
-static size_t stream_min_bytes(void) {
+// faster than from memory. ASYNCRL_CPU_STREAM_MIN_BYTES replaces the L3 bound (the tests run
+// both paths); it and the L3 size are only looked up for outputs of STREAM_MIN_BYTES or more,
+// so the products of a decode step's layers do not ask.
+static int stream_output(const float *out, int n, int O, int accumulate) {
+    const size_t bytes = (size_t)n * O * sizeof(float);
+    if (accumulate || O % 4 != 0 || (uintptr_t)out % 16 != 0 || bytes < STREAM_MIN_BYTES) return 0;
     const char *env = getenv("ASYNCRL_CPU_STREAM_MIN_BYTES");
-    if (env && *env) return (size_t)strtoull(env, NULL, 10);
+    if (env && *env) return bytes >= (size_t)strtoull(env, NULL, 10);
     const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);  // 0 or -1 when unknown
-    return l3 > 0 && (size_t)l3 / 16 > STREAM_MIN_BYTES ? (size_t)l3 / 16 : STREAM_MIN_BYTES;
+    return l3 <= 0 || bytes >= (size_t)l3 / 16;
 }
 
 struct CpuPackedWeight {
@@ -219,8 +224,7 @@ static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedW
                                    int panel_end, int accumulate) {
     const int K = pw->cols, O = pw->rows;
     const int groups = (n + MR - 1) / MR, panels = (O + PANEL - 1) / PANEL;
-    const int stream = !accumulate && (size_t)n * O * sizeof(float) >= stream_min_bytes() && O % 4 == 0 &&
-                       (uintptr_t)out % 16 == 0;
+    const int stream = stream_output(out, n, O, accumulate);
     for (int p = panel_begin; p < panel_end; p++) {
         const float *panel = pw->packed + (size_t)p * K * PANEL;
         const int c0 = p * PANEL, ncols = O - c0 < PANEL ? O - c0 : PANEL;
@@ -351,8 +355,7 @@ CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const Cpu
                                           int panel_begin, int panel_end, int accumulate) {
     const int K = pw->cols, O = pw->rows;
     const int groups = (n + MR512 - 1) / MR512, panels = (O + PANEL - 1) / PANEL;
-    const int stream = !accumulate && (size_t)n * O * sizeof(float) >= stream_min_bytes() && O % 4 == 0 &&
-                       (uintptr_t)out % 16 == 0;
+    const int stream = stream_output(out, n, O, accumulate);
     for (int p = panel_begin, np; p < panel_end; p += np) {
         np = panel_end - p >= 2 ? 2 : 1;
         const float *panel = pw->packed + (size_t)p * K * PANEL;

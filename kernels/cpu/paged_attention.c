@@ -52,9 +52,8 @@ static inline size_t block_offset(int block, int g, int n_kv_heads, int head_dim
     return ((size_t)block * n_kv_heads + g) * head_dim * block_size;
 }
 
-// Heads of at most SMALL_HEAD floats in blocks of a multiple of KEYS slots store their values
-// transposed and take the small-head attention path.
-#define SMALL_HEAD 16
+// Heads of at most SMALL_HEAD floats (vec8.h) in blocks of a multiple of KEYS slots store their
+// values transposed and take the small-head attention path.
 #define KEYS 8  // keys per vector in the small-head path
 static inline int small_heads(int head_dim, int block_size) {
     return head_dim <= SMALL_HEAD && block_size % KEYS == 0;

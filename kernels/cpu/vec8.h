@@ -7,6 +7,11 @@
 
 #include "cpu/cpu.h"
 
+// Heads of at most SMALL_HEAD floats take the attention kernels' small-head paths (attention.c,
+// paged_attention.c): values transposed, vectors along the keys, the head's dimensions as
+// independent chains (a vector along a head of 8 floats would do one FMA per key in few chains).
+#define SMALL_HEAD 16
+
 // Eight floats as one vector (GCC vector extension): one AVX register in the AVX2 build, two
 // SSE registers in the baseline build. Loads and stores go through memcpy (unaligned). The
 // helpers are always inlined, so GCC's note about the ABI of passing such vectors does not
