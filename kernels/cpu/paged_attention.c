@@ -292,11 +292,6 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 // 16 keys would suit AVX-512, but a vector type wider than the copy's registers lives in memory
 // in the AVX2 copy; with 8 lanes, AVX2 and AVX-512 machines run the same copy and agree.)
 
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-// a where m is set, else b.
-static CPU_INLINE v8f select8(v8i m, v8f a, v8f b) { return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
-
 // The lanes l < n.
 static CPU_INLINE v8i lanes_below(int n) {
     const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};

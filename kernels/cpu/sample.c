@@ -5,7 +5,7 @@
 // Per row: passes for z = logits / T (at T = 1 the row itself when it has no NaN), its max (and
 // the first id reaching it), w = exp(z - max) and its sum (the logsumexp), the kept weights wk,
 // and the inverse-CDF walk, which skips blocks of 256 ids by their sums. Sums run in double in
-// a fixed order (8 interleaved lanes), so every pass vectorises and a row's result never
+// a fixed order (32 interleaved lanes), so every pass vectorises and a row's result never
 // depends on the other rows. The row loop is compiled three times (baseline, AVX2+FMA and
 // AVX-512, see cpu.h; the last two give the same bits). With cuts, the kept rank prefix is
 // found by selection, not a sort: a quickselect by rank for top-k, then a quickselect by
@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "cpu/cpu.h"
+#include "cpu/vec8.h"
 #include "ops.h"
 
 // j comes before k in the rank order (z descending, lower id first on ties).
@@ -94,19 +95,31 @@ static double stream_uniform(uint64_t seed, uint64_t counter) {
     return (double)(rng_mix(seed, counter) >> 11) * 0x1.0p-53;
 }
 
-#define LANES 8        // interleaved partial sums / maxima: a fixed order that vectorises
+#define SUM_LANES 32   // interleaved double partial sums: 8 vectors of 4, independent chains
+#define MAX_LANES 64   // interleaved maxima: 8 vectors of 8
 #define WALK_BLOCK 256  // the inverse-CDF walk skips whole blocks by their sums
 
-// Sum of x[0, n) in double: LANES interleaved partial sums, then the lanes in order.
+typedef float v4f __attribute__((vector_size(16)));
+typedef double v4d __attribute__((vector_size(32)));
+
+// lanes[0, w) += lanes[w, 2w): one step of a fold with a constant width, so it vectorises.
+#define SUM_FOLD(lanes, w) \
+    for (int l = 0; l < (w); l++) lanes[l] += lanes[l + (w)]
+
+// Sum of x[0, n) in double: SUM_LANES interleaved partial sums (lane l: the elements l mod
+// SUM_LANES), then the lanes folded in halves.
 static CPU_INLINE double lane_sum(const float *x, int n) {
-    double lanes[LANES] = {0};
+    double lanes[SUM_LANES] = {0};
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) lanes[l] += (double)x[j + l];
+    for (; j + SUM_LANES <= n; j += SUM_LANES)
+        for (int l = 0; l < SUM_LANES; l++) lanes[l] += (double)x[j + l];
     for (int l = 0; j < n; j++, l++) lanes[l] += (double)x[j];
-    double sum = 0.0;
-    for (int l = 0; l < LANES; l++) sum += lanes[l];
-    return sum;
+    SUM_FOLD(lanes, 16);
+    SUM_FOLD(lanes, 8);
+    SUM_FOLD(lanes, 4);
+    SUM_FOLD(lanes, 2);
+    SUM_FOLD(lanes, 1);
+    return lanes[0];
 }
 
 // sums[b] = lane_sum of block b (WALK_BLOCK ids) of x (V); returns the sum of the block sums.
@@ -162,28 +175,39 @@ static int32_t first_index_of(const float *z, int vocab, float value) {
     return 0;
 }
 
-// The max of x[0, n) and whether x holds a NaN, in one read (the lanes skip NaNs: a compare
-// with NaN is false).
+// The max of x[0, n) and whether x holds a NaN, in one read: MAX_LANES lanes of maxima as 8
+// vectors that do not wait on each other (they skip NaNs: a compare with NaN is false), and
+// one vector of NaN flags. A max is exact in any order.
 static CPU_INLINE float lane_max_nan(const float *x, int n, int *has_nan) {
-    float lanes[LANES];
-    int nan_lanes[LANES] = {0};
-    for (int l = 0; l < LANES; l++) lanes[l] = -INFINITY;
+    v8f mx[MAX_LANES / 8];
+    v8i nan = {0};
+#pragma GCC unroll 8
+    for (int a = 0; a < MAX_LANES / 8; a++) mx[a] = (v8f){0} - INFINITY;
     int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) {
-            const float v = x[j + l];
-            lanes[l] = v > lanes[l] ? v : lanes[l];
-            nan_lanes[l] |= v != v;
+    for (; j + MAX_LANES <= n; j += MAX_LANES)
+#pragma GCC unroll 8
+        for (int a = 0; a < MAX_LANES / 8; a++) {
+            const v8f v = load8(x + j + 8 * a);
+            mx[a] = select8(v > mx[a], v, mx[a]);
+            nan |= v != v;
         }
+    float lanes[MAX_LANES];
+    int nan_lanes[8];
+    memcpy(lanes, mx, sizeof lanes);
+    memcpy(nan_lanes, &nan, sizeof nan_lanes);
     for (int l = 0; j < n; j++, l++) {
         lanes[l] = x[j] > lanes[l] ? x[j] : lanes[l];
-        nan_lanes[l] |= x[j] != x[j];
+        nan_lanes[l % 8] |= x[j] != x[j];
     }
-    float mx = lanes[0];
-    int nan = nan_lanes[0];
-    for (int l = 1; l < LANES; l++) mx = lanes[l] > mx ? lanes[l] : mx, nan |= nan_lanes[l];
-    *has_nan = nan;
-    return mx;
+    CPU_MAX_FOLD(lanes, 32);
+    CPU_MAX_FOLD(lanes, 16);
+    CPU_MAX_FOLD(lanes, 8);
+    CPU_MAX_FOLD(lanes, 4);
+    CPU_MAX_FOLD(lanes, 2);
+    CPU_MAX_FOLD(lanes, 1);
+    *has_nan = 0;
+    for (int l = 0; l < 8; l++) *has_nan |= nan_lanes[l];
+    return lanes[0];
 }
 
 // z = logits / T with NaN as -inf (never sampled), and its max in *zmax. At T = 1 a row without

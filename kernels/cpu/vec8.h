@@ -1,5 +1,6 @@
 // Eight-float vectors and the weighted sum of value rows shared by the CPU attention kernels
-// (attention.c for training, paged_attention.c for inference). Everything here is always
+// (attention.c for training, paged_attention.c for inference; the sampler's reductions use the
+// vectors too). Everything here is always
 // inlined into the kernels' AVX2 and baseline copies (see cpu.h).
 #pragma once
 #include <stddef.h>
@@ -25,6 +26,13 @@ static CPU_INLINE v8f load8(const float *p) {
 }
 
 static CPU_INLINE void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+
+// Lane masks (all bits set where a compare of v8f holds) and the choice by mask: GCC's C has
+// no vector ?: (only its C++ does).
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+// a where m is set, else b.
+static CPU_INLINE v8f select8(v8i m, v8f a, v8f b) { return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
 
 // What a key/value array holds, a constant in each compiled copy: fp32, or IEEE halves read
 // with F16C (only the AVX2 copies of a kernel may use KV_F16C; the instruction is written as
