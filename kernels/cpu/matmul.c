@@ -17,28 +17,38 @@
 // copy (packed_matmul.c): the input rows stay in cache while each panel of the weight streams.
 #define MAX_PACKED_ROWS 256
 #define PACKED_CHUNKS_PER_THREAD 8  // panel chunks per thread in a packed product (load balance)
+#define MIN_SPLIT_ROWS 12           // rows per part, at least, when a chunk is split by rows (MR512)
 
 // out (n, O) (+)= in (n, I) @ W^T for a few rows with W packed (cpu_packed_weight). The panels
 // go out in PACKED_CHUNKS_PER_THREAD chunks per thread, taken in turn, so that a thread slowed
 // down (another tenant on its core) does not hold the other threads at the end of the call; a
 // stale copy's panels are packed by the thread that takes them, before it multiplies them.
+// When the chunks do not share out evenly (a 288-wide product at 64 rows has 9 panel pairs for
+// 2 threads: one thread did 5, the other 4), the last few go out as row parts, one per thread
+// (each output's sum is the same whatever the rows beside it, see packed_matmul.c).
 static void matmul_packed(float *out, const float *in, CpuPackedWeight *pw, int needs_packing, const float *bias,
                           int n, int in_dim, int out_dim, int accumulate) {
     const int panels = cpu_packed_panels(pw);
 #pragma omp parallel if (cpu_parallel((double)n * in_dim * out_dim))
     {
-        int per_chunk = (panels + PACKED_CHUNKS_PER_THREAD * omp_get_num_threads() - 1) /
-                        (PACKED_CHUNKS_PER_THREAD * omp_get_num_threads());
+        const int threads = omp_get_num_threads();
+        int per_chunk = (panels + PACKED_CHUNKS_PER_THREAD * threads - 1) / (PACKED_CHUNKS_PER_THREAD * threads);
         per_chunk += per_chunk % 2;  // whole pairs: the AVX-512 kernel runs a lone panel at half its pace
         const int chunks = (panels + per_chunk - 1) / per_chunk;
+        // Chunks split into row parts (not while packing: two threads would pack one panel).
+        const int split = !needs_packing && n >= threads * MIN_SPLIT_ROWS ? chunks % threads : 0;
+        const int whole = chunks - split;
 #pragma omp for schedule(dynamic, 1)
-        for (int c = 0; c < chunks; c++) {
+        for (int task = 0; task < whole + split * threads; task++) {
+            const int c = task < whole ? task : whole + (task - whole) / threads;
+            const int part = task < whole ? 0 : (task - whole) % threads, parts = task < whole ? 1 : threads;
+            const int r0 = n * part / parts, r1 = n * (part + 1) / parts;
             const int b = c * per_chunk, e = b + per_chunk < panels ? b + per_chunk : panels;
             if (needs_packing) cpu_packed_pack(pw, b, e);
-            cpu_packed_gemm(out, in, pw, n, b, e, accumulate);
+            cpu_packed_gemm(out + (size_t)r0 * out_dim, in + (size_t)r0 * in_dim, pw, r1 - r0, b, e, accumulate);
             if (bias) {
                 const int c0 = b * 16, c1 = e * 16 < out_dim ? e * 16 : out_dim;
-                for (int i = 0; i < n; i++) {
+                for (int i = r0; i < r1; i++) {
                     float *row = out + (size_t)i * out_dim;
                     for (int o = c0; o < c1; o++) row[o] += bias[o];
                 }

@@ -205,9 +205,11 @@ static void test_matmul_packed(void **state) {
     // The third weight is wide enough that 64 rows of output (2 MB) are stored past the caches
     // in the first round (streamed from 2 MB, whatever this machine's L3) and plainly in the
     // second (streamed only from 1 GB).
-    const int I1 = 24, O1 = 37, I2 = 64, O2 = 48, I3 = 16, O3 = 8200;
-    const size_t off2 = (size_t)O1 * I1 + 3, off3 = off2 + (size_t)O2 * I2 + 5;
-    const size_t total = off3 + (size_t)O3 * I3 + 1;
+    // The fourth has 5 panels: 3 chunks of a pair for 2 threads, so once packed the last chunk
+    // goes out as two row parts.
+    const int I1 = 24, O1 = 37, I2 = 64, O2 = 48, I3 = 16, O3 = 8200, I4 = 24, O4 = 75;
+    const size_t off2 = (size_t)O1 * I1 + 3, off3 = off2 + (size_t)O2 * I2 + 5, off4 = off3 + (size_t)O3 * I3 + 7;
+    const size_t total = off4 + (size_t)O4 * I4 + 1;
     for (int round = 0; round < 2; round++) {  // the second round: a freed buffer, a new one
         setenv("ASYNCRL_CPU_STREAM_MIN_BYTES", round == 0 ? "2097152" : "1073741824", 1);
         float *buf = randn(total, 0.5f);
@@ -227,6 +229,8 @@ static void test_matmul_packed(void **state) {
         packed_case(d_buf, off2, 64, I2, O2, 0);
         packed_case(d_buf, off3, 64, I3, O3, round);
         packed_case(d_buf, off3, 70, I3, O3 - 2, !round);  // a width not a multiple of 4: plain stores
+        for (int rows = 24; rows <= 64; rows += 40)         // packed by the first call, then split
+            for (int again = 0; again < 2; again++) packed_case(d_buf, off4, rows + again * 7, I4, O4, again);
         free(buf), free(fresh);
         ops_free(d_buf);
     }
