@@ -33,6 +33,17 @@ const char *ops_backend_name(void);  // "cpu" or "cuda"
 int ops_num_threads(void);
 void ops_synchronize(void);  // waits until every queued op has finished (CPU: nothing to do)
 
+// Independent slices of a batch (the sequences of an inference step, infer/forward.c): how many
+// slices a backend runs a batch of n_rows rows in at once, and running them. The CPU backend
+// gives each thread one slice when each gets at least OPS_MIN_SLICE_ROWS rows: a thread then
+// keeps its rows through every op of a layer, which no longer move between cores' caches and
+// no longer wait for each other op by op. Anything else (and the CUDA backend): 1.
+// ops_run_slices calls fn(ctx, i) for i in [0, n), concurrently on the CPU, where the ops fn
+// calls run on its thread alone; fn must only touch its own slice's rows.
+#define OPS_MIN_SLICE_ROWS 12
+int ops_batch_slices(int n_rows);
+void ops_run_slices(int n, void (*fn)(void *ctx, int slice), void *ctx);
+
 // Registers a parameter buffer whose contents changed (loaded, optimizer step, weight
 // broadcast). Backends keep derived copies of the weights in it and refresh them before their
 // next use: CUDA a bf16 shadow of the last registered buffer, the CPU backend copies packed

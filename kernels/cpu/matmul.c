@@ -61,7 +61,19 @@ void ops_matmul_forward(float *out, const float *in, const float *weight, const 
                         int out_dim, int accumulate) {
     if (n <= MAX_PACKED_ROWS) {  // a parameter's packed copy: no packing per call
         int needs_packing = 0;
-        CpuPackedWeight *pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
+        CpuPackedWeight *pw;
+        if (omp_in_parallel()) {
+            // Concurrent batch slices (ops_run_slices): one at a time finds the packed copy, and
+            // packs it if stale, before any of them multiplies by it.
+#pragma omp critical(asyncrl_packed_weights)
+            {
+                pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
+                if (pw && needs_packing) cpu_packed_pack(pw, 0, cpu_packed_panels(pw));
+            }
+            needs_packing = 0;
+        } else {
+            pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
+        }
         if (pw) {
             matmul_packed(out, in, pw, needs_packing, bias, n, in_dim, out_dim, accumulate);
             return;

@@ -68,6 +68,7 @@ void ops_init(int threads) {
     cpu_has_avx2();
     cpu_has_avx512();
     if (threads > 0) omp_set_num_threads(threads);
+    omp_set_max_active_levels(1);  // an op inside ops_run_slices stays on its slice's thread
     flush_denormals();
 #pragma omp parallel
     flush_denormals();  // the OpenMP pool, if it already runs
@@ -83,6 +84,18 @@ const char *ops_backend_name(void) { return "cpu"; }
 int ops_num_threads(void) { return omp_get_max_threads(); }
 
 void ops_synchronize(void) {}
+
+int ops_batch_slices(int n_rows) {
+    const int threads = omp_get_max_threads();
+    return threads > 1 && n_rows >= threads * OPS_MIN_SLICE_ROWS ? threads : 1;
+}
+
+// One slice per thread; the parallel regions of the ops inside are nested, hence inactive
+// (ops_init allows one active level): each runs on its slice's thread.
+void ops_run_slices(int n, void (*fn)(void *ctx, int slice), void *ctx) {
+#pragma omp parallel for schedule(static, 1) num_threads(n) if (n > 1)
+    for (int i = 0; i < n; i++) fn(ctx, i);
+}
 
 void ops_params_updated(const float *params, size_t n) { cpu_packed_params_updated(params, n); }
 

@@ -89,15 +89,18 @@ static struct {
     unsigned long updates;
 } g_buffers[MAX_BUFFERS];
 static int g_n_buffers;
-static CpuPackedWeight *g_weights;
+// Each packed weight is its own allocation, so that a pointer to one stays valid while another
+// is added (concurrent batch slices look weights up under a lock, see matmul.c).
+static CpuPackedWeight **g_weights;
 static int g_n_weights, g_cap_weights;
 
 // Drops registered buffer b and the packed copies of its weights.
 static void forget_buffer(int b) {
     const float *base = g_buffers[b].base, *end = base + g_buffers[b].n;
     for (int w = 0; w < g_n_weights; w++)
-        if (g_weights[w].weight >= base && g_weights[w].weight < end) {
-            ops_free(g_weights[w].packed);
+        if (g_weights[w]->weight >= base && g_weights[w]->weight < end) {
+            ops_free(g_weights[w]->packed);
+            free(g_weights[w]);
             g_weights[w--] = g_weights[--g_n_weights];
         }
     g_buffers[b] = g_buffers[--g_n_buffers];
@@ -150,13 +153,13 @@ CpuPackedWeight *cpu_packed_weight(const float *weight, int rows, int cols, int 
     if (updates == 0) return NULL;
     CpuPackedWeight *pw = NULL;
     for (int w = 0; w < g_n_weights && !pw; w++)
-        if (g_weights[w].weight == weight && g_weights[w].rows == rows && g_weights[w].cols == cols) pw = &g_weights[w];
+        if (g_weights[w]->weight == weight && g_weights[w]->rows == rows && g_weights[w]->cols == cols) pw = g_weights[w];
     if (!pw) {
         if (g_n_weights == g_cap_weights) {
             g_cap_weights = g_cap_weights ? 2 * g_cap_weights : 64;
             g_weights = xrealloc(g_weights, sizeof *g_weights * (size_t)g_cap_weights);
         }
-        pw = &g_weights[g_n_weights++];
+        pw = g_weights[g_n_weights++] = xmalloc(sizeof *pw);
         const size_t panels = ((size_t)rows + PANEL - 1) / PANEL;
         *pw = (CpuPackedWeight){.weight = weight, .rows = rows, .cols = cols, .stamp = 0,
                                 .packed = ops_alloc(panels * (size_t)cols * PANEL * sizeof(float))};

@@ -256,6 +256,16 @@ int ops_num_threads(void) { return 1; }
 
 void ops_synchronize(void) { CUDA_CHECK(cudaStreamSynchronize(cuda_stream())); }
 
+// One stream runs the whole batch: slices would only serialise.
+int ops_batch_slices(int n_rows) {
+    (void)n_rows;
+    return 1;
+}
+
+void ops_run_slices(int n, void (*fn)(void *ctx, int slice), void *ctx) {
+    for (int i = 0; i < n; i++) fn(ctx, i);
+}
+
 // ---------------------------------------------------------------------------------------
 // Helper kernels.
 

@@ -85,22 +85,92 @@ static void upload_batch(InferForward *f) {
     ops_copy_to_device(f->d_sample_rows, b->sample_rows, (size_t)b->n_sample * sizeof(int32_t));
 }
 
+// The rows of sequences [s0, s1) (rows query_start[s0] .. query_start[s1]) through every layer.
+static void blocks_of_seqs(InferForward *f, const Model *m, KVCache *cache, int s0, int s1) {
+    const ModelConfig *c = &m->config;
+    const InferBatch *b = &f->batch;
+    const int r0 = b->query_start[s0], n = b->query_start[s1] - r0;
+    const size_t D = c->dim, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t F = c->hidden_dim, r = (size_t)r0;
+    float *x = f->x + r * D, *xn = f->xn + r * D, *q = f->q + r * Q, *att = f->att + r * Q;
+    float *k = f->k + r * KV, *v = f->v + r * KV, *gate = f->gate + r * F, *up = f->up + r * F, *act = f->act + r * F;
+    model_embed(m, x, f->d_tokens + r, n);
+    for (int l = 0; l < c->n_layers; l++) {
+        void *k_cache = kvcache_layer_k(cache, l), *v_cache = kvcache_layer_v(cache, l);
+        model_block_qkv(m, l, x, xn, NULL, q, k, v, f->d_positions + r, n);
+        ops_kv_cache_write(k_cache, v_cache, k, v, f->d_slots + r, n, c->n_kv_heads, c->head_dim, cache->block_size,
+                           cache->kv_dtype);
+        // query_start holds rows of the whole step: q and att are passed whole.
+        ops_paged_attention_forward(f->att, f->q, k_cache, v_cache, f->d_block_tables + (size_t)s0 * f->max_blocks,
+                                    f->d_query_start + s0, f->d_context_len + s0, s1 - s0, f->max_blocks,
+                                    cache->block_size, c->n_heads, c->n_kv_heads, c->head_dim, cache->kv_dtype);
+        model_block_attn_out(m, l, x, x, att, n);
+        model_block_mlp(m, l, x, x, xn, NULL, gate, up, act, n);
+    }
+}
+
+#define MAX_SLICES 256
+
+typedef struct {
+    InferForward *f;
+    const Model *m;
+    KVCache *cache;
+    int seq_begin[MAX_SLICES + 1];  // slice i: sequences seq_begin[i] .. seq_begin[i + 1]
+} Slices;
+
+static void run_slice(void *ctx, int i) {
+    Slices *sl = ctx;
+    blocks_of_seqs(sl->f, sl->m, sl->cache, sl->seq_begin[i], sl->seq_begin[i + 1]);
+}
+
+// What sequence s costs a step, roughly, in multiply-adds per layer: its rows times the layer's
+// weights, plus its attention, whose multiply-adds read the cache and cost about ATTN_COST
+// times as much as a weight's in the products (stories15M shape on 2 threads, 64 sequences at
+// context ~80: attention 15% of a step, the layers' products 34%).
+#define ATTN_COST 10.0
+static double seq_cost(const InferBatch *b, const ModelConfig *c, int s) {
+    const double rows = b->query_start[s + 1] - b->query_start[s];
+    const double D = c->dim, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
+    const double layer = D * (Q + 2 * KV) + Q * D + 3 * D * c->hidden_dim;
+    return rows * (layer + ATTN_COST * 2.0 * Q * b->context_len[s]);
+}
+
+// Splits the step's sequences into `parts` runs of about equal cost (a sequence stays whole);
+// returns parts, or 1 when some run would get fewer than OPS_MIN_SLICE_ROWS rows (a long
+// prefill chunk among few rows).
+static int split_seqs(const InferBatch *b, const ModelConfig *c, int parts, int *seq_begin) {
+    if (parts > MAX_SLICES) parts = MAX_SLICES;
+    double total = 0.0;
+    for (int s = 0; s < b->n_seqs; s++) total += seq_cost(b, c, s);
+    seq_begin[0] = 0;
+    double before = 0.0;  // the cost of sequences [0, s)
+    for (int i = 1, s = 0; i < parts; i++) {
+        const double target = total * i / parts;
+        // the boundary nearest the target: after sequence s if that overshoots by less than half of it
+        while (s < b->n_seqs) {
+            const double cost = seq_cost(b, c, s);
+            if (before + cost / 2 > target) break;
+            before += cost;
+            s++;
+        }
+        seq_begin[i] = s;
+    }
+    seq_begin[parts] = b->n_seqs;
+    for (int i = 0; i < parts; i++)
+        if (b->query_start[seq_begin[i + 1]] - b->query_start[seq_begin[i]] < OPS_MIN_SLICE_ROWS) return 1;
+    return parts;
+}
+
 void infer_forward_blocks(InferForward *f, const Model *m, KVCache *cache) {
     const ModelConfig *c = &m->config;
     const InferBatch *b = &f->batch;
-    const int n = b->n_rows;
     upload_batch(f);
-    model_embed(m, f->x, f->d_tokens, n);
-    for (int l = 0; l < c->n_layers; l++) {
-        void *k_cache = kvcache_layer_k(cache, l), *v_cache = kvcache_layer_v(cache, l);
-        model_block_qkv(m, l, f->x, f->xn, NULL, f->q, f->k, f->v, f->d_positions, n);
-        ops_kv_cache_write(k_cache, v_cache, f->k, f->v, f->d_slots, n, c->n_kv_heads, c->head_dim, cache->block_size,
-                           cache->kv_dtype);
-        ops_paged_attention_forward(f->att, f->q, k_cache, v_cache, f->d_block_tables, f->d_query_start,
-                                    f->d_context_len, b->n_seqs, f->max_blocks, cache->block_size, c->n_heads,
-                                    c->n_kv_heads, c->head_dim, cache->kv_dtype);
-        model_block_attn_out(m, l, f->x, f->x, f->att, n);
-        model_block_mlp(m, l, f->x, f->x, f->xn, NULL, f->gate, f->up, f->act, n);
+    Slices sl = {.f = f, .m = m, .cache = cache};
+    const int slices = split_seqs(b, c, ops_batch_slices(b->n_rows), sl.seq_begin);
+    if (slices > 1) {
+        ops_run_slices(slices, run_slice, &sl);
+    } else {
+        blocks_of_seqs(f, m, cache, 0, b->n_seqs);
     }
     // x_sample (n_sample, D) = the sampled rows of x (a row gather, which is what embedding does).
     if (b->n_sample > 0) ops_embedding_forward(f->x_sample, f->d_sample_rows, f->x, b->n_sample, c->dim);

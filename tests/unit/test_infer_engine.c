@@ -86,45 +86,53 @@ static int run_to_end(Engine *e, Completion **out) {
 // ---------------------------------------------------------------------------------------
 // The forward with the paged cache against a full forward.
 
-// kv_dtype fp16: keys and values are rounded to half precision, so the logits only come close
-// to the fp32 full forward (atol, rtol).
-static void forward_case(int kv_dtype, double atol, double rtol) {
+// S sequences of len[s] tokens: prompt[s] prefilled in chunks of chunk[s], the rest decoded
+// one per step, all in the same steps while they last. Every row's logits are checked against
+// a full forward; with kv_dtype fp16 keys and values are rounded to half precision, so the
+// logits only come close (atol, rtol). Returns all the logits, step by step, for
+// test_forward_slices_change_nothing.
+static float *forward_case(int S, const int *len, const int *prompt, const int *chunk, int kv_dtype, double atol,
+                           double rtol) {
     Model *m = random_model(64, 1);
     const int V = m->config.vocab_size;
+    enum { MAX_ROWS = 128, MAX_LEN = 40, N_BLOCKS = 256 };
     ErrorBuf err;
-    enum { S = 3 };
-    const int len[S] = {12, 23, 40};    // tokens of each sequence
-    const int prompt[S] = {9, 16, 1};   // prefilled in chunks, the rest decoded one per step
-    const int chunk[S] = {4, 5, 1};
     Rng rng;
     rng_seed(&rng, 5);
-    int32_t tokens[S][40], positions[40];
-    float *want[S];
-    assert_int_equal(model_reserve(m, 40, 0, &err), 0);
-    for (int i = 0; i < 40; i++) positions[i] = i;
+    int32_t(*tokens)[MAX_LEN] = calloc((size_t)S, sizeof *tokens), positions[MAX_LEN];
+    float **want = calloc((size_t)S, sizeof *want);
+    assert_int_equal(model_reserve(m, MAX_LEN, 0, &err), 0);
+    for (int i = 0; i < MAX_LEN; i++) positions[i] = i;
+    int total_rows = 0;
     for (int s = 0; s < S; s++) {
+        assert_true(len[s] <= MAX_LEN);
         random_tokens(&rng, tokens[s], len[s], V);
         want[s] = malloc((size_t)len[s] * V * sizeof(float));
         assert_int_equal(model_forward_logits(m, tokens[s], positions, len[s], 1, want[s], &err), 0);
+        total_rows += len[s];
     }
     KVCache cache;
     InferForward f;
-    assert_int_equal(
-        kvcache_init(&cache, m->config.n_layers, m->config.n_kv_heads * m->config.head_dim, 4, 40, kv_dtype, &err), 0);
-    assert_int_equal(infer_forward_init(&f, &m->config, 64, 64, 16, 64, &err), 0);
-    BlockTable tables[S] = {{0}};
-    int done[S] = {0};
-    float *logits = malloc((size_t)64 * V * sizeof(float));
-    int steps = 0, rows_checked = 0;
+    assert_int_equal(kvcache_init(&cache, m->config.n_layers, m->config.n_kv_heads * m->config.head_dim, 4, N_BLOCKS,
+                                  kv_dtype, &err),
+                     0);
+    // As many "sequences" as rows: every row's logits are sampled (sample_rows holds max_seqs).
+    assert_int_equal(infer_forward_init(&f, &m->config, MAX_ROWS, MAX_ROWS, 16, MAX_ROWS, &err), 0);
+    BlockTable *tables = calloc((size_t)S, sizeof *tables);
+    int *done = calloc((size_t)S, sizeof *done);
+    float *all = malloc((size_t)total_rows * V * sizeof(float));
+    int steps = 0, rows_checked = 0, longest = 0;
     double worst = 0.0, largest = 0.0;
+    for (int s = 0; s < S; s++) longest = len[s] > longest ? len[s] : longest;
     for (;;) {
         InferBatch *b = &f.batch;
         b->n_rows = b->n_seqs = b->n_sample = 0;
-        int seq_of_row[64], pos_of_row[64];
+        int seq_of_row[MAX_ROWS], pos_of_row[MAX_ROWS];
         for (int s = 0; s < S; s++) {
             if (done[s] == len[s]) continue;
             int t = done[s] < prompt[s] ? chunk[s] : 1;
             if (t > prompt[s] - done[s] && done[s] < prompt[s]) t = prompt[s] - done[s];
+            assert_true(b->n_rows + t <= MAX_ROWS);
             assert_int_equal(block_table_grow(&cache, &tables[s], done[s] + t), 0);
             const int si = b->n_seqs++;
             b->query_start[si] = b->n_rows;
@@ -146,6 +154,7 @@ static void forward_case(int kv_dtype, double atol, double rtol) {
         steps++;
         infer_forward_blocks(&f, m, &cache);
         infer_forward_logits(&f, m, 0, b->n_sample);
+        float *logits = all + (size_t)rows_checked * V;
         ops_copy_to_host(logits, f.logits, (size_t)b->n_sample * V * sizeof(float));
         for (int r = 0; r < b->n_rows; r++) {
             const float *got = logits + (size_t)r * V, *ref = want[seq_of_row[r]] + (size_t)pos_of_row[r] * V;
@@ -154,29 +163,68 @@ static void forward_case(int kv_dtype, double atol, double rtol) {
                 worst = fabs(got[j] - ref[j]) > worst ? fabs(got[j] - ref[j]) : worst;
                 largest = fabs(ref[j]) > largest ? fabs(ref[j]) : largest;
             }
-            rows_checked++;
         }
+        rows_checked += b->n_rows;
     }
-    printf("# KV cache %s: largest logit difference to the full forward %.3g (largest logit %.3g)\n",
-           kv_dtype ? "fp16" : "fp32", worst, largest);
-    assert_int_equal(rows_checked, len[0] + len[1] + len[2]);
-    assert_true(steps >= 39);
+    printf("# %d sequences, KV cache %s: largest logit difference to the full forward %.3g (largest logit %.3g)\n",
+           S, kv_dtype ? "fp16" : "fp32", worst, largest);
+    assert_int_equal(rows_checked, total_rows);
+    assert_true(steps >= longest - 1);
     for (int s = 0; s < S; s++) {
         block_table_release(&cache, &tables[s]);
         block_table_free(&tables[s]);
         free(want[s]);
     }
     assert_int_equal(kvcache_blocks_used(&cache), 0);
-    free(logits);
+    free(tables), free(done), free(want), free(tokens);
     infer_forward_free(&f);
     kvcache_free(&cache);
     model_free(m);
+    return all;
+}
+
+// Three sequences: one prefilled in chunks of 4, one of 5, one decoded from its first token.
+static float *three_sequences(int kv_dtype, double atol, double rtol) {
+    const int len[3] = {12, 23, 40}, prompt[3] = {9, 16, 1}, chunk[3] = {4, 5, 1};
+    return forward_case(3, len, prompt, chunk, kv_dtype, atol, rtol);
+}
+
+// 30 sequences of different lengths and prompts, prefilled in chunks of 1 to 4: from 24 rows a
+// step the CPU backend runs the step as one slice of sequences per thread (ops_batch_slices),
+// also when the rows of a prefill chunk and of decoded tokens mix.
+enum { MANY = 30 };
+static float *many_sequences(int kv_dtype, double atol, double rtol) {
+    int len[MANY], prompt[MANY], chunk[MANY];
+    for (int s = 0; s < MANY; s++) len[s] = 8 + (s * 7) % 13, prompt[s] = 1 + (s * 5) % 7, chunk[s] = 1 + s % 4;
+    return forward_case(MANY, len, prompt, chunk, kv_dtype, atol, rtol);
 }
 
 static void test_forward_logits_match_full_forward(void **state) {
     (void)state;
-    forward_case(OPS_KV_F32, 2e-5, 1e-4);
-    forward_case(OPS_KV_F16, 4e-2, 1e-2);  // observed 0.014 of logits up to 6.8
+    free(three_sequences(OPS_KV_F32, 2e-5, 1e-4));
+    free(three_sequences(OPS_KV_F16, 4e-2, 1e-2));  // observed 0.014 of logits up to 6.8
+    free(many_sequences(OPS_KV_F32, 2e-5, 1e-4));
+    free(many_sequences(OPS_KV_F16, 4e-2, 1e-2));
+}
+
+// A step run as slices of sequences, one per thread, gives the bits of the same step on one
+// thread (each op's result for a row does not depend on the rows beside it).
+static void test_forward_slices_change_nothing(void **state) {
+    (void)state;
+    if (ops_batch_slices(MANY) < 2) skip();  // the CUDA backend runs a step whole
+    assert_int_equal(ops_batch_slices(OPS_MIN_SLICE_ROWS), 1);
+    int rows = 0;
+    for (int s = 0; s < MANY; s++) rows += 8 + (s * 7) % 13;
+    const size_t bytes = (size_t)rows * small_config(64).vocab_size * sizeof(float);
+    for (int kv_dtype = OPS_KV_F32; kv_dtype <= OPS_KV_F16; kv_dtype++) {
+        float *sliced = many_sequences(kv_dtype, 4e-2, 1e-2);
+        ops_init(1);
+        assert_int_equal(ops_batch_slices(MANY), 1);
+        float *whole = many_sequences(kv_dtype, 4e-2, 1e-2);
+        ops_init(2);
+        assert_memory_equal(sliced, whole, bytes);
+        free(sliced), free(whole);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -775,6 +823,7 @@ static void test_random_use_keeps_invariants(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_logits_match_full_forward),
+        cmocka_unit_test(test_forward_slices_change_nothing),
         cmocka_unit_test(test_batched_equals_alone),
         cmocka_unit_test(test_preemption_gives_same_outputs),
         cmocka_unit_test(test_swap_in_flight_keeps_cache),
