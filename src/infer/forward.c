@@ -1,6 +1,9 @@
 // The batched inference forward over a step's rows with the paged KV cache (see forward.h):
 // the model's own building blocks (model_embed, model_block_qkv, model_block_attn_out,
 // model_block_mlp, model_block_head) around ops_kv_cache_write + ops_paged_attention_forward.
+// Where the backend asks for it (ops_batch_slices: the CPU with enough rows per thread), the
+// layers run as concurrent slices of whole sequences, one per thread, each with its own rows of
+// every buffer; the output layer then takes the whole batch again.
 #include "infer/forward.h"
 
 #include <stdlib.h>
@@ -146,7 +149,7 @@ static int split_seqs(const InferBatch *b, const ModelConfig *c, int parts, int 
     double before = 0.0;  // the cost of sequences [0, s)
     for (int i = 1, s = 0; i < parts; i++) {
         const double target = total * i / parts;
-        // the boundary nearest the target: after sequence s if that overshoots by less than half of it
+        // the boundary nearest the target: past every sequence whose middle lies before it
         while (s < b->n_seqs) {
             const double cost = seq_cost(b, c, s);
             if (before + cost / 2 > target) break;
