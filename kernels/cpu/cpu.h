@@ -119,9 +119,9 @@ static CPU_INLINE float cpu_max(const float *x, int n) {
 #define CPU_EXP_TAYLOR7(r)                                                                                    \
     ((((((((r) * (1.0f / 5040.0f) + 1.0f / 720.0f) * (r) + 1.0f / 120.0f) * (r) + 1.0f / 24.0f) * (r) +       \
         1.0f / 6.0f) * (r) + 0.5f) * (r) + 1.0f) * (r) + 1.0f)
-static inline float cpu_expf(float x) {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.0f ? 88.0f : x;
+// exp(x) for x already clamped to [-87.3, 88] (cpu_expf's clamps, or the sampler's cheaper
+// one where x <= 0 is never NaN).
+static CPU_INLINE float cpu_exp_clamped(float x) {
     float n, r;
     CPU_EXP_REDUCE(x, n, r);
     const float p = CPU_EXP_TAYLOR7(r);
@@ -131,4 +131,9 @@ static inline float cpu_expf(float x) {
     } scale;
     scale.i = ((int32_t)n + 127) << 23;
     return p * scale.f;
+}
+static inline float cpu_expf(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.0f ? 88.0f : x;
+    return cpu_exp_clamped(x);
 }

@@ -127,18 +127,7 @@ static CPU_INLINE double block_sums(const float *x, int vocab, double *sums) {
 // a max (one vmaxps; cpu_expf's form keeps a NaN, which costs a compare and a blend), and no
 // upper clamp, which x <= 0 never reaches. ops_sample of 8 rows on one thread: 18.5 -> 16.8 us
 // a row.
-static CPU_INLINE float exp_nonpositive(float x) {
-    x = x > -87.3f ? x : -87.3f;
-    float n, r;
-    CPU_EXP_REDUCE(x, n, r);
-    const float p = CPU_EXP_TAYLOR7(r);
-    union {
-        float f;
-        int32_t i;
-    } scale;
-    scale.i = ((int32_t)n + 127) << 23;
-    return p * scale.f;
-}
+static CPU_INLINE float exp_nonpositive(float x) { return cpu_exp_clamped(x > -87.3f ? x : -87.3f); }
 
 // w = exp(z - zmax) (V) with the block sums of w as block_sums gives them, a block at a time
 // while it is in L1 (the same sums, in the same order).
