@@ -4,7 +4,9 @@
 //                [--repeat R] [--kv-cache fp32|fp16] [--verbose 1]
 //
 // MODEL: a llama2.c .bin file, or "stories15M-shape" (dim 288, 6 layers, 6 heads, hidden 768,
-// vocab 32000, context 256, tied embeddings: llama2.c's stories15M, random weights).
+// vocab 32000, context 256, tied embeddings: llama2.c's stories15M, random weights), or
+// "stories110M-shape" (dim 768, 12 layers, 12 heads, hidden 2048, the same otherwise: 440 MB
+// of fp32 weights, more than most L3 caches hold; not in make bench).
 // Decode: for each concurrency n, n requests with P-token prompts (random ids) sample G new
 // tokens each at temperature 1 (no stop tokens); the time from the step where every sequence
 // has its first token to the end counts the tokens generated in it (steady decoding; contexts
@@ -41,10 +43,11 @@ static double cpu_now(void) {  // CPU time of the process (all threads)
 static Model *load_model(const char *spec) {
     ErrorBuf err;
     Model *m;
-    if (strcmp(spec, "stories15M-shape") == 0) {
-        ModelConfig c = {.dim = 288, .n_layers = 6, .n_heads = 6, .n_kv_heads = 6, .hidden_dim = 768,
-                         .vocab_size = 32000, .max_seq_len = 256, .rope_theta = 10000.0, .norm_eps = 1e-5,
-                         .tied_embeddings = 1};
+    const int s15 = strcmp(spec, "stories15M-shape") == 0, s110 = strcmp(spec, "stories110M-shape") == 0;
+    if (s15 || s110) {
+        ModelConfig c = {.dim = s15 ? 288 : 768, .n_layers = s15 ? 6 : 12, .n_heads = s15 ? 6 : 12,
+                         .n_kv_heads = s15 ? 6 : 12, .hidden_dim = s15 ? 768 : 2048, .vocab_size = 32000,
+                         .max_seq_len = 256, .rope_theta = 10000.0, .norm_eps = 1e-5, .tied_embeddings = 1};
         m = model_create(&c, &err);
         if (m) model_init_random(m, 1, 0.02f);
     } else {

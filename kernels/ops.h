@@ -35,7 +35,8 @@ void ops_synchronize(void);  // waits until every queued op has finished (CPU: n
 
 // Independent slices of a batch (the sequences of an inference step, infer/forward.c): how many
 // slices a backend runs a batch of n_rows rows in at once, and running them. The CPU backend
-// gives each thread one slice when each gets at least OPS_MIN_SLICE_ROWS rows: a thread then
+// gives each thread one slice when each gets at least OPS_MIN_SLICE_ROWS rows and the largest
+// registered parameter buffer fits in the L3 (each slice reads every weight): a thread then
 // keeps its rows through every op of a layer, which no longer move between cores' caches and
 // no longer wait for each other op by op. Anything else (and the CUDA backend): 1.
 // ops_run_slices calls fn(ctx, i) for i in [0, n), concurrently on the CPU, where the ops fn

@@ -32,6 +32,7 @@ void cpu_sgemv(int m, int n, float alpha, const float *a, int lda, const float *
 typedef struct CpuPackedWeight CpuPackedWeight;
 void cpu_packed_params_updated(const float *params, size_t n);
 void cpu_packed_forget(const void *ptr);  // ptr was freed: forget it if it was a registered buffer
+size_t cpu_packed_largest_buffer(void);   // bytes of the largest registered buffer (0: none)
 // [ptr, ptr + bytes) was written by an op (copy, zero, add, scale, AdamW, a collective): packed
 // copies of weights in a registered buffer it overlaps are stale (as the CUDA backend's bf16
 // shadow, so the two backends keep one contract).

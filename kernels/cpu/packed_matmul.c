@@ -139,6 +139,12 @@ void cpu_note_write(const void *ptr, size_t bytes) {
     }
 }
 
+size_t cpu_packed_largest_buffer(void) {
+    size_t largest = 0;
+    for (int b = 0; b < g_n_buffers; b++) largest = g_buffers[b].n > largest ? g_buffers[b].n : largest;
+    return largest * sizeof(float);
+}
+
 // The update count of the registered buffer holding all of W (rows, cols), 0 when none does.
 static unsigned long buffer_updates(const float *weight, int rows, int cols) {
     for (int b = 0; b < g_n_buffers; b++) {

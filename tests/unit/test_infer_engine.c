@@ -211,8 +211,16 @@ static void test_forward_logits_match_full_forward(void **state) {
 // thread (each op's result for a row does not depend on the rows beside it).
 static void test_forward_slices_change_nothing(void **state) {
     (void)state;
-    if (ops_batch_slices(MANY) < 2) skip();  // the CUDA backend runs a step whole
+    if (ops_batch_slices(MANY) < 2) skip();  // the CUDA backend runs a step whole (so does a CPU of unknown L3)
     assert_int_equal(ops_batch_slices(OPS_MIN_SLICE_ROWS), 1);
+    // Weights that the cache would not hold (here: more than 1 byte): every slice would read
+    // them from memory, so a step runs whole.
+    Model *m = random_model(64, 1);
+    setenv("ASYNCRL_CPU_SLICE_MAX_BYTES", "1", 1);
+    assert_int_equal(ops_batch_slices(MANY), 1);
+    unsetenv("ASYNCRL_CPU_SLICE_MAX_BYTES");
+    assert_int_equal(ops_batch_slices(MANY), 2);
+    model_free(m);
     int rows = 0;
     for (int s = 0; s < MANY; s++) rows += 8 + (s * 7) % 13;
     const size_t bytes = (size_t)rows * small_config(64).vocab_size * sizeof(float);
