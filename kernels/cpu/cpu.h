@@ -33,6 +33,7 @@ typedef struct CpuPackedWeight CpuPackedWeight;
 void cpu_packed_params_updated(const float *params, size_t n);
 void cpu_packed_forget(const void *ptr);  // ptr was freed: forget it if it was a registered buffer
 size_t cpu_packed_largest_buffer(void);   // bytes of the largest registered buffer (0: none)
+size_t cpu_l3_bytes(void);                // the L3 cache's size as the system reports it (0: unknown)
 // [ptr, ptr + bytes) was written by an op (copy, zero, add, scale, AdamW, a collective): packed
 // copies of weights in a registered buffer it overlaps are stale (as the CUDA backend's bf16
 // shadow, so the two backends keep one contract).

@@ -95,6 +95,10 @@ void ops_synchronize(void) {}
 static size_t slice_max_weight_bytes(void) {
     const char *env = getenv("ASYNCRL_CPU_SLICE_MAX_BYTES");
     if (env && *env) return (size_t)strtoull(env, NULL, 10);
+    return cpu_l3_bytes();
+}
+
+size_t cpu_l3_bytes(void) {
     const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);  // 0 or -1 when unknown
     return l3 > 0 ? (size_t)l3 : 0;
 }

@@ -23,7 +23,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>  // sysconf
 #if defined(__x86_64__)
 #include <xmmintrin.h>  // _mm_stream_ps, _mm_sfence: SSE, in every x86-64 build
 #endif
@@ -71,8 +70,8 @@ static int stream_output(const float *out, int n, int O, int accumulate) {
     if (accumulate || O % 4 != 0 || (uintptr_t)out % 16 != 0 || bytes < STREAM_MIN_BYTES) return 0;
     const char *env = getenv("ASYNCRL_CPU_STREAM_MIN_BYTES");
     if (env && *env) return bytes >= (size_t)strtoull(env, NULL, 10);
-    const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);  // 0 or -1 when unknown
-    return l3 <= 0 || bytes >= (size_t)l3 / 16;
+    const size_t l3 = cpu_l3_bytes();
+    return l3 == 0 || bytes >= l3 / 16;
 }
 
 struct CpuPackedWeight {

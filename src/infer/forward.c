@@ -142,6 +142,7 @@ static double seq_cost(const InferBatch *b, const ModelConfig *c, int s) {
 // returns parts, or 1 when some run would get fewer than OPS_MIN_SLICE_ROWS rows (a long
 // prefill chunk among few rows).
 static int split_seqs(const InferBatch *b, const ModelConfig *c, int parts, int *seq_begin) {
+    if (parts <= 1) return 1;  // (the common small step: no costs to add up)
     if (parts > MAX_SLICES) parts = MAX_SLICES;
     double total = 0.0;
     for (int s = 0; s < b->n_seqs; s++) total += seq_cost(b, c, s);
