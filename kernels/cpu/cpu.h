@@ -60,7 +60,7 @@ void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int
 int cpu_has_avx2(void);
 // 1 when cpu_has_avx2() and the processor has AVX-512 F (checked once) and the environment
 // variable ASYNCRL_CPU_NO_AVX512 is not "1" (set by the tests to check the AVX2 build too).
-// The packed decode GEMM, the sampler and the training attention have an AVX-512 build
+// The packed decode GEMM, the sampler and both attention kernels have an AVX-512 build
 // (CPU_AVX512 also makes GCC vectorise loops 16 floats wide).
 int cpu_has_avx512(void);
 

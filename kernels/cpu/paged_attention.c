@@ -23,8 +23,10 @@
 // Every (row, head) is computed with the same operations in the same order
 // whatever else is in the call or the tile (scores are elementwise over keys; sums run in a
 // fixed order given the keys; scratch rows have a stride that is a multiple of 16 floats), so
-// the results are batch invariant. Loops are compiled twice (baseline and AVX2+FMA, see
-// cpu.h). Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd
+// the results are batch invariant. Loops are compiled three times (baseline, AVX2+FMA and
+// AVX-512, see cpu.h); the AVX-512 copy's general path scores 16 keys and sums 16 value floats
+// per vector, lane by lane the AVX2 copy's operations, so all copies give the same bits (the
+// small-head path keeps its 8-key vectors). Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd
 // floats.
 //
 // An fp16 cache (OPS_KV_F16) holds the same layout in halves: the memory traffic, which bounds
@@ -195,10 +197,30 @@ static CPU_INLINE float score_key(const float *qi, const void *kt, int bs, int h
     return C == 4 ? (sum[0] + sum[1]) + (sum[2] + sum[3]) : sum[0] + sum[1];
 }
 
-// One query row against the nt keys of a block, 16 or 8 keys at a time in registers.
+#if defined(__x86_64__) && defined(__GNUC__)
+// score_keys for 16 keys in one vector of 16 per chain (the AVX-512 copies): lane by lane the
+// same operations, so the same bits.
+static CPU_INLINE void score_keys16(float *s, const float *qi, const void *kt, int bs, int hd, int j0, const int C,
+                                    const int kv) {
+    v16f sum[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) sum[c] = qi[c] * load16_kv(kt, (size_t)c * bs + j0, kv);
+    for (int d = C; d < hd; d += C)
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) sum[c] += qi[d + c] * load16_kv(kt, (size_t)(d + c) * bs + j0, kv);
+    store16(s + j0, C == 4 ? (sum[0] + sum[1]) + (sum[2] + sum[3]) : sum[0] + sum[1]);
+}
+#endif
+
+// One query row against the nt keys of a block, 16 or 8 keys at a time in registers (16 in one
+// vector when `wide`: the AVX-512 copies).
 static CPU_INLINE void score_block(float *s, const float *qi, const void *kt, int bs, int hd, int nt, const int C,
-                                   const int kv) {
+                                   const int kv, const int wide) {
     int j0 = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (wide)
+        for (; j0 + 16 <= nt; j0 += 16) score_keys16(s, qi, kt, bs, hd, j0, C, kv);
+#endif
     for (; j0 + 16 <= nt; j0 += 16) score_keys(s, qi, kt, bs, hd, j0, 16, C, kv);
     for (; j0 + 8 <= nt; j0 += 8) score_keys(s, qi, kt, bs, hd, j0, 8, C, kv);
     // A tail of 1-7 keys as one vector of 8 when the block size is a multiple of 8: its lanes past
@@ -233,7 +255,7 @@ static CPU_INLINE const void *cache_block(const void *cache, size_t offset, size
 // block, 16 or 8 keys at a time in registers. While a block is scored, the next block's keys
 // and this block's values (for tile_values) are fetched.
 static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArgs *a, const AttnTask *t, int keys,
-                                   const int kv) {
+                                   const int kv, const int wide) {
     const int hd = a->head_dim, bs = a->block_size, n_q = t->n_rows * a->group;
     const size_t elem = a->f16 ? sizeof(half) : sizeof(float), block_elems = (size_t)hd * bs;
     const size_t block_bytes = block_elems * elem;
@@ -250,8 +272,8 @@ static CPU_INLINE void tile_scores(float *scores, const float *qt, const AttnArg
         for (int i = 0; i < n_q; i++) {
             float *s = scores + (size_t)i * a->stride + t0;
             const float *qi = qt + (size_t)i * hd;
-            if (hd % 4 == 0) score_block(s, qi, kt, bs, hd, nt, 4, kv);
-            else score_block(s, qi, kt, bs, hd, nt, 2, kv);
+            if (hd % 4 == 0) score_block(s, qi, kt, bs, hd, nt, 4, kv, wide);
+            else score_block(s, qi, kt, bs, hd, nt, 2, kv, wide);
         }
     }
 }
@@ -275,7 +297,7 @@ static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
 // out rows of the tile (n_rows, H*hd at the group's heads) = sum_t p[t] v_t * inv_sum, each
 // (row, head) over its own keys. acc: (n_rows * G, hd) scratch.
 static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum,
-                                   const AttnArgs *a, const AttnTask *t, const int kv) {
+                                   const AttnArgs *a, const AttnTask *t, const int kv, const int wide) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
     const int keys_max = t->pos0 + t->n_rows;
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
@@ -285,8 +307,16 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
         for (int i = 0; i < n_q; i++) {
             const int keys = t->pos0 + i / a->group + 1;  // this row's causal range
             const int n = keys - t0 < nt ? keys - t0 : nt;
-            if (n > 0)  // every row sees key 0: its first block sets acc, the others add to it
-                weighted_sum(acc + (size_t)i * hd, scores + (size_t)i * a->stride + t0, vb, n, hd, hd, t0 > 0, kv);
+            if (n <= 0) continue;  // every row sees key 0: its first block sets acc, the others add to it
+            float *o = acc + (size_t)i * hd;
+            const float *p = scores + (size_t)i * a->stride + t0;
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (wide && weighted_sum16_matches(hd)) {
+                weighted_sum16(o, p, vb, n, hd, hd, t0 > 0, kv);
+                continue;
+            }
+#endif
+            weighted_sum(o, p, vb, n, hd, hd, t0 > 0, kv);
         }
     }
     for (int i = 0; i < n_q; i++) {
@@ -444,7 +474,7 @@ static CPU_INLINE void attention_head_small(float *out, float *scratch, const At
 // One task with its thread's scratch: (ROWS * G, stride) scores, then (ROWS * G, hd) value
 // sums, (ROWS * G, hd) scaled queries and (ROWS * G) softmax normalisers.
 static CPU_INLINE void attention_head(float *out, float *scratch, const AttnArgs *a, const AttnTask *t,
-                                      const int kv) {
+                                      const int kv, const int wide) {
     if (small_heads(a->head_dim, a->block_size)) {
         attention_head_small(out, scratch, a, t, kv);
         return;
@@ -455,28 +485,47 @@ static CPU_INLINE void attention_head(float *out, float *scratch, const AttnArgs
     float *qt = acc + (size_t)ROWS * a->group * a->head_dim;
     float *inv_sum = qt + (size_t)ROWS * a->group * a->head_dim;
     tile_queries(qt, a, t);
-    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows, kv);
+    tile_scores(scores, qt, a, t, t->pos0 + t->n_rows, kv, wide);
     for (int k = 0; k < n_q; k++)
         inv_sum[k] = softmax_unnormalised(scores + (size_t)k * a->stride, t->pos0 + k / a->group + 1);
-    tile_values(out, acc, scores, inv_sum, a, t, kv);
+    tile_values(out, acc, scores, inv_sum, a, t, kv, wide);
 }
 
 static CPU_INLINE void attention_task(float *out, float *scratch, const AttnArgs *a, const AttnTask *task,
-                                      const int kv) {
+                                      const int kv, const int wide) {
     AttnTask t = *task;
-    for (t.g = task->g; t.g < task->g + a->heads_per_task; t.g++) attention_head(out, scratch, a, &t, kv);
+    for (t.g = task->g; t.g < task->g + a->heads_per_task; t.g++) attention_head(out, scratch, a, &t, kv, wide);
 }
 
-// The copies: AVX2 over an fp32 cache, AVX2 over an fp16 cache read with F16C, and the baseline
-// (an fp16 cache widened into scratch first).
+// The copies: AVX2 over an fp32 cache, AVX2 over an fp16 cache read with F16C, the baseline (an
+// fp16 cache widened into scratch first), and AVX-512 over either cache, whose general path
+// scores 16 keys and sums 16 value floats per vector. Every copy gives the same bits.
+typedef void AttentionTaskFn(float *out, float *scratch, const AttnArgs *a, const AttnTask *t);
 CPU_AVX2 static void attention_task_avx2(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
-    attention_task(out, scratch, a, t, KV_F32);
+    attention_task(out, scratch, a, t, KV_F32, 0);
 }
 CPU_AVX2 static void attention_task_f16c(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
-    attention_task(out, scratch, a, t, KV_F16C);
+    attention_task(out, scratch, a, t, KV_F16C, 0);
 }
 static void attention_task_base(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
-    attention_task(out, scratch, a, t, KV_F32);
+    attention_task(out, scratch, a, t, KV_F32, 0);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+CPU_AVX512 static void attention_task_avx512(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+    attention_task(out, scratch, a, t, KV_F32, 1);
+}
+CPU_AVX512 static void attention_task_avx512_f16(float *out, float *scratch, const AttnArgs *a, const AttnTask *t) {
+    attention_task(out, scratch, a, t, KV_F16C, 1);
+}
+#endif
+
+// The copy for this processor and cache type.
+static AttentionTaskFn *attention_task_copy(int f16) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (cpu_has_avx512()) return f16 ? attention_task_avx512_f16 : attention_task_avx512;
+#endif
+    if (cpu_has_avx2()) return f16 ? attention_task_f16c : attention_task_avx2;
+    return attention_task_base;
 }
 
 void ops_paged_attention_forward(float *out, const float *q, const void *k_cache, const void *v_cache,
@@ -513,6 +562,7 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const int f16 = kv_dtype == OPS_KV_F16, avx2 = cpu_has_avx2();
+    AttentionTaskFn *const run_task = attention_task_copy(f16);
     const size_t attn_floats = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
     const size_t widened_floats = f16 && !avx2 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
     const size_t per_thread = attn_floats + widened_floats;
@@ -529,9 +579,7 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
         a.table = block_tables + (size_t)tasks[i].seq * max_blocks;
         float *mine = scratch + (size_t)omp_get_thread_num() * per_thread;
         a.widened = mine + attn_floats;
-        if (avx2 && f16) attention_task_f16c(out, mine, &a, &tasks[i]);
-        else if (avx2) attention_task_avx2(out, mine, &a, &tasks[i]);
-        else attention_task_base(out, mine, &a, &tasks[i]);
+        run_task(out, mine, &a, &tasks[i]);
     }
     free(scratch);
     free(tasks);

@@ -1,7 +1,7 @@
 // Eight-float vectors and the weighted sum of value rows shared by the CPU attention kernels
 // (attention.c for training, paged_attention.c for inference; the sampler's reductions use the
-// vectors too). Everything here is always
-// inlined into the kernels' AVX2 and baseline copies (see cpu.h).
+// vectors too), and their sixteen-float forms for paged_attention.c's AVX-512 copy. Everything
+// here is always inlined into the kernels' copies (see cpu.h).
 #pragma once
 #include <stddef.h>
 #include <string.h>
@@ -53,6 +53,31 @@ static CPU_INLINE v8f load8_kv(const void *p, size_t i, const int kv) {
     }
     return load8((const float *)p + i);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// Sixteen floats as one vector: one register in the AVX-512 copies, the only code that runs
+// these helpers (in the other copies they are inlined only into branches that a constant rules
+// out). An operation on a v16f does, lane by lane, what the same operation on two v8f does.
+typedef float v16f __attribute__((vector_size(64)));
+
+static CPU_INLINE v16f load16(const float *p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static CPU_INLINE void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+// Elements i .. i+15 of p as floats (halves widened with the AVX-512 form of vcvtph2ps).
+static CPU_INLINE v16f load16_kv(const void *p, size_t i, const int kv) {
+    if (kv == KV_F16C) {
+        v16f r;
+        __asm__("vcvtph2ps %1, %0" : "=v"(r) : "m"(*(const char(*)[32])((const char *)p + 2 * i)));
+        return r;
+    }
+    return load16((const float *)p + i);
+}
+#endif
 
 // Element i of p as a float.
 static CPU_INLINE float load1_kv(const void *p, size_t i, const int kv) {
@@ -117,6 +142,30 @@ static CPU_INLINE void weighted_sum_nv(float *restrict o, const float *restrict 
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// weighted_sum_nv with NV16 = hd / 16 vectors of 16 floats (1..8, a constant in each copy) and
+// one accumulator set: per output float the same FMAs in the same key order as weighted_sum_nv
+// with U = 1, so the two give the same bits wherever weighted_sum would take U = 1 everywhere.
+static CPU_INLINE void weighted_sum16_nv(float *restrict o, const float *restrict p, const void *restrict V, int n,
+                                         size_t stride, int accumulate, const int NV16, const int kv) {
+    v16f acc[8];
+#pragma GCC unroll 8
+    for (int u = 0; u < NV16; u++) acc[u] = (v16f){0};
+    for (int j = 0; j < n; j++) {
+        const float pj = p[j];
+        const size_t row = (size_t)j * stride;
+#pragma GCC unroll 8
+        for (int u = 0; u < NV16; u++) acc[u] += pj * load16_kv(V, row + 16 * u, kv);
+    }
+#pragma GCC unroll 8
+    for (int u = 0; u < NV16; u++) store16(o + 16 * u, accumulate ? load16(o + 16 * u) + acc[u] : acc[u]);
+}
+#endif
+
+// Whether weighted_sum16 gives weighted_sum's bits for heads of hd floats: hd a multiple of 16
+// whose slices of 64 floats all have at least 4 vectors of 8 (weighted_sum_nv's U = 1).
+static inline int weighted_sum16_matches(int hd) { return hd % 16 == 0 && (hd % 64 == 0 || hd % 64 >= 32); }
+
 // weighted_sum_nv for any hd: a multiple of 8 runs as slices of at most 64 floats through the
 // specialised copies, anything else through the plain one.
 static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, const void *restrict V, int n,
@@ -134,3 +183,19 @@ static CPU_INLINE void weighted_sum(float *restrict o, const float *restrict p, 
 #undef WS
     }
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// weighted_sum in vectors of 16 floats, for the AVX-512 copies and heads where
+// weighted_sum16_matches (slices of at most 128 floats); the same bits as weighted_sum.
+static CPU_INLINE void weighted_sum16(float *restrict o, const float *restrict p, const void *restrict V, int n,
+                                     size_t stride, int hd, int accumulate, const int kv) {
+    const size_t elem = kv == KV_F16C ? 2 : sizeof(float);
+    for (int d0 = 0; d0 < hd; d0 += 128) {
+        const int nv = (hd - d0 < 128 ? hd - d0 : 128) / 16;
+        const void *V0 = (const char *)V + d0 * elem;
+#define WS16(NV) weighted_sum16_nv(o + d0, p, V0, n, stride, accumulate, NV, kv)
+        BY_NV(WS16)
+#undef WS16
+    }
+}
+#endif
