@@ -26,8 +26,8 @@
 // the results are batch invariant. Loops are compiled three times (baseline, AVX2+FMA and
 // AVX-512, see cpu.h); the AVX-512 copy's general path scores 16 keys and sums 16 value floats
 // per vector, lane by lane the AVX2 copy's operations, so all copies give the same bits (the
-// small-head path keeps its 8-key vectors). Scratch per thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd
-// floats.
+// small-head path keeps its 8-key vectors). Scratch per thread: ROWS * G * (longest context
+// rounded up to 16) + 2 ROWS * G * hd floats.
 //
 // An fp16 cache (OPS_KV_F16) holds the same layout in halves: the memory traffic, which bounds
 // decode with many sequences, is halved. The AVX2 copy reads the halves straight into the
