@@ -12,7 +12,9 @@
 // has its first token to the end counts the tokens generated in it (steady decoding; contexts
 // grow from P to P + G). Prefill: S requests of the longest prompt that fits (context - 8)
 // and 1 new token each: prompt tokens / time. Each measurement runs R times (default 3; the
-// single stream 3R times) and reports the best (the machine may be shared) and every run, one
+// single stream 3R times; the concurrencies take turns, R rounds of them, so that their
+// ratios compare the same minutes of a shared machine) and reports the best (the machine may
+// be shared) and every run, one
 // line per measurement:
 //   decode seqs=64 context=17..144 tok/s=12345.6 (best of 3: ...)
 // --kv-cache fp16 runs the engine with an fp16 KV cache (inference.kv_cache_dtype); the lines
@@ -188,6 +190,22 @@ int main(int argc, char **argv) {
         }
     }
     if (repeat < 1 || repeat > 100) repeat = 1;
+    // The concurrencies run in rounds (1, 8, 64, 256, then again), not each R times in a row:
+    // the VM's speed drifts by 10-20% over minutes, and the goal compares 64 sequences with the
+    // single stream, so both should see the same minutes. A single stream runs 3 times a round:
+    // it is short (a fraction of a second) and memory-bound, so another tenant's memory traffic
+    // sways it the most.
+    enum { MAX_CONCURRENCIES = 16 };
+    int counts[MAX_CONCURRENCIES], n_counts = 0;
+    for (char *tok = strtok(seqs, ","); tok; tok = strtok(NULL, ",")) {
+        const int n = atoi(tok);
+        if (n < 1 || n > 4096 || n_counts == MAX_CONCURRENCIES) {
+            fprintf(stderr, "error: --seqs wants up to %d concurrencies of 1..4096 sequences, comma-separated "
+                            "(got \"%s\")\n", MAX_CONCURRENCIES, tok);
+            return 2;
+        }
+        counts[n_counts++] = n;
+    }
     ops_init(threads);
     Model *m = load_model(argv[1]);
     char desc[256];
@@ -197,16 +215,16 @@ int main(int argc, char **argv) {
     double runs[100];
     char label[128];
     const char *kv_suffix = g_kv_dtype == OPS_KV_F16 ? " kv=fp16" : "";
-    for (char *tok = strtok(seqs, ","); tok; tok = strtok(NULL, ",")) {
-        const int n = atoi(tok);
-        // A single stream runs 3x as often: it is short (a fraction of a second) and
-        // memory-bound, so another tenant's memory traffic sways it the most, and the goal
-        // compares 64 sequences with it.
-        const int times = n == 1 && 3 * repeat <= 100 ? 3 * repeat : repeat;
-        for (int r = 0; r < times; r++) runs[r] = bench_decode(m, n, prompt_len, new_tokens, verbose);
-        snprintf(label, sizeof label, "decode seqs=%d context=%d..%d%s", n, prompt_len + 1, prompt_len + new_tokens,
-                 kv_suffix);
-        report(label, runs, times);
+    double decode_runs[MAX_CONCURRENCIES][100];
+    int times[MAX_CONCURRENCIES] = {0};
+    for (int r = 0; r < repeat; r++)
+        for (int c = 0; c < n_counts; c++)
+            for (int k = 0; k < (counts[c] == 1 && 3 * repeat <= 100 ? 3 : 1); k++)
+                decode_runs[c][times[c]++] = bench_decode(m, counts[c], prompt_len, new_tokens, verbose);
+    for (int c = 0; c < n_counts; c++) {
+        snprintf(label, sizeof label, "decode seqs=%d context=%d..%d%s", counts[c], prompt_len + 1,
+                 prompt_len + new_tokens, kv_suffix);
+        report(label, decode_runs[c], times[c]);
     }
     if (prefill_seqs > 0) {
         const int prompt = m->config.max_seq_len - 8;
