@@ -70,6 +70,13 @@ void ops_zero(void *ptr, size_t bytes);
 // out (N, O) = in (N, I) @ weight^T + bias; with accumulate != 0: out += (the same).
 void ops_matmul_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                         int out_dim, int accumulate);
+// outs[j] (N, out_dims[j]) = in (N, I) @ W_j^T for the count (1..4) weights W_j (out_dims[j], I)
+// that lie one after another from `weight` (a layer's q, k and v projections, or its gate and
+// up projections, in the parameter layout): the same results as one ops_matmul_forward per
+// weight, in one product where the backend can (the CPU's packed decode products, when each
+// out_dims[j] is a multiple of 16).
+void ops_matmul_forward_stacked(float *const *outs, const float *in, const float *weight, const int *out_dims,
+                                int count, int n, int in_dim);
 // d_in (N, I) = d_out (N, O) @ weight   (+= when accumulate_d_in != 0)
 // d_weight (O, I) += d_out^T @ in
 // d_bias (O) += sum over rows of d_out

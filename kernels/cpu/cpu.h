@@ -41,10 +41,21 @@ void cpu_note_write(const void *ptr, size_t bytes);
 CpuPackedWeight *cpu_packed_weight(const float *weight, int rows, int cols, int *needs_packing);
 int cpu_packed_panels(const CpuPackedWeight *pw);
 void cpu_packed_pack(CpuPackedWeight *pw, int panel_begin, int panel_end);
+// Where the output columns of a product go: columns [begin[s], begin[s + 1]) of row i to
+// out[s] + i * (begin[s + 1] - begin[s]), for s < count (begin[0] = 0, begin[count] = O). One
+// segment for a plain product; several for weights stacked in memory (a layer's q, k and v
+// projections), whose widths are then multiples of 16 (a panel never spans two segments).
+#define CPU_MAX_SEGMENTS 4
+#define CPU_PACKED_PANEL 16  // output columns per panel of a packed weight
+typedef struct {
+    int count;
+    int begin[CPU_MAX_SEGMENTS + 1];
+    float *out[CPU_MAX_SEGMENTS];
+} CpuOutput;
 // out[:, panels] (N, O) (+)= in (N, I) @ W[panels]^T for the output columns of panels
 // [panel_begin, panel_end); one thread.
-void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin, int panel_end,
-                     int accumulate);
+void cpu_packed_gemm(const CpuOutput *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin,
+                     int panel_end, int accumulate);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))

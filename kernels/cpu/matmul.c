@@ -4,6 +4,7 @@
 // for one to three rows use matrix-vector products.
 #include <omp.h>
 
+#include "core/error.h"
 #include "cpu/cpu.h"
 #include "ops.h"
 
@@ -26,8 +27,8 @@
 // When the chunks do not share out evenly (a 288-wide product at 64 rows has 9 panel pairs for
 // 2 threads: one thread did 5, the other 4), the last few go out as row parts, one per thread
 // (each output's sum is the same whatever the rows beside it, see packed_matmul.c).
-static void matmul_packed(float *out, const float *in, CpuPackedWeight *pw, int needs_packing, const float *bias,
-                          int n, int in_dim, int out_dim, int accumulate) {
+static void matmul_packed(const CpuOutput *out, const float *in, CpuPackedWeight *pw, int needs_packing,
+                          const float *bias, int n, int in_dim, int out_dim, int accumulate) {
     const int panels = cpu_packed_panels(pw);
 #pragma omp parallel if (cpu_parallel((double)n * in_dim * out_dim))
     {
@@ -45,11 +46,13 @@ static void matmul_packed(float *out, const float *in, CpuPackedWeight *pw, int 
             const int r0 = n * part / parts, r1 = n * (part + 1) / parts;
             const int b = c * per_chunk, e = b + per_chunk < panels ? b + per_chunk : panels;
             if (needs_packing) cpu_packed_pack(pw, b, e);
-            cpu_packed_gemm(out + (size_t)r0 * out_dim, in + (size_t)r0 * in_dim, pw, r1 - r0, b, e, accumulate);
-            if (bias) {
-                const int c0 = b * 16, c1 = e * 16 < out_dim ? e * 16 : out_dim;
+            CpuOutput rows = *out;  // from row r0 on
+            for (int s = 0; s < rows.count; s++) rows.out[s] += (size_t)r0 * (rows.begin[s + 1] - rows.begin[s]);
+            cpu_packed_gemm(&rows, in + (size_t)r0 * in_dim, pw, r1 - r0, b, e, accumulate);
+            if (bias) {  // (plain products only: one segment)
+                const int c0 = b * CPU_PACKED_PANEL, c1 = e * CPU_PACKED_PANEL < out_dim ? e * CPU_PACKED_PANEL : out_dim;
                 for (int i = r0; i < r1; i++) {
-                    float *row = out + (size_t)i * out_dim;
+                    float *row = out->out[0] + (size_t)i * out_dim;
                     for (int o = c0; o < c1; o++) row[o] += bias[o];
                 }
             }
@@ -57,28 +60,34 @@ static void matmul_packed(float *out, const float *in, CpuPackedWeight *pw, int 
     }
 }
 
+// The product by the packed copy of weight (out_dim, in_dim) when it has one and n is small
+// enough; returns 0 (nothing done) otherwise.
+static int matmul_by_packed_copy(const CpuOutput *out, const float *in, const float *weight, const float *bias, int n,
+                                 int in_dim, int out_dim, int accumulate) {
+    if (n > MAX_PACKED_ROWS) return 0;
+    int needs_packing = 0;
+    CpuPackedWeight *pw;
+    if (omp_in_parallel()) {
+        // Concurrent batch slices (ops_run_slices): one at a time finds the packed copy, and
+        // packs it if stale, before any of them multiplies by it.
+#pragma omp critical(asyncrl_packed_weights)
+        {
+            pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
+            if (pw && needs_packing) cpu_packed_pack(pw, 0, cpu_packed_panels(pw));
+        }
+        needs_packing = 0;
+    } else {
+        pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
+    }
+    if (!pw) return 0;
+    matmul_packed(out, in, pw, needs_packing, bias, n, in_dim, out_dim, accumulate);
+    return 1;
+}
+
 void ops_matmul_forward(float *out, const float *in, const float *weight, const float *bias, int n, int in_dim,
                         int out_dim, int accumulate) {
-    if (n <= MAX_PACKED_ROWS) {  // a parameter's packed copy: no packing per call
-        int needs_packing = 0;
-        CpuPackedWeight *pw;
-        if (omp_in_parallel()) {
-            // Concurrent batch slices (ops_run_slices): one at a time finds the packed copy, and
-            // packs it if stale, before any of them multiplies by it.
-#pragma omp critical(asyncrl_packed_weights)
-            {
-                pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
-                if (pw && needs_packing) cpu_packed_pack(pw, 0, cpu_packed_panels(pw));
-            }
-            needs_packing = 0;
-        } else {
-            pw = cpu_packed_weight(weight, out_dim, in_dim, &needs_packing);
-        }
-        if (pw) {
-            matmul_packed(out, in, pw, needs_packing, bias, n, in_dim, out_dim, accumulate);
-            return;
-        }
-    }
+    const CpuOutput whole = {.count = 1, .begin = {0, out_dim}, .out = {out}};
+    if (matmul_by_packed_copy(&whole, in, weight, bias, n, in_dim, out_dim, accumulate)) return;
     // Each sgemm call packs the part of the weight it reads: splitting the rows makes every
     // thread pack the whole weight, splitting the columns packs it once in all. So rows are
     // split only when they outnumber the weight's rows (then packing the input dominates).
@@ -116,6 +125,23 @@ void ops_matmul_forward(float *out, const float *in, const float *weight, const 
                 }
         }
     }
+}
+
+void ops_matmul_forward_stacked(float *const *outs, const float *in, const float *weight, const int *out_dims,
+                                int count, int n, int in_dim) {
+    CHECK(count >= 1 && count <= CPU_MAX_SEGMENTS, "stack at most 4 weights per call",
+          "ops_matmul_forward_stacked: %d weights", count);
+    CpuOutput stacked = {.count = count};
+    int panels_whole = 1;  // every weight a whole number of panels: one product by the stack
+    for (int j = 0; j < count; j++) {
+        stacked.begin[j + 1] = stacked.begin[j] + out_dims[j];
+        stacked.out[j] = outs[j];
+        panels_whole &= out_dims[j] % CPU_PACKED_PANEL == 0;
+    }
+    const int out_dim = stacked.begin[count];
+    if (panels_whole && matmul_by_packed_copy(&stacked, in, weight, NULL, n, in_dim, out_dim, 0)) return;
+    for (int j = 0; j < count; j++)
+        ops_matmul_forward(outs[j], in, weight + (size_t)stacked.begin[j] * in_dim, NULL, n, in_dim, out_dims[j], 0);
 }
 
 void ops_matmul_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,

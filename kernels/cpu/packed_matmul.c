@@ -10,6 +10,12 @@
 // reads PANEL packed weights and broadcasts MR inputs. Every output sums over k in order
 // whatever the rows next to it, so a row's result does not depend on the batch.
 //
+// Weights that lie one after another (a layer's q, k and v projections) are packed as one
+// stacked weight and multiplied in one pass (ops_matmul_forward_stacked): a CpuOutput sends
+// each panel's columns to the output of the weight it belongs to (cpu.h), and a panel pair
+// that would span two of them runs as two single panels. A single stream then forks its
+// threads 4 times a layer instead of 7.
+//
 // Only weights inside a registered parameter buffer are packed (any other pointer returns
 // NULL and the caller uses BLAS). The packed copies cost as much memory again as the weights
 // that decode reads; they are made lazily, by the first call that needs them after an update,
@@ -31,7 +37,7 @@
 #include "cpu/cpu.h"
 #include "ops.h"
 
-#define PANEL 16  // output columns per panel: two vectors of 8 floats
+#define PANEL CPU_PACKED_PANEL  // output columns per panel (16): two vectors of 8 floats
 #define MR 6      // input rows per micro-kernel call
 #define PREFETCH_MIN_GROUPS 3  // row groups from which the next panel is prefetched (bench_decode, see packed_gemm)
 #define MAX_BUFFERS 64
@@ -72,6 +78,18 @@ static int stream_output(const float *out, int n, int O, int accumulate) {
     if (env && *env) return bytes >= (size_t)strtoull(env, NULL, 10);
     const size_t l3 = cpu_l3_bytes();
     return l3 == 0 || bytes >= l3 / 16;
+}
+
+// The segment of `out` that holds column c, searched from segment s on (columns ascend).
+static inline int segment_of(const CpuOutput *out, int c, int s) {
+    while (c >= out->begin[s + 1]) s++;
+    return s;
+}
+
+// Whether the product streams its output past the caches: a plain product (one segment) as
+// stream_output says; stacked weights' outputs are a layer's few columns, never.
+static int stream_segments(const CpuOutput *out, int n, int O, int accumulate) {
+    return out->count == 1 && stream_output(out->out[0], n, O, accumulate);
 }
 
 struct CpuPackedWeight {
@@ -228,14 +246,17 @@ static CPU_INLINE void micro_kernel(int mr, const float *x, size_t ldx, const fl
     }
 }
 
-static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin,
-                                   int panel_end, int accumulate) {
+static CPU_INLINE void packed_gemm(const CpuOutput *out, const float *in, const CpuPackedWeight *pw, int n,
+                                   int panel_begin, int panel_end, int accumulate) {
     const int K = pw->cols, O = pw->rows;
     const int groups = (n + MR - 1) / MR, panels = (O + PANEL - 1) / PANEL;
-    const int stream = stream_output(out, n, O, accumulate);
-    for (int p = panel_begin; p < panel_end; p++) {
+    const int stream = stream_segments(out, n, O, accumulate);
+    for (int p = panel_begin, s = 0; p < panel_end; p++) {
         const float *panel = pw->packed + (size_t)p * K * PANEL;
-        const int c0 = p * PANEL, ncols = O - c0 < PANEL ? O - c0 : PANEL;
+        const int c0 = p * PANEL;
+        s = segment_of(out, c0, s);
+        const int seg_end = out->begin[s + 1], ld = seg_end - out->begin[s];  // the segment's row length
+        const int ncols = seg_end - c0 < PANEL ? seg_end - c0 : PANEL;
         // The next panel (PANEL floats per k); past panel_end another thread may take it, and
         // the prefetch is then wasted, once per chunk.
         const float *next = panel + (size_t)K * PANEL;
@@ -255,14 +276,14 @@ static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedW
                 for (int k = g * K / groups; k < (g + 1) * K / groups; k++)
                     __builtin_prefetch(next + (size_t)k * PANEL, 0, 3);
             const float *x = in + (size_t)i * K;
-            float *c = out + (size_t)i * O + c0;
+            float *c = out->out[s] + (size_t)i * ld + (c0 - out->begin[s]);
             switch (rows) {  // each count its own kernel
-                case 6: micro_kernel(6, x, K, panel, K, c, O, ncols, accumulate, stream); break;
-                case 5: micro_kernel(5, x, K, panel, K, c, O, ncols, accumulate, stream); break;
-                case 4: micro_kernel(4, x, K, panel, K, c, O, ncols, accumulate, stream); break;
-                case 3: micro_kernel(3, x, K, panel, K, c, O, ncols, accumulate, stream); break;
-                case 2: micro_kernel(2, x, K, panel, K, c, O, ncols, accumulate, stream); break;
-                default: micro_kernel(1, x, K, panel, K, c, O, ncols, accumulate, stream); break;
+                case 6: micro_kernel(6, x, K, panel, K, c, ld, ncols, accumulate, stream); break;
+                case 5: micro_kernel(5, x, K, panel, K, c, ld, ncols, accumulate, stream); break;
+                case 4: micro_kernel(4, x, K, panel, K, c, ld, ncols, accumulate, stream); break;
+                case 3: micro_kernel(3, x, K, panel, K, c, ld, ncols, accumulate, stream); break;
+                case 2: micro_kernel(2, x, K, panel, K, c, ld, ncols, accumulate, stream); break;
+                default: micro_kernel(1, x, K, panel, K, c, ld, ncols, accumulate, stream); break;
             }
         }
     }
@@ -271,11 +292,11 @@ static CPU_INLINE void packed_gemm(float *out, const float *in, const CpuPackedW
 #endif
 }
 
-CPU_AVX2 static void packed_gemm_avx2(float *out, const float *in, const CpuPackedWeight *pw, int n, int pb, int pe,
-                                      int accumulate) {
+CPU_AVX2 static void packed_gemm_avx2(const CpuOutput *out, const float *in, const CpuPackedWeight *pw, int n, int pb,
+                                      int pe, int accumulate) {
     packed_gemm(out, in, pw, n, pb, pe, accumulate);
 }
-static void packed_gemm_base(float *out, const float *in, const CpuPackedWeight *pw, int n, int pb, int pe,
+static void packed_gemm_base(const CpuOutput *out, const float *in, const CpuPackedWeight *pw, int n, int pb, int pe,
                              int accumulate) {
     packed_gemm(out, in, pw, n, pb, pe, accumulate);
 }
@@ -356,21 +377,24 @@ static CPU_INLINE void micro_kernel16(int mr, int np, const float *x, size_t ldx
 }
 
 // mr rows by np panels, each count its own kernel.
-#define MICRO16_CASE(rows)                                                                     \
-    case rows:                                                                                 \
-        if (np == 2) micro_kernel16(rows, 2, x, K, panel, K, c, O, ncols, accumulate, stream, pf); \
-        else micro_kernel16(rows, 1, x, K, panel, K, c, O, ncols, accumulate, stream, pf);         \
+#define MICRO16_CASE(rows)                                                                      \
+    case rows:                                                                                  \
+        if (np == 2) micro_kernel16(rows, 2, x, K, panel, K, c, ld, ncols, accumulate, stream, pf); \
+        else micro_kernel16(rows, 1, x, K, panel, K, c, ld, ncols, accumulate, stream, pf);         \
         break;
 
-CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const CpuPackedWeight *pw, int n,
+CPU_AVX512 static void packed_gemm_avx512(const CpuOutput *out, const float *in, const CpuPackedWeight *pw, int n,
                                           int panel_begin, int panel_end, int accumulate) {
     const int K = pw->cols, O = pw->rows;
     const int groups = (n + MR512 - 1) / MR512, panels = (O + PANEL - 1) / PANEL;
-    const int stream = stream_output(out, n, O, accumulate);
-    for (int p = panel_begin, np; p < panel_end; p += np) {
-        np = panel_end - p >= 2 ? 2 : 1;
+    const int stream = stream_segments(out, n, O, accumulate);
+    for (int p = panel_begin, np, s = 0; p < panel_end; p += np) {
+        const int c0 = p * PANEL;
+        s = segment_of(out, c0, s);
+        const int seg_end = out->begin[s + 1], ld = seg_end - out->begin[s];  // the segment's row length
+        np = panel_end - p >= 2 && c0 + PANEL < seg_end ? 2 : 1;  // a pair within one segment
         const float *panel = pw->packed + (size_t)p * K * PANEL;
-        const int c0 = p * PANEL, ncols = O - c0 < np * PANEL ? O - c0 : np * PANEL;
+        const int ncols = seg_end - c0 < np * PANEL ? seg_end - c0 : np * PANEL;
         const float *next = panel + (size_t)np * K * PANEL;  // the next pair (see packed_gemm)
         const size_t next_floats = (size_t)(p + np + 2 <= panels ? 2 : panels - p - np) * K * PANEL;
         int i = 0;
@@ -384,7 +408,7 @@ CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const Cpu
             const int lines = (int)((pf.end - pf.next) / 64);  // at most 2K / groups < K
             if (lines > 0) pf.every = K / lines;
             const float *x = in + (size_t)i * K;
-            float *c = out + (size_t)i * O + c0;
+            float *c = out->out[s] + (size_t)i * ld + (c0 - out->begin[s]);
             switch (rows) {
                 MICRO16_CASE(12) MICRO16_CASE(11) MICRO16_CASE(10) MICRO16_CASE(9)
                 MICRO16_CASE(8) MICRO16_CASE(7) MICRO16_CASE(6) MICRO16_CASE(5)
@@ -396,8 +420,8 @@ CPU_AVX512 static void packed_gemm_avx512(float *out, const float *in, const Cpu
 }
 #endif
 
-void cpu_packed_gemm(float *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin, int panel_end,
-                     int accumulate) {
+void cpu_packed_gemm(const CpuOutput *out, const float *in, const CpuPackedWeight *pw, int n, int panel_begin,
+                     int panel_end, int accumulate) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (cpu_has_avx512()) {
         packed_gemm_avx512(out, in, pw, n, panel_begin, panel_end, accumulate);

@@ -72,6 +72,16 @@ void ops_matmul_forward(float *out, const float *in, const float *weight, const 
     }
 }
 
+// One cuBLAS product per weight (each weight keeps its own bf16 shadow).
+void ops_matmul_forward_stacked(float *const *outs, const float *in, const float *weight, const int *out_dims,
+                                int count, int n, int in_dim) {
+    size_t row = 0;
+    for (int j = 0; j < count; j++) {
+        ops_matmul_forward(outs[j], in, weight + row * in_dim, NULL, n, in_dim, out_dims[j], 0);
+        row += (size_t)out_dims[j];
+    }
+}
+
 void ops_matmul_backward(float *d_in, float *d_weight, float *d_bias, const float *d_out, const float *in,
                          const float *weight, int n, int in_dim, int out_dim, int accumulate_d_in) {
     if (n <= 0 || out_dim <= 0 || in_dim <= 0) return;

@@ -16,9 +16,17 @@ void model_block_qkv(const Model *m, int layer, const float *x, float *xn, float
     const LayerWeights *w = &m->layers[layer];
     const int D = c->dim, Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
     ops_rmsnorm_forward(xn, rstd, x, w->attn_norm, n, D, (float)c->norm_eps);
-    ops_matmul_forward(q, xn, w->wq, w->bq, n, D, Q, 0);
-    ops_matmul_forward(k, xn, w->wk, w->bk, n, D, KV, 0);
-    ops_matmul_forward(v, xn, w->wv, w->bv, n, D, KV, 0);
+    // In the parameter layout wq, wk and wv lie one after another (without biases between them):
+    // one stacked product, which on the CPU's decode path is one pass over the three.
+    if (!w->bq && !w->bk && !w->bv && w->wk == w->wq + (size_t)Q * D && w->wv == w->wk + (size_t)KV * D) {
+        float *const outs[3] = {q, k, v};
+        const int dims[3] = {Q, KV, KV};
+        ops_matmul_forward_stacked(outs, xn, w->wq, dims, 3, n, D);
+    } else {
+        ops_matmul_forward(q, xn, w->wq, w->bq, n, D, Q, 0);
+        ops_matmul_forward(k, xn, w->wk, w->bk, n, D, KV, 0);
+        ops_matmul_forward(v, xn, w->wv, w->bv, n, D, KV, 0);
+    }
     ops_rope_forward(q, positions, m->rope_cos, m->rope_sin, n, c->n_heads, c->head_dim);
     ops_rope_forward(k, positions, m->rope_cos, m->rope_sin, n, c->n_kv_heads, c->head_dim);
 }
@@ -35,8 +43,14 @@ void model_block_mlp(const Model *m, int layer, float *x_out, const float *x_in,
     const LayerWeights *w = &m->layers[layer];
     const int D = c->dim, F = c->hidden_dim;
     ops_rmsnorm_forward(xn, rstd, x_in, w->ffn_norm, n, D, (float)c->norm_eps);
-    ops_matmul_forward(gate, xn, w->w_gate, NULL, n, D, F, 0);
-    ops_matmul_forward(up, xn, w->w_up, NULL, n, D, F, 0);
+    if (w->w_up == w->w_gate + (size_t)F * D) {  // the parameter layout: one stacked product
+        float *const outs[2] = {gate, up};
+        const int dims[2] = {F, F};
+        ops_matmul_forward_stacked(outs, xn, w->w_gate, dims, 2, n, D);
+    } else {
+        ops_matmul_forward(gate, xn, w->w_gate, NULL, n, D, F, 0);
+        ops_matmul_forward(up, xn, w->w_up, NULL, n, D, F, 0);
+    }
     ops_swiglu_forward(act, gate, up, (size_t)n * F);
     ops_copy(x_out, x_in, (size_t)n * D * sizeof(float));
     ops_matmul_forward(x_out, act, w->w_down, NULL, n, F, D, 1);

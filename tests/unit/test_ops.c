@@ -237,6 +237,73 @@ static void test_matmul_packed(void **state) {
     unsetenv("ASYNCRL_CPU_STREAM_MIN_BYTES");
 }
 
+// Weights stacked one after another (a layer's q, k, v or gate, up projections): one
+// ops_matmul_forward_stacked gives each output the bits of one ops_matmul_forward per weight,
+// and matches the reference; inside a registered buffer (the packed path: one product by the
+// stack, with panel pairs that would span two outputs split), outside one (BLAS, weight by
+// weight), with widths that are not whole panels (weight by weight), from 1 row to more than
+// the packed path takes, and (packed: rows do not depend on their batch) from concurrent threads
+// each on its own rows (batch slices).
+static void stacked_case(const float *d_w, const int *dims, int count, int n, int I, int packed) {
+    int total = 0;
+    for (int j = 0; j < count; j++) total += dims[j];
+    float *in = randn((size_t)n * I, 1);
+    float *d_in = dev(in, (size_t)n * I * 4);
+    float *d_outs[4], *d_sep[4];
+    for (int j = 0; j < count; j++) d_outs[j] = ops_alloc((size_t)n * dims[j] * 4), d_sep[j] = ops_alloc((size_t)n * dims[j] * 4);
+    ops_matmul_forward_stacked(d_outs, d_in, d_w, dims, count, n, I);
+    float *w = host(d_w, (size_t)total * I);
+    double *din = to_double(in, (size_t)n * I), *ref = malloc((size_t)n * total * sizeof(double));
+    for (int j = 0, row = 0; j < count; row += dims[j], j++) {
+        ops_matmul_forward(d_sep[j], d_in, d_w + (size_t)row * I, NULL, n, I, dims[j], 0);
+        float *got = host(d_outs[j], (size_t)n * dims[j]), *sep = host(d_sep[j], (size_t)n * dims[j]);
+        assert_memory_equal(got, sep, (size_t)n * dims[j] * sizeof(float));
+        double *dw = to_double(w + (size_t)row * I, (size_t)dims[j] * I);
+        ref_matmul(ref, din, dw, NULL, n, I, dims[j]);
+        float *ref_f = malloc((size_t)n * dims[j] * sizeof(float));
+        for (size_t i = 0; i < (size_t)n * dims[j]; i++) ref_f[i] = (float)ref[i];
+        test_assert_close("stacked matmul", got, ref_f, (size_t)n * dims[j], 1e-4, 1e-4);
+        // Two threads at once, each on its half of the rows, as batch slices call it.
+        if (packed && n >= 2) {
+            ops_zero(d_outs[j], (size_t)n * dims[j] * 4);
+#pragma omp parallel num_threads(2)
+            {
+                const int t = omp_get_thread_num(), r0 = n * t / 2, r1 = n * (t + 1) / 2;
+                float *halves[4];
+                for (int q = 0; q < count; q++) halves[q] = d_outs[q] + (size_t)r0 * dims[q];
+                ops_matmul_forward_stacked(halves, d_in + (size_t)r0 * I, d_w, dims, count, r1 - r0, I);
+            }
+            float *again = host(d_outs[j], (size_t)n * dims[j]);
+            assert_memory_equal(again, sep, (size_t)n * dims[j] * sizeof(float));
+            free(again);
+        }
+        free(got), free(sep), free(dw), free(ref_f);
+    }
+    for (int j = 0; j < count; j++) ops_free(d_outs[j]), ops_free(d_sep[j]);
+    free(in), free(w), free(din), free(ref);
+    ops_free(d_in);
+}
+
+static void test_matmul_stacked(void **state) {
+    (void)state;
+    const int qkv[] = {48, 16, 16}, gate_up[] = {32, 64}, ragged[] = {20, 12};  // ragged: not whole panels
+    const int I = 40, total = 48 + 16 + 16 + 32 + 64 + 20 + 12;
+    float *buf = randn((size_t)total * I + 8, 0.5f);
+    float *d_buf = dev(buf, ((size_t)total * I + 8) * 4), *d_loose = dev(buf, (size_t)total * I * 4);
+    ops_params_updated(d_buf, (size_t)total * I + 8);
+    const size_t off2 = (size_t)80 * I, off3 = off2 + (size_t)96 * I;
+    const int ns[] = {1, 5, 13, 64, 300};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        const int packed = ns[k] <= 256;  // (the CPU backend's MAX_PACKED_ROWS)
+        stacked_case(d_buf, qkv, 3, ns[k], I, packed);
+        stacked_case(d_buf + off2, gate_up, 2, ns[k], I, packed);
+        stacked_case(d_buf + off3, ragged, 2, ns[k], I, packed);
+        stacked_case(d_loose, qkv, 3, ns[k], I, 0);  // not in a registered buffer
+    }
+    free(buf);
+    ops_free(d_buf), ops_free(d_loose);
+}
+
 // ---------------------------------------------------------------------------------------
 // rmsnorm
 
@@ -764,7 +831,7 @@ static void test_adamw(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),     cmocka_unit_test(test_matmul_packed),
-        cmocka_unit_test(test_matmul_packed_builds_agree),
+        cmocka_unit_test(test_matmul_packed_builds_agree), cmocka_unit_test(test_matmul_stacked),
         cmocka_unit_test(test_cpu_flushes_denormals),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_rope),       cmocka_unit_test(test_attention),
