@@ -50,7 +50,8 @@ static void matmul_packed(const CpuOutput *out, const float *in, CpuPackedWeight
             for (int s = 0; s < rows.count; s++) rows.out[s] += (size_t)r0 * (rows.begin[s + 1] - rows.begin[s]);
             cpu_packed_gemm(&rows, in + (size_t)r0 * in_dim, pw, r1 - r0, b, e, accumulate);
             if (bias) {  // (plain products only: one segment)
-                const int c0 = b * CPU_PACKED_PANEL, c1 = e * CPU_PACKED_PANEL < out_dim ? e * CPU_PACKED_PANEL : out_dim;
+                const int c0 = b * CPU_PACKED_PANEL, c_end = e * CPU_PACKED_PANEL;
+                const int c1 = c_end < out_dim ? c_end : out_dim;
                 for (int i = r0; i < r1; i++) {
                     float *row = out->out[0] + (size_t)i * out_dim;
                     for (int o = c0; o < c1; o++) row[o] += bias[o];

@@ -250,7 +250,10 @@ static void stacked_case(const float *d_w, const int *dims, int count, int n, in
     float *in = randn((size_t)n * I, 1);
     float *d_in = dev(in, (size_t)n * I * 4);
     float *d_outs[4], *d_sep[4];
-    for (int j = 0; j < count; j++) d_outs[j] = ops_alloc((size_t)n * dims[j] * 4), d_sep[j] = ops_alloc((size_t)n * dims[j] * 4);
+    for (int j = 0; j < count; j++) {
+        d_outs[j] = ops_alloc((size_t)n * dims[j] * 4);
+        d_sep[j] = ops_alloc((size_t)n * dims[j] * 4);
+    }
     ops_matmul_forward_stacked(d_outs, d_in, d_w, dims, count, n, I);
     float *w = host(d_w, (size_t)total * I);
     double *din = to_double(in, (size_t)n * I), *ref = malloc((size_t)n * total * sizeof(double));
