@@ -299,7 +299,7 @@ static CPU_INLINE float softmax_unnormalised(float *p, int keys) {
 static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, const float *inv_sum,
                                    const AttnArgs *a, const AttnTask *t, const int kv, const int wide) {
     const int hd = a->head_dim, bs = a->block_size, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
-    const int keys_max = t->pos0 + t->n_rows;
+    const int keys_max = t->pos0 + t->n_rows, wide_values = wide && weighted_sum16_matches(hd);
     for (int t0 = 0; t0 < keys_max; t0 += bs) {
         const int nt = keys_max - t0 < bs ? keys_max - t0 : bs;
         const size_t offset = block_offset(a->table[t0 / bs], t->g, a->n_kv_heads, hd, bs);
@@ -311,7 +311,7 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
             float *o = acc + (size_t)i * hd;
             const float *p = scores + (size_t)i * a->stride + t0;
 #if defined(__x86_64__) && defined(__GNUC__)
-            if (wide && weighted_sum16_matches(hd)) {
+            if (wide_values) {
                 weighted_sum16(o, p, vb, n, hd, hd, t0 > 0, kv);
                 continue;
             }
