@@ -15,6 +15,7 @@
 #   cluster_install          0, or 1 with CLUSTER_WHY set (not root, apt-get failed)
 #   cluster_start DIR        0, or 1 with CLUSTER_WHY set; exports SLURM_CONF, sets CLUSTER_NODES
 #   cluster_job_field ID KEY a field of `scontrol show job` (JobState, Restarts, ...)
+#   cluster_job_busy ID      0 while the job is queued, running or between allocations
 #   cluster_wait_jobs SECS ID...   0 when every job has ended
 #   cluster_stop             cancels the jobs, stops the daemons it started
 
@@ -141,15 +142,21 @@ cluster_start() {
 
 cluster_job_field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -1; }
 
+# 0 while job $1 is queued, running or between allocations (or scontrol cannot say).
+cluster_job_busy() {
+    case "$(cluster_job_field "$1" JobState)" in
+        PENDING | RUNNING | REQUEUED | COMPLETING | CONFIGURING | SUSPENDED | RESIZING | REQUEUE_FED | REQUEUE_HOLD | "") return 0 ;;
+    esac
+    return 1
+}
+
 cluster_wait_jobs() {
     deadline=$(($(date +%s) + $1))
     shift
     while [ "$(date +%s)" -lt "$deadline" ]; do
         busy=0
         for j in "$@"; do
-            case "$(cluster_job_field "$j" JobState)" in
-                PENDING | RUNNING | REQUEUED | COMPLETING | CONFIGURING | SUSPENDED | RESIZING | REQUEUE_FED | REQUEUE_HOLD | "") busy=1 ;;
-            esac
+            cluster_job_busy "$j" && busy=1
         done
         [ "$busy" = 0 ] && return 0
         sleep 2
