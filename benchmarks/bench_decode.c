@@ -6,7 +6,7 @@
 // MODEL: a llama2.c .bin file, or "stories15M-shape" (dim 288, 6 layers, 6 heads, hidden 768,
 // vocab 32000, context 256, tied embeddings: llama2.c's stories15M, random weights), or
 // "stories110M-shape" (dim 768, 12 layers, 12 heads, hidden 2048, the same otherwise: 440 MB
-// of fp32 weights, more than most L3 caches hold; not in make bench).
+// of fp32 weights, more than most L3 caches hold; make bench runs it at 1 and 64 sequences only).
 // Decode: for each concurrency n, n requests with P-token prompts (random ids) sample G new
 // tokens each at temperature 1 (no stop tokens); the time from the step where every sequence
 // has its first token to the end counts the tokens generated in it (steady decoding; contexts
