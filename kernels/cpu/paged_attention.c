@@ -16,10 +16,11 @@
 // key row of Kt read once for the whole tile), then each (row, head) takes a softmax over its
 // own causal range and sums the values. Dot products and value sums run in several
 // interleaved chains (score_keys; weighted_sum, vec8.h) so that the FMA latency is hidden even for
-// heads of 8 floats. Small heads take another path (small_head_row): each (row, head) runs
+// heads of 8 floats. Small heads take another path (small_head_rows): each (row, head) runs
 // along its keys 8 at a time, scores, softmax and value sums alike (with values transposed,
 // every FMA covers 8 keys and the head's dimensions are the independent chains), which for
-// heads of 8 floats takes ~25% less time than the general path's per-block loops.
+// heads of 8 floats takes ~25% less time than the general path's per-block loops; heads of 8
+// floats that share a kv head go two at a time, sharing each load of a key or value vector.
 // Every (row, head) is computed with the same operations in the same order
 // whatever else is in the call or the tile (scores are elementwise over keys; sums run in a
 // fixed order given the keys; scratch rows have a stride that is a multiple of 16 floats), so
@@ -390,84 +391,126 @@ static CPU_INLINE v8f exp8(v8f x) {
     return p * (v8f)scale;
 }
 
-// One (row, head) over a small head: o (HD) = softmax(q . k) v over the row's `keys` keys of
-// kv head g, q (HD) unscaled. Pass 1 stores the scores of KEYS keys at a time in s (keys
-// rounded up to KEYS floats; the dimensions summed in two chains, d even and d odd, then
-// added) and keeps their lane-wise max; pass 2 sums exp(score - max) and those weights times
-// the transposed values, lane-wise in key order, then the lanes in a fixed order. Lanes past
-// the row's last key (scores of other slots of its last block, whatever they hold) are
-// masked out of the max, the weights and the values. HD is a constant after inlining (8 and
-// 16 get their own copies; the vectors stay in registers). No software prefetch: a (block,
-// head) is a contiguous run that the hardware prefetcher follows, and asking for the next
-// block made 64 stories260K sequences 3% slower.
-static CPU_INLINE void small_head_row(float *o, float *s, const float *q, const AttnArgs *a, int g, int keys,
-                                      const int HD, const int kv) {
+// One (row, head) over a small head, or NH = 2 heads of the same row and kv head at once:
+// o[h] (HD) = softmax(q[h] . k) v over the row's `keys` keys of kv head g, q[h] (HD) unscaled.
+// Pass 1 stores the scores of KEYS keys at a time in s[h] (keys rounded up to KEYS floats; the
+// dimensions summed in two chains, d even and d odd, then added) and keeps their lane-wise max;
+// pass 2 sums exp(score - max) and those weights times the transposed values, lane-wise in key
+// order, then the lanes in a fixed order. Lanes past the row's last key (scores of other slots
+// of its last block, whatever they hold) are masked out of the max, the weights and the values.
+// Two heads share each load (and, from an fp16 cache, each widening) of keys and values, and
+// each head still computes exactly what it computes alone. HD and NH are constants after
+// inlining (8 and 16 get their own copies; the vectors stay in registers). No software
+// prefetch: a (block, head) is a contiguous run that the hardware prefetcher follows, and
+// asking for the next block made 64 stories260K sequences 3% slower.
+static CPU_INLINE void small_head_rows(float *const *o, float *const *s, const float *const *q, const AttnArgs *a,
+                                       int g, int keys, const int HD, const int NH, const int kv) {
     const int hd = HD, bs = a->block_size, kvh = a->n_kv_heads;
-    v8f qv[SMALL_HEAD], vmax = (v8f){0} - INFINITY;
+    v8f qv[2][SMALL_HEAD], vmax[2];
+#pragma GCC unroll 2
+    for (int h = 0; h < NH; h++) {
+        vmax[h] = (v8f){0} - INFINITY;
 #pragma GCC unroll 16
-    for (int d = 0; d < SMALL_HEAD; d++) qv[d] = (v8f){0} + (d < HD ? q[d] : 0.0f) * a->scale;  // (as acc below)
+        for (int d = 0; d < SMALL_HEAD; d++) qv[h][d] = (v8f){0} + (d < HD ? q[h][d] : 0.0f) * a->scale;  // (as acc)
+    }
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const size_t offset = block_offset(a->table[t0 / bs], g, kvh, hd, bs);
         const void *kt = cache_block(a->k_cache, offset, (size_t)hd * bs, a, kv);  // (hd, bs)
         const int nt = keys - t0 < bs ? keys - t0 : bs;
         for (int j = 0; j < nt; j += KEYS) {
-            v8f even = qv[0] * load8_kv(kt, (size_t)j, kv), odd = (v8f){0};
+            v8f even[2], odd[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < NH; h++) even[h] = qv[h][0] * load8_kv(kt, (size_t)j, kv), odd[h] = (v8f){0};
 #pragma GCC unroll 16
             for (int d = 1; d < HD; d++) {
-                const v8f term = qv[d] * load8_kv(kt, (size_t)d * bs + j, kv);
-                if (d % 2) odd += term;
-                else even += term;
+#pragma GCC unroll 2
+                for (int h = 0; h < NH; h++) {
+                    const v8f term = qv[h][d] * load8_kv(kt, (size_t)d * bs + j, kv);  // (one load for both heads)
+                    if (d % 2) odd[h] += term;
+                    else even[h] += term;
+                }
             }
-            v8f sc = even + odd;
-            store8(s + t0 + j, sc);
-            if (nt - j < KEYS) sc = select8(lanes_below(nt - j), sc, (v8f){0} - INFINITY);
-            vmax = select8(sc > vmax, sc, vmax);
+#pragma GCC unroll 2
+            for (int h = 0; h < NH; h++) {
+                v8f sc = even[h] + odd[h];
+                store8(s[h] + t0 + j, sc);
+                if (nt - j < KEYS) sc = select8(lanes_below(nt - j), sc, (v8f){0} - INFINITY);
+                vmax[h] = select8(sc > vmax[h], sc, vmax[h]);
+            }
         }
     }
-    const float mx = hmax8(vmax);
-    v8f acc[SMALL_HEAD], sum = (v8f){0};
+    float mx[2];
+    v8f acc[2][SMALL_HEAD], sum[2];
+#pragma GCC unroll 2
+    for (int h = 0; h < NH; h++) {
+        mx[h] = hmax8(vmax[h]);
+        sum[h] = (v8f){0};
 #pragma GCC unroll 16
-    for (int d = 0; d < SMALL_HEAD; d++) acc[d] = (v8f){0};  // (all of them: GCC cannot see that hd <= 16)
+        for (int d = 0; d < SMALL_HEAD; d++) acc[h][d] = (v8f){0};  // (all of them: GCC cannot see that hd <= 16)
+    }
     for (int t0 = 0; t0 < keys; t0 += bs) {
         const size_t offset = block_offset(a->table[t0 / bs], g, kvh, hd, bs);
         const void *vt = cache_block(a->v_cache, offset, (size_t)hd * bs, a, kv);  // (hd, bs)
         const int nt = keys - t0 < bs ? keys - t0 : bs;
         for (int j = 0; j < nt; j += KEYS) {
-            v8f p = exp8(load8(s + t0 + j) - mx);
+            v8f p[2];
+#pragma GCC unroll 2
+            for (int h = 0; h < NH; h++) p[h] = exp8(load8(s[h] + t0 + j) - mx[h]);
             if (nt - j >= KEYS) {
-                sum += p;
+#pragma GCC unroll 2
+                for (int h = 0; h < NH; h++) sum[h] += p[h];
 #pragma GCC unroll 16
-                for (int d = 0; d < HD; d++) acc[d] += p * load8_kv(vt, (size_t)d * bs + j, kv);
+                for (int d = 0; d < HD; d++) {
+                    const v8f vd = load8_kv(vt, (size_t)d * bs + j, kv);
+#pragma GCC unroll 2
+                    for (int h = 0; h < NH; h++) acc[h][d] += p[h] * vd;
+                }
             } else {
                 const v8i keep = lanes_below(nt - j);
-                p = select8(keep, p, (v8f){0});
-                sum += p;
+#pragma GCC unroll 2
+                for (int h = 0; h < NH; h++) {
+                    p[h] = select8(keep, p[h], (v8f){0});
+                    sum[h] += p[h];
+                }
 #pragma GCC unroll 16
-                for (int d = 0; d < HD; d++)
-                    acc[d] += p * select8(keep, load8_kv(vt, (size_t)d * bs + j, kv), (v8f){0});
+                for (int d = 0; d < HD; d++) {
+                    const v8f vd = select8(keep, load8_kv(vt, (size_t)d * bs + j, kv), (v8f){0});
+#pragma GCC unroll 2
+                    for (int h = 0; h < NH; h++) acc[h][d] += p[h] * vd;
+                }
             }
         }
     }
-    const float inv_sum = 1.0f / hsum8(sum);
-    if (HD == 8 || HD == 16) hsum8_many(o, acc, inv_sum, HD);
-    else
-        for (int d = 0; d < HD; d++) o[d] = hsum8(acc[d]) * inv_sum;
+#pragma GCC unroll 2
+    for (int h = 0; h < NH; h++) {
+        const float inv_sum = 1.0f / hsum8(sum[h]);
+        if (HD == 8 || HD == 16) hsum8_many(o[h], acc[h], inv_sum, HD);
+        else
+            for (int d = 0; d < HD; d++) o[h][d] = hsum8(acc[h][d]) * inv_sum;
+    }
 }
 
-// Every (row, head) of the task's tile for kv head t->g through small_head_row (heads of 8 and
-// 16 floats get their own copies, other sizes run its loops over hd), with the first `stride`
-// floats of scratch for the scores.
+// Every (row, head) of the task's tile for kv head t->g through small_head_rows (heads of 8 and
+// 16 floats get their own copies, other sizes run its loops over hd), with the first 2 `stride`
+// floats of scratch for the scores. Heads of 8 floats go two at a time (the heads of a row that
+// share the kv head: GQA), which is what their loads cost most; wider heads would not keep two
+// heads' vectors in registers.
 static CPU_INLINE void attention_head_small(float *out, float *scratch, const AttnArgs *a, const AttnTask *t,
                                             const int kv) {
-    const int hd = a->head_dim, q_stride = a->n_heads * hd, n_q = t->n_rows * a->group;
-    for (int i = 0; i < n_q; i++) {
-        const int r = i / a->group, head = t->g * a->group + i % a->group, keys = t->pos0 + r + 1;
-        const size_t at = (size_t)(t->row0 + r) * q_stride + (size_t)head * hd;
-        float *o = out + at, *s = scratch;
-        const float *q = a->q + at;
-        if (hd == 8) small_head_row(o, s, q, a, t->g, keys, 8, kv);
-        else if (hd == 16) small_head_row(o, s, q, a, t->g, keys, 16, kv);
-        else small_head_row(o, s, q, a, t->g, keys, hd, kv);  // other sizes: loops over hd
+    const int hd = a->head_dim, q_stride = a->n_heads * hd, G = a->group;
+    float *s[2] = {scratch, scratch + a->stride};
+    for (int r = 0; r < t->n_rows; r++) {
+        const int keys = t->pos0 + r + 1, step = hd == 8 && G >= 2 ? 2 : 1;
+        for (int hh = 0; hh < G; hh += step) {
+            const int nh = G - hh < step ? G - hh : step;
+            const size_t at = (size_t)(t->row0 + r) * q_stride + (size_t)(t->g * G + hh) * hd;
+            float *o[2] = {out + at, out + at + hd};
+            const float *q[2] = {a->q + at, a->q + at + hd};
+            if (hd == 8 && nh == 2) small_head_rows(o, s, q, a, t->g, keys, 8, 2, kv);
+            else if (hd == 8) small_head_rows(o, s, q, a, t->g, keys, 8, 1, kv);
+            else if (hd == 16) small_head_rows(o, s, q, a, t->g, keys, 16, 1, kv);
+            else small_head_rows(o, s, q, a, t->g, keys, hd, 1, kv);  // other sizes: loops over hd
+        }
     }
 }
 
@@ -519,10 +562,15 @@ CPU_AVX512 static void attention_task_avx512_f16(float *out, float *scratch, con
 }
 #endif
 
-// The copy for this processor and cache type.
-static AttentionTaskFn *attention_task_copy(int f16) {
+// The copy for this processor and cache type. On AVX-512 machines, small heads take the AVX2
+// copy when the cache is fp16 or their heads go in pairs: their path is written in vectors of
+// 8, which the AVX-512 build (without AVX512-VL) confines to the AVX2 registers and partly
+// widens. Single-thread microbench, 32 decode rows x 5 layers, contexts 17..144: stories260K
+// heads (8 floats, 2 per kv head) 225 -> 177 us with fp16, 234 -> 215 us with fp32; unpaired
+// heads of 8 with fp16 the same, with fp32 352 -> 377 us (so those stay).
+static AttentionTaskFn *attention_task_copy(int f16, int small_in_avx2) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (cpu_has_avx512()) return f16 ? attention_task_avx512_f16 : attention_task_avx512;
+    if (cpu_has_avx512() && !small_in_avx2) return f16 ? attention_task_avx512_f16 : attention_task_avx512;
 #endif
     if (cpu_has_avx2()) return f16 ? attention_task_f16c : attention_task_avx2;
     return attention_task_base;
@@ -562,7 +610,8 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const int f16 = kv_dtype == OPS_KV_F16, avx2 = cpu_has_avx2();
-    AttentionTaskFn *const run_task = attention_task_copy(f16);
+    const int pairs = head_dim == 8 && group >= 2;  // (attention_head_small)
+    AttentionTaskFn *const run_task = attention_task_copy(f16, small_heads(head_dim, block_size) && (f16 || pairs));
     const size_t attn_floats = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
     const size_t widened_floats = f16 && !avx2 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
     const size_t per_thread = attn_floats + widened_floats;

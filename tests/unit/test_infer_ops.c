@@ -278,6 +278,67 @@ static void test_paged_attention_small_heads(void **state) {
         }
 }
 
+// Attention of S sequences (contexts ctx, n_q new rows each, blocks in order) with query heads
+// sharing kv heads (H / KVH of them each), against the same call with every kv head written
+// once per query head that reads it (KVH = H): the same bits. On the CPU, heads of 8 floats
+// that share a kv head go through the small-head path two at a time, sharing each key and value
+// load; alone, each head must compute exactly the same.
+static void gqa_matches_duplicated_heads(int H, int KVH, int hd, int kv_dtype) {
+    enum { S = 4, BS = 16, MAX_BLOCKS = 5 };
+    const int ctx[S] = {37, 16, 1, 70}, n_q[S] = {1, 5, 1, 3}, G = H / KVH;
+    int32_t tables[S * MAX_BLOCKS], qs[S + 1] = {0}, slots[S * MAX_BLOCKS * BS];
+    int n_slots = 0;
+    for (int s = 0; s < S; s++) {
+        for (int b = 0; b < MAX_BLOCKS; b++) tables[s * MAX_BLOCKS + b] = s * MAX_BLOCKS + b;
+        for (int p = 0; p < ctx[s]; p++) slots[n_slots++] = (s * MAX_BLOCKS + p / BS) * BS + p % BS;
+        qs[s + 1] = qs[s] + n_q[s];
+    }
+    const int N = qs[S];
+    float *k = randn((size_t)n_slots * KVH * hd, 1.0f), *v = randn((size_t)n_slots * KVH * hd, 1.0f);
+    const size_t dup_floats = (size_t)n_slots * H * hd;
+    float *k_dup = malloc(dup_floats * sizeof(float)), *v_dup = malloc(dup_floats * sizeof(float));
+    for (int i = 0; i < n_slots; i++)
+        for (int h = 0; h < H; h++) {
+            memcpy(k_dup + ((size_t)i * H + h) * hd, k + ((size_t)i * KVH + h / G) * hd, hd * sizeof(float));
+            memcpy(v_dup + ((size_t)i * H + h) * hd, v + ((size_t)i * KVH + h / G) * hd, hd * sizeof(float));
+        }
+    float *q = randn((size_t)N * H * hd, 1.0f), *out[2];
+    const size_t cells = (size_t)S * MAX_BLOCKS * BS, elem = ops_kv_dtype_bytes(kv_dtype);
+    int32_t *d_slots = dev(slots, (size_t)n_slots * 4), *d_tables = dev(tables, sizeof tables);
+    int32_t *d_qs = dev(qs, sizeof qs), *d_ctx = dev(ctx, sizeof ctx);
+    float *d_q = dev(q, (size_t)N * H * hd * 4), *d_out = ops_alloc((size_t)N * H * hd * 4);
+    for (int dup = 0; dup <= 1; dup++) {
+        const int kvh = dup ? H : KVH;
+        void *d_k = ops_alloc(cells * kvh * hd * elem), *d_v = ops_alloc(cells * kvh * hd * elem);
+        float *d_kr = dev(dup ? k_dup : k, (size_t)n_slots * kvh * hd * 4);
+        float *d_vr = dev(dup ? v_dup : v, (size_t)n_slots * kvh * hd * 4);
+        ops_kv_cache_write(d_k, d_v, d_kr, d_vr, d_slots, n_slots, kvh, hd, BS, kv_dtype);
+        ops_paged_attention_forward(d_out, d_q, d_k, d_v, d_tables, d_qs, d_ctx, S, MAX_BLOCKS, BS, H, kvh, hd,
+                                    kv_dtype);
+        out[dup] = malloc((size_t)N * H * hd * sizeof(float));
+        ops_copy_to_host(out[dup], d_out, (size_t)N * H * hd * 4);
+        ops_free(d_k), ops_free(d_v), ops_free(d_kr), ops_free(d_vr);
+    }
+    assert_memory_equal(out[0], out[1], (size_t)N * H * hd * sizeof(float));
+    free(k), free(v), free(k_dup), free(v_dup), free(q), free(out[0]), free(out[1]);
+    void *d[] = {d_slots, d_tables, d_qs, d_ctx, d_q, d_out};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) ops_free(d[i]);
+}
+
+static void test_paged_attention_gqa_as_duplicated_heads(void **state) {
+    (void)state;
+    // Heads of 8 in pairs (stories260K: 8 heads, 4 kv heads), groups of 3 (a pair and one
+    // alone) and 4; heads of 16 and 48 for the other paths; fp32 and fp16 caches.
+    for (int f16 = 0; f16 <= 1; f16++) {
+        const int kv = f16 ? OPS_KV_F16 : OPS_KV_F32;
+        gqa_matches_duplicated_heads(8, 4, 8, kv);
+        gqa_matches_duplicated_heads(6, 2, 8, kv);
+        gqa_matches_duplicated_heads(8, 2, 8, kv);
+        gqa_matches_duplicated_heads(4, 2, 16, kv);
+        gqa_matches_duplicated_heads(4, 2, 48, kv);
+    }
+}
+
 static void test_paged_attention_ignores_other_slots(void **state) {
     (void)state;
     // Slots that no row may see (the rest of a sequence's last block, blocks of no sequence)
@@ -634,6 +695,7 @@ int main(void) {
         cmocka_unit_test(test_paged_attention_mha_and_mqa),
         cmocka_unit_test(test_paged_attention_head_sizes),
         cmocka_unit_test(test_paged_attention_small_heads),
+        cmocka_unit_test(test_paged_attention_gqa_as_duplicated_heads),
         cmocka_unit_test(test_paged_attention_ignores_other_slots),
         cmocka_unit_test(test_paged_attention_baseline_copy),
         cmocka_unit_test(test_paged_attention_fp16_cache),
