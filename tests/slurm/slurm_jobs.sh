@@ -79,12 +79,11 @@ ok "sbatch submits the jobs ($all)"
 
 # The long job requeues itself. Between two allocations Slurm can show it in a finished state
 # for a moment (a CI run's wait ended while the job went on to its third allocation), so it has
-# ended only once its last allocation decided not to requeue it, or once it has looked
-# finished for 20 s (an allocation killed before it could say).
-long_decision() {
-    grep -E "requeueing job|run finished|finished, not requeued|run failed|requeue failed|not under Slurm|giving up" \
-        "$D/long.out" 2>/dev/null | tail -1
-}
+# ended only once its last allocation decided not to requeue it (the job script's last word on
+# it, jobs/lib/asyncrl_job.sh), or once it has looked finished for 20 s (an allocation killed
+# before it could say).
+decisions='requeueing job|run finished|finished, not requeued|run failed|requeue failed|not under Slurm|giving up'
+long_decision() { grep -E "^\[asyncrl-job.*($decisions)" "$D/long.out" 2>/dev/null | tail -1; }
 long_idle_since=""
 long_ended() {
     if cluster_job_busy "$long_id"; then
