@@ -27,7 +27,8 @@
 // the results are batch invariant. Loops are compiled three times (baseline, AVX2+FMA and
 // AVX-512, see cpu.h); the AVX-512 copy's general path scores 16 keys and sums 16 value floats
 // per vector, lane by lane the AVX2 copy's operations, so all copies give the same bits (the
-// small-head path keeps its 8-key vectors). Scratch per thread: ROWS * G * (longest context
+// small-head path keeps its 8-key vectors, and on AVX-512 machines mostly runs the AVX2 copy:
+// see attention_task_copy). Scratch per thread: ROWS * G * (longest context
 // rounded up to 16) + 2 ROWS * G * hd floats.
 //
 // An fp16 cache (OPS_KV_F16) holds the same layout in halves: the memory traffic, which bounds
@@ -565,9 +566,10 @@ CPU_AVX512 static void attention_task_avx512_f16(float *out, float *scratch, con
 // The copy for this processor and cache type. On AVX-512 machines, small heads take the AVX2
 // copy when the cache is fp16 or their heads go in pairs: their path is written in vectors of
 // 8, which the AVX-512 build (without AVX512-VL) confines to the AVX2 registers and partly
-// widens. Single-thread microbench, 32 decode rows x 5 layers, contexts 17..144: stories260K
-// heads (8 floats, 2 per kv head) 225 -> 177 us with fp16, 234 -> 215 us with fp32; unpaired
-// heads of 8 with fp16 the same, with fp32 352 -> 377 us (so those stay).
+// widens. Single-thread microbench, 32 decode rows x 5 layers, contexts 17..144, with the pairs
+// in both: stories260K heads (8 floats, 2 per kv head) 244-254 -> 168-177 us with fp16 (the
+// AVX-512 copy -> the AVX2 copy), 265-271 -> 219-224 us with fp32; unpaired heads of 8 with
+// fp16 the same, with fp32 352 -> 377 us (so those stay).
 static AttentionTaskFn *attention_task_copy(int f16, int small_in_avx2) {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (cpu_has_avx512() && !small_in_avx2) return f16 ? attention_task_avx512_f16 : attention_task_avx512;
