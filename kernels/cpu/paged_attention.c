@@ -63,6 +63,10 @@ static inline int small_heads(int head_dim, int block_size) {
     return head_dim <= SMALL_HEAD && block_size % KEYS == 0;
 }
 
+// Whether small heads go two at a time (attention_head_small): heads of 8 floats that share a
+// kv head (GQA); wider heads would not keep two heads' vectors in registers.
+static inline int small_heads_in_pairs(int head_dim, int group) { return head_dim == 8 && group >= 2; }
+
 // dst (n) = src (n) widened (exact), for the baseline copy of attention over an fp16 cache.
 static void widen(float *restrict dst, const half *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = (float)src[i];
@@ -493,15 +497,14 @@ static CPU_INLINE void small_head_rows(float *const *o, float *const *s, const f
 
 // Every (row, head) of the task's tile for kv head t->g through small_head_rows (heads of 8 and
 // 16 floats get their own copies, other sizes run its loops over hd), with the first 2 `stride`
-// floats of scratch for the scores. Heads of 8 floats go two at a time (the heads of a row that
-// share the kv head: GQA), which is what their loads cost most; wider heads would not keep two
-// heads' vectors in registers.
+// floats of scratch for the scores. Heads of 8 floats that share the kv head go two at a time
+// (small_heads_in_pairs): for them the loads cost the most.
 static CPU_INLINE void attention_head_small(float *out, float *scratch, const AttnArgs *a, const AttnTask *t,
                                             const int kv) {
     const int hd = a->head_dim, q_stride = a->n_heads * hd, G = a->group;
     float *s[2] = {scratch, scratch + a->stride};
     for (int r = 0; r < t->n_rows; r++) {
-        const int keys = t->pos0 + r + 1, step = hd == 8 && G >= 2 ? 2 : 1;
+        const int keys = t->pos0 + r + 1, step = small_heads_in_pairs(hd, G) ? 2 : 1;
         for (int hh = 0; hh < G; hh += step) {
             const int nh = G - hh < step ? G - hh : step;
             const size_t at = (size_t)(t->row0 + r) * q_stride + (size_t)(t->g * G + hh) * hd;
@@ -612,8 +615,8 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const int f16 = kv_dtype == OPS_KV_F16, avx2 = cpu_has_avx2();
-    const int pairs = head_dim == 8 && group >= 2;  // (attention_head_small)
-    AttentionTaskFn *const run_task = attention_task_copy(f16, small_heads(head_dim, block_size) && (f16 || pairs));
+    const int small_in_avx2 = small_heads(head_dim, block_size) && (f16 || small_heads_in_pairs(head_dim, group));
+    AttentionTaskFn *const run_task = attention_task_copy(f16, small_in_avx2);
     const size_t attn_floats = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
     const size_t widened_floats = f16 && !avx2 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
     const size_t per_thread = attn_floats + widened_floats;
