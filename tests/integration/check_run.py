@@ -52,6 +52,8 @@ if margin is not None:
     reward = f["steps/reward_mean"][:]
     q = max(1, len(reward) // 4)
     first, last = float(np.mean(reward[:q])), float(np.mean(reward[-q:]))
+    tenths = [f"{x:.3f}" for x in (np.mean(c) for c in np.array_split(reward, 10))]
     report(last >= first + margin, f"reward rises: first quarter {first:.3f}, last quarter {last:.3f}",
-           f"expected a gain of at least {margin}")
+           f"expected a gain of at least {margin}; reward by tenths of the run {' '.join(tenths)}; "
+           f"mean off-policy level {np.mean(logged_mean):.2f}, entropy {np.mean(f['steps/entropy'][:]):.3f}")
 finish()
