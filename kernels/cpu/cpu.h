@@ -59,7 +59,7 @@ void cpu_packed_gemm(const CpuOutput *out, const float *in, const CpuPackedWeigh
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define CPU_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define CPU_AVX512 __attribute__((target("avx512f,avx2,fma,f16c,prefer-vector-width=512")))
+#define CPU_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma,f16c,prefer-vector-width=512")))
 #else
 #define CPU_AVX2
 #define CPU_AVX512
@@ -69,10 +69,11 @@ void cpu_packed_gemm(const CpuOutput *out, const float *in, const CpuPackedWeigh
 // 1 when the processor has AVX2, FMA and F16C (checked once) and the environment variable
 // ASYNCRL_CPU_BASELINE is not "1" (set by the tests to check the baseline build too), else 0.
 int cpu_has_avx2(void);
-// 1 when cpu_has_avx2() and the processor has AVX-512 F (checked once) and the environment
-// variable ASYNCRL_CPU_NO_AVX512 is not "1" (set by the tests to check the AVX2 build too).
-// The packed decode GEMM, the sampler and both attention kernels have an AVX-512 build
-// (CPU_AVX512 also makes GCC vectorise loops 16 floats wide).
+// 1 when cpu_has_avx2() and the processor has AVX-512 F and VL (checked once) and the
+// environment variable ASYNCRL_CPU_NO_AVX512 is not "1" (set by the tests to check the AVX2
+// build too). The packed decode GEMM, the sampler and both attention kernels have an AVX-512
+// build (CPU_AVX512 also makes GCC vectorise loops 16 floats wide; with VL, code in vectors of
+// 8 floats gets 32 registers and masks there too).
 int cpu_has_avx512(void);
 
 // Work (in floats touched, or multiply-adds) below which an op runs on one thread: forking a

@@ -49,7 +49,7 @@ int cpu_has_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f");
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl");
     }
     const char *no_avx512 = getenv("ASYNCRL_CPU_NO_AVX512");  // tests run the AVX2 build too
     return cached && cpu_has_avx2() && !(no_avx512 && no_avx512[0] == '1');

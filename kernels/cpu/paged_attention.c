@@ -27,9 +27,8 @@
 // the results are batch invariant. Loops are compiled three times (baseline, AVX2+FMA and
 // AVX-512, see cpu.h); the AVX-512 copy's general path scores 16 keys and sums 16 value floats
 // per vector, lane by lane the AVX2 copy's operations, so all copies give the same bits (the
-// small-head path keeps its 8-key vectors, and on AVX-512 machines mostly runs the AVX2 copy:
-// see attention_task_copy). Scratch per thread: ROWS * G * (longest context
-// rounded up to 16) + 2 ROWS * G * hd floats.
+// small-head path keeps its 8-key vectors in every copy: see attention_task_copy). Scratch per
+// thread: ROWS * G * (longest context rounded up to 16) + 2 ROWS * G * hd floats.
 //
 // An fp16 cache (OPS_KV_F16) holds the same layout in halves: the memory traffic, which bounds
 // decode with many sequences, is halved. The AVX2 copy reads the halves straight into the
@@ -334,9 +333,10 @@ static CPU_INLINE void tile_values(float *out, float *acc, const float *scores, 
 }
 
 // ---------------------------------------------------------------------------------------
-// Small heads: one (row, head) at a time along its keys, KEYS (8) keys per vector. (Vectors of
-// 16 keys would suit AVX-512, but a vector type wider than the copy's registers lives in memory
-// in the AVX2 copy; with 8 lanes, AVX2 and AVX-512 machines run the same copy and agree.)
+// Small heads: one (row, head) at a time along its keys, KEYS (8) keys per vector, in every copy
+// (so they agree). Vectors of 16 keys for the scores and exponentials in the AVX-512 copy, with
+// the sums still 8 lanes wide to keep the bits, were tried: no faster than 8 keys with VL's 32
+// registers (stories260K heads, 64 decode rows x 5 layers: 387-395 against 383-400 us, fp16).
 
 // The lanes l < n.
 static CPU_INLINE v8i lanes_below(int n) {
@@ -566,16 +566,14 @@ CPU_AVX512 static void attention_task_avx512_f16(float *out, float *scratch, con
 }
 #endif
 
-// The copy for this processor and cache type. On AVX-512 machines, small heads take the AVX2
-// copy when the cache is fp16 or their heads go in pairs: their path is written in vectors of
-// 8, which the AVX-512 build (without AVX512-VL) confines to the AVX2 registers and partly
-// widens. Single-thread microbench, 32 decode rows x 5 layers, contexts 17..144, with the pairs
-// in both: stories260K heads (8 floats, 2 per kv head) 244-254 -> 168-177 us with fp16 (the
-// AVX-512 copy -> the AVX2 copy), 265-271 -> 219-224 us with fp32; unpaired heads of 8 with
-// fp16 the same, with fp32 352 -> 377 us (so those stay).
-static AttentionTaskFn *attention_task_copy(int f16, int small_in_avx2) {
+// The copy for this processor and cache type. The AVX-512 copy is built with AVX512-VL, so the
+// small-head path's vectors of 8 get 32 registers there (without VL, GCC confined them to the
+// 16 AVX2 registers, and small heads ran faster in the AVX2 copy). Single-thread microbench,
+// 64 decode rows x 5 layers, contexts 17..144, stories260K heads (8 floats, 2 per kv head):
+// AVX2 copy 431-444 us with fp16, 540-597 us with fp32; AVX-512 copy with VL 383-400 and 460-503.
+static AttentionTaskFn *attention_task_copy(int f16) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (cpu_has_avx512() && !small_in_avx2) return f16 ? attention_task_avx512_f16 : attention_task_avx512;
+    if (cpu_has_avx512()) return f16 ? attention_task_avx512_f16 : attention_task_avx512;
 #endif
     if (cpu_has_avx2()) return f16 ? attention_task_f16c : attention_task_avx2;
     return attention_task_base;
@@ -615,8 +613,7 @@ void ops_paged_attention_forward(float *out, const float *q, const void *k_cache
     }
     const size_t stride = ((size_t)max_ctx + 15) / 16 * 16;
     const int f16 = kv_dtype == OPS_KV_F16, avx2 = cpu_has_avx2();
-    const int small_in_avx2 = small_heads(head_dim, block_size) && (f16 || small_heads_in_pairs(head_dim, group));
-    AttentionTaskFn *const run_task = attention_task_copy(f16, small_in_avx2);
+    AttentionTaskFn *const run_task = attention_task_copy(f16);
     const size_t attn_floats = ((size_t)ROWS * group * (stride + 2 * head_dim + 1) + 15) / 16 * 16;
     const size_t widened_floats = f16 && !avx2 ? ((size_t)head_dim * block_size + 15) / 16 * 16 : 0;
     const size_t per_thread = attn_floats + widened_floats;

@@ -35,9 +35,10 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 static CPU_INLINE v8f select8(v8i m, v8f a, v8f b) { return (v8f)((m & (v8i)a) | (~m & (v8i)b)); }
 
 // What a key/value array holds, a constant in each compiled copy: fp32, or IEEE halves read
-// with F16C (only the AVX2 copies of a kernel may use KV_F16C; the instruction is written as
-// inline asm because an F16C intrinsic may not even appear in code that the baseline copies
-// inline, and GCC 12 does not vectorise half -> float conversions).
+// with F16C (only the AVX2 and AVX-512 copies of a kernel may use KV_F16C; the instruction is
+// written as inline asm because an F16C intrinsic may not even appear in code that the baseline
+// copies inline, and GCC 12 does not vectorise half -> float conversions). Its "v" operand is
+// any of the copy's vector registers: 16 in the AVX2 copies, 32 in the AVX-512 ones (AVX512-VL).
 enum { KV_F32 = 0, KV_F16C = 1 };
 
 // Elements i .. i+7 of p as floats.
@@ -45,7 +46,7 @@ static CPU_INLINE v8f load8_kv(const void *p, size_t i, const int kv) {
     if (kv == KV_F16C) {
         v8f r;
 #if defined(__x86_64__) && defined(__GNUC__)
-        __asm__("vcvtph2ps %1, %0" : "=x"(r) : "m"(*(const char(*)[16])((const char *)p + 2 * i)));
+        __asm__("vcvtph2ps %1, %0" : "=v"(r) : "m"(*(const char(*)[16])((const char *)p + 2 * i)));
 #else
         for (int l = 0; l < 8; l++) r[l] = (float)((const _Float16 *)p)[i + l];  // no F16C: one at a time
 #endif
