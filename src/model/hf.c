@@ -318,7 +318,7 @@ static int write_config(const Model *m, const char *dir, ErrorBuf *err) {
     snprintf(path, sizeof path, "%s/config.json", dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *fp = fopen(tmp, "w");
-    if (!fp) return error_set(err, "cannot create %s", tmp);
+    if (!fp) return error_set(err, "cannot create %s: %s", tmp, strerror(errno));
     const int qwen2 = c->qkv_bias;
     fprintf(fp, "{\n");
     fprintf(fp, "  \"architectures\": [\"%s\"],\n", qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM");

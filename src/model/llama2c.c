@@ -3,6 +3,7 @@
 // allocated from it.
 #include "model/llama2c.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +59,7 @@ static int read_header(FILE *fp, const char *path, ModelConfig *c, uint64_t *fil
 
 int llama2c_read_config(const char *path, ModelConfig *out, ErrorBuf *err) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return error_set(err, "cannot open %s", path);
+    if (!fp) return error_set(err, "cannot open the model file %s: %s", path, strerror(errno));
     uint64_t size;
     int rc = read_header(fp, path, out, &size, err);
     fclose(fp);
@@ -78,7 +79,7 @@ static const TensorKind LAYER_ORDER[] = {TENSOR_ATTN_NORM, TENSOR_WQ, TENSOR_WK,
 
 Model *llama2c_load(const char *path, ErrorBuf *err) {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return error_set(err, "cannot open %s", path), NULL;
+    if (!fp) return error_set(err, "cannot open the model file %s: %s", path, strerror(errno)), NULL;
     ModelConfig c;
     uint64_t size;
     if (read_header(fp, path, &c, &size, err) != 0) {
@@ -125,7 +126,7 @@ int llama2c_save(const Model *m, const char *path, ErrorBuf *err) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *fp = fopen(tmp, "wb");
-    if (!fp) return error_set(err, "cannot create %s", tmp);
+    if (!fp) return error_set(err, "cannot create %s: %s", tmp, strerror(errno));
     int32_t h[7] = {c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
                     c->tied_embeddings ? c->vocab_size : -c->vocab_size, c->max_seq_len};
     int ok = fwrite(h, sizeof h, 1, fp) == 1;

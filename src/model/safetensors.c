@@ -1,6 +1,7 @@
 // safetensors reader (validating every header field against the file size) and F32 writer.
 #include "model/safetensors.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ static int parse_entry(const char *path, const char *name, const Json *e, uint64
 int safetensors_open(SafetensorsFile *f, const char *path, ErrorBuf *err) {
     memset(f, 0, sizeof *f);
     FILE *fp = fopen(path, "rb");
-    if (!fp) return error_set(err, "cannot open %s: no such file or not readable", path);
+    if (!fp) return error_set(err, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
@@ -169,7 +170,7 @@ static float f16_to_f32(uint16_t h) {
 
 int safetensors_read_f32(const SafetensorsFile *f, const StTensor *t, float *out, ErrorBuf *err) {
     FILE *fp = fopen(f->path, "rb");
-    if (!fp) return error_set(err, "cannot open %s", f->path);
+    if (!fp) return error_set(err, "cannot open %s: %s", f->path, strerror(errno));
     const size_t bytes = (size_t)(t->end - t->begin);
     void *raw = t->dtype == ST_F32 ? (void *)out : xmalloc(bytes ? bytes : 1);
     int ok = fseeko(fp, (off_t)t->begin, SEEK_SET) == 0 && fread(raw, 1, bytes, fp) == bytes;
@@ -219,7 +220,7 @@ int safetensors_write(const char *path, int n, const char *const *names, const i
     FILE *fp = fopen(tmp, "wb");
     if (!fp) {
         free(header);
-        return error_set(err, "cannot create %s", tmp);
+        return error_set(err, "cannot create %s: %s", tmp, strerror(errno));
     }
     unsigned char len_bytes[8];
     for (int i = 0; i < 8; i++) len_bytes[i] = (unsigned char)((uint64_t)len >> (8 * i));

@@ -4,6 +4,7 @@
 // vocabulary mismatch, batches that break the packing rules) gives an error that says what is
 // wrong, never a crash. Set ASYNCRL_EXPORT_DIR=DIR to also write the llama fixture through
 // hf_save into DIR (for make_model_fixtures.py --check-export DIR, the transformers check).
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,7 +250,8 @@ static void test_bad_llama2c_files(void **state) {
     bad[1] = 0;
     expect_bin_error(bad, sizeof bad, "both must be positive");
     assert_null(llama2c_load(tmp_path("missing.bin"), &err));
-    assert_non_null(strstr(err.msg, "cannot open"));
+    assert_non_null(strstr(err.msg, "cannot open the model file"));
+    assert_non_null(strstr(err.msg, strerror(ENOENT)));  // and why
     free(good);
     model_free(m);
 }
