@@ -130,6 +130,10 @@ static int parse_config(const Json *cfg, const char *path, ModelConfig *c, Error
 int hf_read_config(const char *dir, ModelConfig *out, ErrorBuf *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT && stat(dir, &st) == 0)  // (a missing dir: read_json_file says so)
+        return error_set(err, "%s has no config.json: a model is a Hugging Face directory (config.json + "
+                              "model.safetensors) or a llama2.c .bin file", dir);
     Json *cfg = read_json_file(path, err);
     if (!cfg) return -1;
     int rc = parse_config(cfg, path, out, err);

@@ -393,6 +393,11 @@ static void test_bad_hf_directories(void **state) {
     ErrorBuf err;
     assert_null(hf_load(tmp_path("no_such_dir"), &err));
     assert_non_null(strstr(err.msg, "cannot open"));
+    const char *empty = tmp_path("empty_dir");  // a directory, but not a model
+    assert_int_equal(mkdir(empty, 0700), 0);
+    assert_null(hf_load(empty, &err));
+    assert_non_null(strstr(err.msg, "has no config.json: a model is a Hugging Face directory"));
+    rmdir(empty);
 }
 
 // Sharded checkpoints: an index naming files outside the directory is refused; a real
