@@ -14,8 +14,7 @@
 // and 1 new token each: prompt tokens / time. Each measurement runs R times (default 3; the
 // single stream 3R times; the concurrencies take turns, R rounds of them, so that their
 // ratios compare the same minutes of a shared machine) and reports the best (the machine may
-// be shared) and every run, one
-// line per measurement:
+// be shared) and every run, one line per measurement:
 //   decode seqs=64 context=17..144 tok/s=12345.6 (best of 3: ...)
 // --kv-cache fp16 runs the engine with an fp16 KV cache (inference.kv_cache_dtype); the lines
 // then end their label with " kv=fp16".

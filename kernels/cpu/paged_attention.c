@@ -501,10 +501,10 @@ static CPU_INLINE void small_head_rows(float *const *o, float *const *s, const f
 // (small_heads_in_pairs): for them the loads cost the most.
 static CPU_INLINE void attention_head_small(float *out, float *scratch, const AttnArgs *a, const AttnTask *t,
                                             const int kv) {
-    const int hd = a->head_dim, q_stride = a->n_heads * hd, G = a->group;
+    const int hd = a->head_dim, q_stride = a->n_heads * hd, G = a->group, step = small_heads_in_pairs(hd, G) ? 2 : 1;
     float *s[2] = {scratch, scratch + a->stride};
     for (int r = 0; r < t->n_rows; r++) {
-        const int keys = t->pos0 + r + 1, step = small_heads_in_pairs(hd, G) ? 2 : 1;
+        const int keys = t->pos0 + r + 1;
         for (int hh = 0; hh < G; hh += step) {
             const int nh = G - hh < step ? G - hh : step;
             const size_t at = (size_t)(t->row0 + r) * q_stride + (size_t)(t->g * G + hh) * hd;
