@@ -30,32 +30,60 @@ static Json *read_json_file(const char *path, ErrorBuf *err) {
     return root;
 }
 
-// Integer field: required (def < 0 means required) or default. 0 or -1 + err.
-static int get_int(const Json *cfg, const char *path, const char *key, long long def, long long *out,
-                   ErrorBuf *err) {
+// Integer field: required (def < 0 means required) or default; a value beyond +-2^30 is an
+// error here (model_config_resolve checks each field's own range). 0 or -1 + err.
+static int get_int(const Json *cfg, const char *path, const char *key, long long def, int *out, ErrorBuf *err) {
     const Json *v = json_get(cfg, key);
     if (!v || v->type == JSON_NULL) {
         if (def < 0) return error_set(err, "%s: missing \"%s\"", path, key);
-        *out = def;
+        *out = (int)def;
         return 0;
     }
-    if (json_get_int(cfg, key, out) != 0) return error_set(err, "%s: \"%s\" must be an integer", path, key);
+    long long x;
+    if (json_get_int(cfg, key, &x) != 0) return error_set(err, "%s: \"%s\" must be an integer", path, key);
+    if (x > (1 << 30) || x < -(1 << 30))
+        return error_set(err, "%s: \"%s\" = %lld is out of range (not a model this size)", path, key, x);
+    *out = (int)x;
     return 0;
 }
 
-static int get_bool(const Json *cfg, const char *key, int def) {
+// Number field: left as it is when absent or null. 0 or -1 + err.
+static int get_number(const Json *cfg, const char *path, const char *key, double *out, ErrorBuf *err) {
     const Json *v = json_get(cfg, key);
-    return v && v->type == JSON_BOOL ? v->boolean : def;
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_NUMBER) return error_set(err, "%s: \"%s\" must be a number", path, key);
+    *out = v->number;
+    return 0;
 }
 
-static int is_true(const Json *cfg, const char *key) {
+// Boolean field: false when absent or null. 0 or -1 + err.
+static int get_bool(const Json *cfg, const char *path, const char *key, int *out, ErrorBuf *err) {
     const Json *v = json_get(cfg, key);
-    return v && v->type == JSON_BOOL && v->boolean;
+    *out = 0;
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type != JSON_BOOL) return error_set(err, "%s: \"%s\" must be true or false", path, key);
+    *out = v->boolean;
+    return 0;
 }
 
 static int not_null(const Json *cfg, const char *key) {
     const Json *v = json_get(cfg, key);
     return v && v->type != JSON_NULL;
+}
+
+// The llama features asyncrl does not implement, each an error when set to true.
+static int check_unsupported_flags(const Json *cfg, const char *path, ErrorBuf *err) {
+    static const char *const flags[][2] = {
+        {"attention_bias", "biases on q/k/v/o projections are not supported for llama models"},
+        {"mlp_bias", "MLP biases are not supported"},
+        {"use_sliding_window", "sliding-window attention is not supported (full attention only)"},
+    };
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        int on;
+        if (get_bool(cfg, path, flags[i][0], &on, err)) return -1;
+        if (on) return error_set(err, "%s: %s = true: %s", path, flags[i][0], flags[i][1]);
+    }
+    return 0;
 }
 
 static int parse_config(const Json *cfg, const char *path, ModelConfig *c, ErrorBuf *err) {
@@ -71,35 +99,26 @@ static int parse_config(const Json *cfg, const char *path, ModelConfig *c, Error
         return error_set(err, "%s: model_type \"%s\" (architecture %s) is not supported: asyncrl loads llama "
                               "(LlamaForCausalLM) and qwen2 (Qwen2ForCausalLM)",
                          path, type ? type : "?", arch0 ? arch0 : "?");
-    long long v;
-    if (get_int(cfg, path, "hidden_size", -1, &v, err)) return -1;
-    c->dim = (int)(v > (1 << 30) ? -1 : v);
-    if (get_int(cfg, path, "num_hidden_layers", -1, &v, err)) return -1;
-    c->n_layers = (int)(v > (1 << 30) ? -1 : v);
-    if (get_int(cfg, path, "num_attention_heads", -1, &v, err)) return -1;
-    c->n_heads = (int)(v > (1 << 30) ? -1 : v);
-    if (get_int(cfg, path, "num_key_value_heads", c->n_heads > 0 ? c->n_heads : 1, &v, err)) return -1;
-    c->n_kv_heads = (int)(v > (1 << 30) ? -1 : v);
-    if (get_int(cfg, path, "head_dim", 0, &v, err)) return -1;
-    c->head_dim = (int)(v > (1 << 30) ? -1 : v);
-    if (get_int(cfg, path, "intermediate_size", -1, &v, err)) return -1;
-    c->hidden_dim = (int)(v > (1 << 30) ? -1 : v);
+    if (get_int(cfg, path, "hidden_size", -1, &c->dim, err)) return -1;
+    if (get_int(cfg, path, "num_hidden_layers", -1, &c->n_layers, err)) return -1;
+    if (get_int(cfg, path, "num_attention_heads", -1, &c->n_heads, err)) return -1;
+    if (get_int(cfg, path, "num_key_value_heads", c->n_heads > 0 ? c->n_heads : 1, &c->n_kv_heads, err)) return -1;
+    if (get_int(cfg, path, "head_dim", 0, &c->head_dim, err)) return -1;
+    if (get_int(cfg, path, "intermediate_size", -1, &c->hidden_dim, err)) return -1;
     if (c->hidden_dim == 0) return error_set(err, "%s: intermediate_size must be positive", path);
-    if (get_int(cfg, path, "vocab_size", -1, &v, err)) return -1;
-    c->vocab_size = (int)(v > (1 << 30) ? -1 : v);
-    if (get_int(cfg, path, "max_position_embeddings", 2048, &v, err)) return -1;
-    c->max_seq_len = (int)(v > (1 << 30) ? -1 : v);
+    if (get_int(cfg, path, "vocab_size", -1, &c->vocab_size, err)) return -1;
+    if (get_int(cfg, path, "max_position_embeddings", 2048, &c->max_seq_len, err)) return -1;
     c->norm_eps = 1e-6;
-    json_get_number(cfg, "rms_norm_eps", &c->norm_eps);
-    c->tied_embeddings = get_bool(cfg, "tie_word_embeddings", 0);
+    if (get_number(cfg, path, "rms_norm_eps", &c->norm_eps, err)) return -1;
+    if (get_bool(cfg, path, "tie_word_embeddings", &c->tied_embeddings, err)) return -1;
     c->qkv_bias = qwen2;
     // RoPE: transformers 5 writes rope_parameters {rope_theta, rope_type}; older files
     // rope_theta (+ rope_scaling) at the top.
     c->rope_theta = 10000.0;
-    json_get_number(cfg, "rope_theta", &c->rope_theta);
+    if (get_number(cfg, path, "rope_theta", &c->rope_theta, err)) return -1;
     const Json *rp = json_get(cfg, "rope_parameters");
     if (rp && rp->type == JSON_OBJECT) {
-        json_get_number(rp, "rope_theta", &c->rope_theta);
+        if (get_number(rp, path, "rope_theta", &c->rope_theta, err)) return -1;
         const char *rt = json_get_string(rp, "rope_type");
         if (rt && strcmp(rt, "default") != 0)
             return error_set(err, "%s: rope_parameters.rope_type \"%s\" is not supported (only \"default\" RoPE)",
@@ -110,12 +129,7 @@ static int parse_config(const Json *cfg, const char *path, ModelConfig *c, Error
     const char *act = json_get_string(cfg, "hidden_act");
     if (act && strcmp(act, "silu") != 0)
         return error_set(err, "%s: hidden_act \"%s\" is not supported (only silu / SwiGLU)", path, act);
-    if (is_true(cfg, "attention_bias"))
-        return error_set(err, "%s: attention_bias = true (biases on q/k/v/o projections) is not supported for "
-                              "llama models", path);
-    if (is_true(cfg, "mlp_bias")) return error_set(err, "%s: mlp_bias = true is not supported", path);
-    if (is_true(cfg, "use_sliding_window"))
-        return error_set(err, "%s: use_sliding_window = true is not supported (full attention only)", path);
+    if (check_unsupported_flags(cfg, path, err)) return -1;
     const Json *lt = json_get(cfg, "layer_types");
     if (lt && lt->type == JSON_ARRAY)
         for (int i = 0; i < lt->count; i++)

@@ -376,6 +376,17 @@ static void test_bad_hf_directories(void **state) {
                     "rope_type \"yarn\" is not supported");
     expect_hf_error("\"hidden_size\": 24,", "", "missing \"hidden_size\"");
     expect_hf_error("\"hidden_size\": 24", "\"hidden_size\": \"big\"", "\"hidden_size\" must be an integer");
+    // Values of the wrong type or beyond int are errors, not defaults or wrapped numbers.
+    expect_hf_error("\"hidden_size\": 24", "\"hidden_size\": 1099511627776",
+                    "\"hidden_size\" = 1099511627776 is out of range");
+    expect_hf_error("\"max_position_embeddings\"", "\"max_position_embeddings\": -5000000000, \"x\"",
+                    "\"max_position_embeddings\" = -5000000000 is out of range");
+    expect_hf_error("\"rms_norm_eps\"", "\"rms_norm_eps\": \"1e-5\", \"x\"", "\"rms_norm_eps\" must be a number");
+    expect_hf_error("\"rope_theta\"", "\"rope_parameters\": {\"rope_theta\": [1]}, \"x\"",
+                    "\"rope_theta\" must be a number");
+    expect_hf_error("\"tie_word_embeddings\"", "\"tie_word_embeddings\": \"yes\", \"x\"",
+                    "\"tie_word_embeddings\" must be true or false");
+    expect_hf_error("\"attention_bias\": false", "\"attention_bias\": 1", "\"attention_bias\" must be true or false");
     // Shapes that do not divide (head_dim removed so it is derived from hidden_size).
     expect_hf_error("\"num_attention_heads\": 4,\n  \"num_key_value_heads\": 2,\n  \"head_dim\": 6",
                     "\"num_attention_heads\": 5,\n  \"num_key_value_heads\": 5", "not divisible by n_heads = 5");
