@@ -179,6 +179,43 @@ static void test_other_shape_and_corruption(void **state) {
     model_free(m);
 }
 
+// A flipped bit inside a tensor's data fails that tensor's checksum: reading says the file is
+// damaged instead of loading a wrong weight.
+static void test_flipped_bit_fails_checksum(void **state) {
+    Model *m = make_model(16, 1);
+    write_ok(m, NULL, 7, 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/checkpoints/step_000007.h5", g_dir);
+    const ModelTensor *t = &m->tensors[m->n_tensors - 1];
+    float *values = malloc(sizeof(float) * t->numel), probe[4];
+    assert_true(t->numel >= 4);
+    model_tensor_to_host(m->params, t, values);
+    memcpy(probe, values, sizeof probe);  // its first 4 floats, to find its data in the file
+    free(values);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f), at = -1;
+    unsigned char *bytes = malloc((size_t)size);
+    fseek(f, 0, SEEK_SET);
+    assert_int_equal(fread(bytes, 1, (size_t)size, f), (size_t)size);
+    for (long i = 0; i + (long)sizeof probe <= size && at < 0; i++)
+        if (memcmp(bytes + i, probe, sizeof probe) == 0) at = i;
+    assert_true(at >= 0);  // the tensor's data as written
+    fseek(f, at + 5, SEEK_SET);
+    fputc(bytes[at + 5] ^ 0x10, f);
+    fclose(f);
+    free(bytes);
+    Model *back = make_model(16, 2);
+    ErrorBuf err;
+    assert_int_equal(checkpoint_read_model(path, back, &err), -1);
+    if (!strstr(err.msg, t->name) || !strstr(err.msg, "a checksum failed")) print_error("got: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, t->name));
+    assert_non_null(strstr(err.msg, "a checksum failed"));
+    model_free(back);
+    model_free(m);
+}
+
 static void test_history(void **state) {
     Model *m = make_model(16, 1);
     float *a = malloc(sizeof(float) * m->n_params), *b = malloc(sizeof(float) * m->n_params);
@@ -246,6 +283,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_skips_incomplete_and_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_shape_and_corruption, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flipped_bit_fails_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
     };
