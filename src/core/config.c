@@ -537,11 +537,42 @@ static int apply_overrides(Config *cfg, char **overrides, int n, ErrorBuf *err) 
     return 0;
 }
 
-static int load_parsed(Config *cfg, config_t *lc, int ok, const char *origin, char **overrides, int n_overrides,
-                       ErrorBuf *err) {
+// Line `line` (from 1) of text, or of the file at path when text is NULL, trimmed, into buf
+// ("" when there is no such line).
+static void source_line(const char *text, const char *path, int line, char *buf, size_t size) {
+    buf[0] = '\0';
+    FILE *f = text ? NULL : fopen(path, "r");
+    if (!text && !f) return;
+    char row[512];
+    const char *at = text;
+    for (int n = 1; n <= line; n++) {
+        if (f) {
+            if (!fgets(row, sizeof row, f)) break;
+            while (!strchr(row, '\n') && fgets(row, sizeof row, f)) {}  // (a longer row: its first part was kept)
+        } else {
+            if (!at || !*at) break;
+            const char *end = strchr(at, '\n');
+            size_t len = end ? (size_t)(end - at) : strlen(at);
+            snprintf(row, sizeof row, "%.*s", (int)(len < sizeof row - 1 ? len : sizeof row - 1), at);
+            at = end ? end + 1 : NULL;
+        }
+        if (n == line) snprintf(buf, size, "%s", trim(row));
+    }
+    if (f) fclose(f);
+}
+
+// text: the parsed string (config_load_text), or NULL when it came from the file `origin`.
+static int load_parsed(Config *cfg, config_t *lc, int ok, const char *origin, const char *text, char **overrides,
+                       int n_overrides, ErrorBuf *err) {
     if (!ok) {
-        int rc = error_set(err, "%s:%d: syntax error: %s", config_error_file(lc) ? config_error_file(lc) : origin,
-                           config_error_line(lc), config_error_text(lc));
+        const char *file = config_error_file(lc) ? config_error_file(lc) : origin;
+        const int line = config_error_line(lc);
+        char near[160];
+        source_line(config_error_file(lc) ? NULL : text, file, line, near, sizeof near);
+        int rc = error_set(err, "%s:%d: %s%s%s%s (a setting is `key = value;` inside `group = { ... };`, strings in "
+                                "double quotes; the mistake may be earlier: the end of the line before, or a quote or brace left open "
+                                "above)",
+                           file, line, config_error_text(lc), near[0] ? " near `" : "", near, near[0] ? "`" : "");
         config_destroy(lc);
         return rc;
     }
@@ -561,7 +592,7 @@ int config_load(Config *cfg, const char *path, char **overrides, int n_overrides
     config_init(&lc);
     int ok = config_read(&lc, f) == CONFIG_TRUE;
     fclose(f);
-    return load_parsed(cfg, &lc, ok, path, overrides, n_overrides, err);
+    return load_parsed(cfg, &lc, ok, path, NULL, overrides, n_overrides, err);
 }
 
 int config_load_text(Config *cfg, const char *text, const char *origin, char **overrides, int n_overrides,
@@ -571,7 +602,7 @@ int config_load_text(Config *cfg, const char *text, const char *origin, char **o
     config_t lc;
     config_init(&lc);
     int ok = config_read_string(&lc, text) == CONFIG_TRUE;
-    return load_parsed(cfg, &lc, ok, origin, overrides, n_overrides, err);
+    return load_parsed(cfg, &lc, ok, origin, text, overrides, n_overrides, err);
 }
 
 int config_set(Config *cfg, const char *assignment, ErrorBuf *err) {

@@ -20,7 +20,9 @@ expect_error "wrong type" 'run = {
 };' "bad.cfg:2" "run.max_steps" "expected an integer"
 expect_error "out of range" 'loss = { mask_low = 2.0; };' "loss.mask_low = 2" "out of range" "[0, 1]"
 expect_error "batch not divisible by group" 'orchestrator = { batch_size = 30; group_size = 8; };' "not a multiple" "batch_size = 32"
-expect_error "syntax error" 'run = { seed = ; };' "bad.cfg:1" "syntax error"
+expect_error "syntax error" 'run = { seed = ; };' "bad.cfg:1: syntax error near \`run = { seed = ; };\`"
+expect_error "syntax error: a quote left open" 'run = { output_dir = "x; };
+ranks = { trainers = 1; };' "bad.cfg:3: syntax error" "a quote or brace left open above"
 
 printf 'run = { seed = 5; };\n' >"$cfg"
 if "$BIN" check "$cfg" --set trainer.lr=abc >/dev/null 2>"$TMP_ROOT/err"; then

@@ -120,9 +120,15 @@ static void test_world_size(void **state) {
 }
 
 static void test_syntax_error(void **state) {
-    expect_error("run = { seed = 1 }\ntrainer = { lr = ; };\n", NULL, 0, (const char *[]){"syntax error", NULL});
+    expect_error("run = { seed = 1 }\ntrainer = { lr = ; };\n", NULL, 0,
+                 (const char *[]){":2: syntax error near `trainer = { lr = ; };`", "key = value;", NULL});
     Config cfg;
     ErrorBuf err;
+    // A config from a string (a checkpoint's config text) quotes its line too.
+    assert_int_equal(config_load_text(&cfg, "run = { seed = 1; };\n\n  model = { dim = 64 64; };\n", "ckpt", NULL, 0,
+                                      &err), -1);
+    if (!strstr(err.msg, "ckpt:3: syntax error near `model = { dim = 64 64; };`")) print_error("got: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "ckpt:3: syntax error near `model = { dim = 64 64; };`"));
     assert_int_equal(config_load(&cfg, "/nonexistent/x.cfg", NULL, 0, &err), -1);
     assert_non_null(strstr(err.msg, "/nonexistent/x.cfg"));
 }
