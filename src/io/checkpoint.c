@@ -328,7 +328,9 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
 // Finding
 
 // What a failed read of a dataset means: its checksum failed, or HDF5 could not follow the file.
-#define DAMAGED "cannot be read: the file is damaged (a checksum failed or it is corrupt); use another checkpoint"
+#define DAMAGED                                                                                    \
+    "cannot be read: the file is damaged (a checksum failed or it is corrupt); use another checkpoint " \
+    "(to resume from an earlier one: --set checkpoint.resume=STEP)"
 
 int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size_t path_size, ErrorBuf *err) {
     path[0] = '\0';
