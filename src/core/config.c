@@ -569,9 +569,10 @@ static int load_parsed(Config *cfg, config_t *lc, int ok, const char *origin, co
         const int line = config_error_line(lc);
         char near[160];
         source_line(config_error_file(lc) ? NULL : text, file, line, near, sizeof near);
-        int rc = error_set(err, "%s:%d: %s%s%s%s (a setting is `key = value;` inside `group = { ... };`, strings in "
-                                "double quotes; the mistake may be earlier: the end of the line before, or a quote or brace left open "
-                                "above)",
+        int rc = error_set(err,
+                           "%s:%d: %s%s%s%s (a setting is `key = value;` inside `group = { ... };`, strings in double "
+                           "quotes; the mistake may be earlier: the end of the line before, or a quote or brace left "
+                           "open above)",
                            file, line, config_error_text(lc), near[0] ? " near `" : "", near, near[0] ? "`" : "");
         config_destroy(lc);
         return rc;
