@@ -1,7 +1,8 @@
-// `asyncrl generate` (see generate.h): loads a llama2.c .bin file or a Hugging Face directory
-// (detected), a tokenizer (--tokenizer; for a .bin file the tokenizer.bin beside it, like
-// llama2.c's -z; for a directory its tokenizer.bin, or the byte tokenizer when the vocabulary
-// is the byte tokenizer's), encodes the prompt after BOS, and runs one request through the
+// `asyncrl generate` (see generate.h): loads a llama2.c .bin file, a Hugging Face directory or
+// an asyncrl checkpoint (detected), a tokenizer (--tokenizer; for a .bin file the tokenizer.bin
+// beside it, like llama2.c's -z; for a directory its tokenizer.bin, or the byte tokenizer when
+// the vocabulary is the byte tokenizer's; for a checkpoint the model.tokenizer of the config it
+// was trained with), encodes the prompt after BOS, and runs one request through the
 // engine, printing each new token's text as soon as it is sampled. Stops at max tokens, at
 // the end of the context, or at EOS / BOS (llama2.c's stories models end a story with BOS).
 // Speed (tokens/s of the generated tokens) goes to stderr.
@@ -17,6 +18,7 @@
 
 #include "core/error.h"
 #include "infer/engine.h"
+#include "io/checkpoint.h"
 #include "model/hf.h"
 #include "model/llama2c.h"
 #include "model/tokenizer.h"
@@ -26,9 +28,11 @@
     "usage: asyncrl generate --model M [--tokenizer T] [--prompt STR] [--temperature X] [--top-p X]\n"      \
     "                        [--top-k N] [--min-p X] [-n N] [--seed S] [--greedy] [--threads N]\n"          \
     "                        [--kv-cache T]\n"                                                               \
-    "  --model M        a llama2.c .bin file or a Hugging Face directory (config.json + safetensors)\n"     \
+    "  --model M        a llama2.c .bin file, a Hugging Face directory (config.json + safetensors) or an\n"  \
+    "                   asyncrl checkpoint (runs/NAME/checkpoints/step_NNNNNN.h5)\n"                         \
     "  --tokenizer T    \"byte\" or a llama2.c tokenizer.bin (default: tokenizer.bin beside a .bin model or\n" \
-    "                   inside a directory; the byte tokenizer for a 259-token vocabulary)\n"                \
+    "                   inside a directory; the byte tokenizer for a 259-token vocabulary; a checkpoint's\n" \
+    "                   model.tokenizer)\n"                                                                    \
     "  --prompt STR     text to continue (default: empty, start from BOS)\n"                                \
     "  --temperature X  1.0 by default; 0 = greedy        --top-p X  0.9 by default (1 = off)\n"            \
     "  --top-k N        0 = off (default)                 --min-p X  0 = off (default)\n"                  \
@@ -127,8 +131,27 @@ static int file_exists(const char *path) {
 }
 
 // The tokenizer to use when --tokenizer is not given (into buf), or -1 + err.
-static int default_tokenizer(const char *model, int is_dir, int vocab, char *buf, size_t size, ErrorBuf *err) {
-    if (is_dir) {
+typedef enum { MODEL_LLAMA2C, MODEL_HF_DIR, MODEL_CHECKPOINT } ModelKind;
+
+static ModelKind model_kind(const char *path) {
+    if (is_directory(path)) return MODEL_HF_DIR;
+    return checkpoint_is_hdf5(path) ? MODEL_CHECKPOINT : MODEL_LLAMA2C;
+}
+
+static Model *load_model(const char *path, ModelKind kind, ErrorBuf *err) {
+    if (kind == MODEL_HF_DIR) return hf_load(path, err);
+    if (kind == MODEL_CHECKPOINT) return checkpoint_load_model(path, err);
+    return llama2c_load(path, err);
+}
+
+static int default_tokenizer(const char *model, ModelKind kind, int vocab, char *buf, size_t size, ErrorBuf *err) {
+    if (kind == MODEL_CHECKPOINT) {
+        if (checkpoint_read_tokenizer(model, buf, size, err) != 0) return -1;
+        if (strcmp(buf, "byte") == 0 || file_exists(buf)) return 0;
+        return error_set(err, "the checkpoint was trained with model.tokenizer = \"%s\", which is not there from this "
+                              "directory: give --tokenizer", buf);
+    }
+    if (kind == MODEL_HF_DIR) {
         snprintf(buf, size, "%s/tokenizer.bin", model);
     } else {
         const char *slash = strrchr(model, '/');
@@ -250,8 +273,8 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     ops_init(a.threads);
-    const int is_dir = is_directory(a.model);
-    Model *m = is_dir ? hf_load(a.model, &err) : llama2c_load(a.model, &err);
+    const ModelKind kind = model_kind(a.model);
+    Model *m = load_model(a.model, kind, &err);
     if (!m) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
@@ -259,7 +282,7 @@ int cmd_generate(int argc, char **argv) {
     char tok_path[4096];
     const char *tok_spec = a.tokenizer;
     if (!tok_spec) {
-        if (default_tokenizer(a.model, is_dir, m->config.vocab_size, tok_path, sizeof tok_path, &err) != 0) {
+        if (default_tokenizer(a.model, kind, m->config.vocab_size, tok_path, sizeof tok_path, &err) != 0) {
             fprintf(stderr, "error: %s\n", err.msg);
             model_free(m);
             return 2;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/config.h"
 #include "core/files.h"
 #include "core/log.h"
 #include "io/h5util.h"
@@ -500,6 +501,40 @@ int checkpoint_read_model(const char *path, Model *m, ErrorBuf *err) {
     H5Fclose(f);
     if (rc == 0) model_params_changed(m);
     return rc;
+}
+
+Model *checkpoint_load_model(const char *path, ErrorBuf *err) {
+    ModelConfig c;
+    if (checkpoint_read_config(path, &c, err) != 0) return NULL;
+    Model *m = model_create(&c, err);
+    if (m && checkpoint_read_model(path, m, err) != 0) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+int checkpoint_is_hdf5(const char *path) {
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const int ok = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0;
+    fclose(f);
+    return ok;
+}
+
+int checkpoint_read_tokenizer(const char *path, char *buf, size_t size, ErrorBuf *err) {
+    hid_t f = open_checkpoint(path, err);
+    if (f < 0) return -1;
+    char *text = h5_read_attr_string(f, "config");
+    H5Fclose(f);
+    if (!text) return error_set(err, "checkpoint %s lacks its config text", path);
+    Config cfg;
+    const int rc = config_load_text(&cfg, text, path, NULL, 0, err);
+    free(text);
+    if (rc != 0) return -1;
+    snprintf(buf, size, "%s", cfg.model.tokenizer);
+    return 0;
 }
 
 int checkpoint_read_optimizer(const char *path, Optimizer *opt, const Model *m, ErrorBuf *err) {

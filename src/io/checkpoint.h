@@ -64,6 +64,13 @@ int checkpoint_read_state(const char *path, CheckpointState *st, char **config_t
 int checkpoint_read_config(const char *path, ModelConfig *mc, ErrorBuf *err);
 // Loads /model into m; the checkpoint's shape must equal m's (names the first difference).
 int checkpoint_read_model(const char *path, Model *m, ErrorBuf *err);
+// A new model of the checkpoint's shape with its /model weights (NULL + err on failure).
+Model *checkpoint_load_model(const char *path, ErrorBuf *err);
+// 1 when path is a file that starts with the HDF5 signature (a checkpoint, whatever its name).
+int checkpoint_is_hdf5(const char *path);
+// model.tokenizer of the config the checkpoint was written with ("byte" or a path, relative to
+// the directory the job ran in), into buf.
+int checkpoint_read_tokenizer(const char *path, char *buf, size_t size, ErrorBuf *err);
 int checkpoint_read_optimizer(const char *path, Optimizer *opt, const Model *m, ErrorBuf *err);
 // The stored earlier policies (oldest first, heap arrays of n_params floats each); *n may be 0.
 int checkpoint_read_history(const char *path, size_t n_params, PolicySnapshot **out, int *n, ErrorBuf *err);

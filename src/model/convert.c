@@ -23,16 +23,7 @@ static int ends_with(const char *s, const char *suffix) {
 
 static Model *load_any(const char *in, ErrorBuf *err) {
     if (is_dir(in)) return hf_load(in, err);
-    if (ends_with(in, ".h5")) {
-        ModelConfig c;
-        if (checkpoint_read_config(in, &c, err) != 0) return NULL;
-        Model *m = model_create(&c, err);
-        if (m && checkpoint_read_model(in, m, err) != 0) {
-            model_free(m);
-            return NULL;
-        }
-        return m;
-    }
+    if (ends_with(in, ".h5") || checkpoint_is_hdf5(in)) return checkpoint_load_model(in, err);
     return llama2c_load(in, err);
 }
 

@@ -30,6 +30,10 @@ static int read_header(FILE *fp, const char *path, ModelConfig *c, uint64_t *fil
     if (*file_size < sizeof h || fread(h, sizeof(int32_t), 7, fp) != 7)
         return error_set(err, "%s: %llu bytes is too short for a llama2.c model (28-byte header)", path,
                          (unsigned long long)*file_size);
+    if (memcmp(h, "\x89HDF\r\n\x1a\n", 8) == 0)
+        return error_set(err, "%s is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin: `asyncrl generate "
+                              "--model` takes checkpoints, and `asyncrl convert %s DIR` makes a Hugging Face "
+                              "directory of one (model.source = \"hf\")", path, path);
     memset(c, 0, sizeof *c);
     c->dim = h[0];
     c->hidden_dim = h[1];

@@ -1,6 +1,6 @@
 # The subcommands around the RL job: sft (warm-up alone, checkpointed), eval (of a checkpoint),
 # convert (checkpoint -> Hugging Face directory and llama2.c .bin, which then generate the same
-# text), and the errors a user meets with them.
+# text as the checkpoint itself), and the errors a user meets with them.
 . tests/integration/lib.sh
 CFG=inputs/test_reverse.cfg
 run=$TMP_ROOT/new/sft  # run.output_dir with a missing parent: created like mkdir -p
@@ -29,9 +29,18 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
     b=$("$BIN" generate --model "$TMP_ROOT/m.bin" --tokenizer byte --prompt "rev hello=" --greedy -n 12 2>/dev/null)
     [ -n "$a" ] && [ "$a" = "$b" ] && ok "both converted models generate the same text ($(echo "$a" | head -1))" ||
         not_ok "both converted models generate the same text" "hf: $a" "bin: $b"
+    # generate reads the checkpoint itself, with the tokenizer of the config it was trained with.
+    c=$("$BIN" generate --model "$ck" --prompt "rev hello=" --greedy -n 12 2>"$TMP_ROOT/err")
+    [ -n "$c" ] && [ "$c" = "$a" ] && ok "generate from the checkpoint itself gives the same text" ||
+        not_ok "generate from the checkpoint itself gives the same text" "checkpoint: $c" "hf: $a" "$(cat "$TMP_ROOT/err")"
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
+# A checkpoint named where a llama2.c file belongs (model.source = "llama2c") says what it is.
+job 3 rl $CFG --set run.output_dir="$TMP_ROOT/y" --set model.source=llama2c --set model.path="$ck" >"$TMP_ROOT/y.log" 2>&1
+[ $? != 0 ] && grep -q "is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin" "$TMP_ROOT/y.log" &&
+    ok "a checkpoint given as a llama2.c model is named as such" ||
+    not_ok "a checkpoint given as a llama2.c model is named as such" "$(tail -2 "$TMP_ROOT/y.log")"
 "$BIN" convert /nonexistent/model.bin "$TMP_ROOT/x" 2>"$TMP_ROOT/err"
 [ $? != 0 ] && grep -q "/nonexistent/model.bin" "$TMP_ROOT/err" && ok "convert: a missing input is a clear error" ||
     not_ok "convert: a missing input is a clear error" "$(cat "$TMP_ROOT/err")"

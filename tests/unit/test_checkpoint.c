@@ -216,6 +216,38 @@ static void test_flipped_bit_fails_checksum(void **state) {
     model_free(m);
 }
 
+// What `asyncrl generate --model CHECKPOINT` uses: the HDF5 signature, the model alone, and the
+// tokenizer of the config the checkpoint was written with.
+static void test_model_and_tokenizer_for_generate(void **state) {
+    Model *m = make_model(16, 3);
+    CheckpointState st = make_state(4);
+    ErrorBuf err;
+    char path[512];
+    assert_int_equal(checkpoint_write(g_dir, m, NULL, &st, NULL, 0, "model = { tokenizer = \"some/tok.bin\"; };", 0,
+                                      path, sizeof path, &err), 0);
+    checkpoint_state_free(&st);
+    assert_true(checkpoint_is_hdf5(path));
+    char text_file[600];
+    snprintf(text_file, sizeof text_file, "%s/not_hdf5.bin", g_dir);
+    FILE *f = fopen(text_file, "wb");
+    fputs("\x89HDF but not quite", f);
+    fclose(f);
+    assert_false(checkpoint_is_hdf5(text_file));
+    assert_false(checkpoint_is_hdf5("/nonexistent.h5"));
+    char tok[256];
+    assert_int_equal(checkpoint_read_tokenizer(path, tok, sizeof tok, &err), 0);
+    assert_string_equal(tok, "some/tok.bin");
+    Model *back = checkpoint_load_model(path, &err);
+    assert_non_null(back);
+    assert_int_equal(back->config.dim, 16);
+    assert_memory_equal(back->params, m->params, sizeof(float) * m->n_params);
+    model_free(back);
+    assert_null(checkpoint_load_model(text_file, &err));
+    assert_non_null(strstr(err.msg, "not_hdf5.bin"));
+    unlink(text_file);
+    model_free(m);
+}
+
 static void test_history(void **state) {
     Model *m = make_model(16, 1);
     float *a = malloc(sizeof(float) * m->n_params), *b = malloc(sizeof(float) * m->n_params);
@@ -284,6 +316,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_latest_skips_incomplete_and_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_shape_and_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_bit_fails_checksum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_model_and_tokenizer_for_generate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_disk, setup, teardown),
     };
