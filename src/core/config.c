@@ -29,9 +29,11 @@ static const ConfigKey CORE_KEYS[] = {
     KEY("ranks.trainers", CFG_INT, ranks.trainers, "1", 1, 65536, NULL, "trainer ranks (ranks 1..T)"),
     KEY("ranks.inference", CFG_INT, ranks.inference, "1", 1, 65536, NULL, "inference ranks (ranks T+1..T+I)"),
 
-    KEY("model.source", CFG_ENUM, model.source, "init", 0, 0, "init|llama2c|hf",
-        "init: new model from the model.* shape; llama2c: a llama2.c .bin; hf: safetensors + config.json"),
-    KEY("model.path", CFG_STRING, model.path, "", 0, 0, NULL, "model file (llama2c) or directory (hf)"),
+    KEY("model.source", CFG_ENUM, model.source, "init", 0, 0, "init|llama2c|hf|checkpoint",
+        "init: new model from the model.* shape; llama2c: a llama2.c .bin; hf: safetensors + config.json; "
+        "checkpoint: the model of an asyncrl checkpoint (a new run from its weights)"),
+    KEY("model.path", CFG_STRING, model.path, "", 0, 0, NULL,
+        "model file (llama2c), directory (hf) or checkpoint file (checkpoint)"),
     KEY("model.tokenizer", CFG_STRING, model.tokenizer, "byte", 0, 0, NULL,
         "\"byte\" (byte-level, for built-in tasks) or a llama2.c tokenizer.bin"),
     KEY("model.dim", CFG_INT, model.dim, "64", 8, 65536, NULL, "init: model width"),
@@ -676,10 +678,12 @@ static int validate_core(const Config *cfg, ErrorBuf *err) {
             return error_set(err, "model.n_heads = %d (%s) is not a multiple of model.n_kv_heads = %d (%s)", heads,
                              config_origin(cfg, "model.n_heads"), kv, config_origin(cfg, "model.n_kv_heads"));
     } else if (!cfg->model.path[0]) {
+        const char *what = strcmp(cfg->model.source, "hf") == 0 ? "directory with config.json and *.safetensors"
+                           : strcmp(cfg->model.source, "checkpoint") == 0
+                               ? "checkpoint file (runs/NAME/checkpoints/step_NNNNNN.h5)"
+                               : "llama2.c .bin file";
         return error_set(err, "model.source = \"%s\" (%s) needs model.path: the %s", cfg->model.source,
-                         config_origin(cfg, "model.source"),
-                         strcmp(cfg->model.source, "hf") == 0 ? "directory with config.json and *.safetensors"
-                                                              : "llama2.c .bin file");
+                         config_origin(cfg, "model.source"), what);
     }
     if (cfg->loss.mask_low >= cfg->loss.mask_high)
         return error_set(err, "loss.mask_low = %g (%s) must be below loss.mask_high = %g (%s)", cfg->loss.mask_low,

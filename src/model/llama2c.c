@@ -31,9 +31,9 @@ static int read_header(FILE *fp, const char *path, ModelConfig *c, uint64_t *fil
         return error_set(err, "%s: %llu bytes is too short for a llama2.c model (28-byte header)", path,
                          (unsigned long long)*file_size);
     if (memcmp(h, "\x89HDF\r\n\x1a\n", 8) == 0)
-        return error_set(err, "%s is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin: `asyncrl generate "
-                              "--model` takes checkpoints, and `asyncrl convert %s DIR` makes a Hugging Face "
-                              "directory of one (model.source = \"hf\")", path, path);
+        return error_set(err, "%s is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin: a job starts from "
+                              "a checkpoint's weights with model.source = \"checkpoint\", and `asyncrl generate "
+                              "--model` takes checkpoints too", path);
     memset(c, 0, sizeof *c);
     c->dim = h[0];
     c->hidden_dim = h[1];

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "io/checkpoint.h"
 #include "model/hf.h"
 #include "model/llama2c.h"
 
@@ -22,8 +23,10 @@ int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok
         m = llama2c_load(cfg->model.path, err);
     } else if (strcmp(source, "hf") == 0) {
         m = hf_load(cfg->model.path, err);
+    } else if (strcmp(source, "checkpoint") == 0) {
+        m = checkpoint_load_model(cfg->model.path, err);
     } else {
-        error_set(err, "model.source = \"%s\" is not one of init, llama2c, hf", source);
+        error_set(err, "model.source = \"%s\" is not one of init, llama2c, hf, checkpoint", source);
     }
     if (m && tokenizer_check_model(tok, m->config.vocab_size, err) != 0) {
         model_free(m);
@@ -41,6 +44,7 @@ int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok
 int model_shape_from_config(const Config *cfg, ModelConfig *mc, ErrorBuf *err) {
     if (strcmp(cfg->model.source, "llama2c") == 0) return llama2c_read_config(cfg->model.path, mc, err);
     if (strcmp(cfg->model.source, "hf") == 0) return hf_read_config(cfg->model.path, mc, err);
+    if (strcmp(cfg->model.source, "checkpoint") == 0) return checkpoint_read_config(cfg->model.path, mc, err);
     Tokenizer *t = tokenizer_load(cfg->model.tokenizer, err);
     if (!t) return -1;
     int rc = model_config_from(cfg, t->vocab_size, mc, err);

@@ -4,6 +4,8 @@
 //            with normal(0, model.init_std) from run.seed
 //   llama2c  a llama2.c .bin file at model.path
 //   hf       a Hugging Face directory at model.path (config.json + safetensors)
+//   checkpoint  the model of an asyncrl checkpoint at model.path (its weights only: the new run
+//            has its own optimizer state, steps and output directory)
 // and checks that the tokenizer's vocabulary is the model's.
 #pragma once
 #include "core/config_types.h"

@@ -36,6 +36,14 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
+# A new run from the checkpoint's weights (model.source = "checkpoint"): its greedy eval before
+# RL is the one the warm-up ended with.
+job 3 rl $CFG --set run.output_dir="$TMP_ROOT/from_ck" --set model.source=checkpoint --set model.path="$ck" \
+    --set sft.steps=0 --set run.max_steps=1 >"$TMP_ROOT/from_ck.log" 2>&1
+before=$(sed -n 's/^eval reward before RL: //p' "$TMP_ROOT/from_ck.log")
+[ -n "$before" ] && [ "$before" = "$sft_reward" ] && ok "a new run from a checkpoint's weights starts where it ended ($before)" ||
+    not_ok "a new run from a checkpoint's weights starts where it ended" "sft $sft_reward, new run $before" \
+        "$(tail -3 "$TMP_ROOT/from_ck.log")"
 # A checkpoint named where a llama2.c file belongs (model.source = "llama2c") says what it is.
 job 3 rl $CFG --set run.output_dir="$TMP_ROOT/y" --set model.source=llama2c --set model.path="$ck" >"$TMP_ROOT/y.log" 2>&1
 [ $? != 0 ] && grep -q "is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin" "$TMP_ROOT/y.log" &&

@@ -101,6 +101,8 @@ static void test_cross_checks(void **state) {
     expect_error("model = { dim = 66; n_heads = 4; };\n", NULL, 0, (const char *[]){"model.dim = 66", "n_heads", NULL});
     expect_error("model = { n_heads = 4; n_kv_heads = 3; };\n", NULL, 0, (const char *[]){"n_kv_heads = 3", NULL});
     expect_error("model = { source = \"llama2c\"; };\n", NULL, 0, (const char *[]){"needs model.path", NULL});
+    expect_error("model = { source = \"checkpoint\"; };\n", NULL, 0,
+                 (const char *[]){"needs model.path: the checkpoint file (runs/NAME/checkpoints/step_NNNNNN.h5)", NULL});
     expect_error("env = { tasks = [\"reverse\"]; weights = [1.0, 2.0]; };\n", NULL, 0,
                  (const char *[]){"env.weights", "2 entries", "env.tasks", NULL});
     expect_error("inference = { max_tokens = 300; };\n", NULL, 0,
