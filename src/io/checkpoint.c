@@ -225,7 +225,9 @@ static int list_checkpoints(const char *out_dir, Found **out) {
 // 1 when path opens as HDF5 and carries the `complete` attribute.
 static int is_complete(const char *path) {
     h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t fapl = h5_fapl_read();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
     if (f < 0) return 0;
     int ok = H5Aexists(f, "complete") > 0;
     H5Fclose(f);
@@ -369,10 +371,15 @@ int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+// A checkpoint is never written again once renamed into place: it is read without a file lock
+// (h5_fapl_read), so reading works on filesystems without locks and beside any lock holder.
 static hid_t open_checkpoint(const char *path, ErrorBuf *err) {
     h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) error_set(err, "cannot open checkpoint %s: not a readable HDF5 file (truncated or damaged?)", path);
+    hid_t fapl = h5_fapl_read();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0 && h5_lock_failed()) error_set(err, "cannot open checkpoint %s: %s", path, H5_LOCK_HINT);
+    else if (f < 0) error_set(err, "cannot open checkpoint %s: not a readable HDF5 file (truncated or damaged?)", path);
     else if (H5Aexists(f, "complete") <= 0) {
         error_set(err, "checkpoint %s is incomplete (no `complete` attribute)", path);
         H5Fclose(f);

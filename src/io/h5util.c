@@ -8,6 +8,38 @@ void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 void h5_print_stack(void) { H5Eprint2(H5E_DEFAULT, stderr); }
 
+// H5Pset_file_locking exists from HDF5 1.10.7 and 1.12.1 (older libraries lock as they always did;
+// the HDF5_USE_FILE_LOCKING environment variable still turns it off there).
+#if (H5_VERS_MAJOR == 1 && H5_VERS_MINOR == 10 && H5_VERS_RELEASE >= 7) || H5_VERSION_GE(1, 12, 1)
+#define H5UTIL_FILE_LOCKING 1
+#endif
+
+static hid_t fapl_with_locking(int use_locks) {
+    hid_t fapl = H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), "");
+#ifdef H5UTIL_FILE_LOCKING
+    H5_CHECK(H5Pset_file_locking(fapl, use_locks ? 1 : 0, 1), "");
+#else
+    (void)use_locks;
+#endif
+    return fapl;
+}
+
+hid_t h5_fapl_read(void) { return fapl_with_locking(0); }
+
+hid_t h5_fapl_write(void) { return fapl_with_locking(1); }
+
+static herr_t find_lock_error(unsigned n, const H5E_error2_t *e, void *found) {
+    (void)n;
+    if (e->desc && strstr(e->desc, "unable to lock file")) *(int *)found = 1;
+    return 0;
+}
+
+int h5_lock_failed(void) {
+    int found = 0;
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, find_lock_error, &found);
+    return found;
+}
+
 hid_t h5_create_extendable(hid_t loc, const char *name, hid_t type, hsize_t chunk) {
     hsize_t dims[1] = {0}, max[1] = {H5S_UNLIMITED}, chunks[1] = {chunk ? chunk : 1024};
     hid_t space = H5_CHECK(H5Screate_simple(1, dims, max), "");

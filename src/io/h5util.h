@@ -12,6 +12,22 @@
 void h5_quiet(void);
 void h5_print_stack(void);
 
+// File-access properties (close with H5Pclose). For reading files that are never written again
+// (checkpoints) or are read beside their SWMR writer (report): no file lock, so reads work on
+// filesystems without locks (NFS, Lustre mounted without flock) and beside any lock holder.
+hid_t h5_fapl_read(void);
+// For the metrics writer: HDF5's lock (it keeps a second writer out), ignored where the
+// filesystem has locks disabled (ENOSYS).
+hid_t h5_fapl_write(void);
+// After a failed H5Fopen / H5Fcreate, before any other HDF5 call: 1 when the error stack says
+// the file could not be locked.
+int h5_lock_failed(void);
+// What to do about a lock that failed on path (a hint for FATAL / error messages).
+#define H5_LOCK_HINT                                                                                   \
+    "HDF5 could not lock the file: another process has it open (a second job writing to the same "  \
+    "run.output_dir?), or the filesystem does not support locks (NFS, Lustre without flock): there, " \
+    "export HDF5_USE_FILE_LOCKING=FALSE before mpirun / srun"
+
 #define H5_CHECK(call, hint)                                                            \
     ({                                                                                  \
         __typeof__(call) h5_rc_ = (call);                                               \

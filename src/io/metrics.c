@@ -113,12 +113,13 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     h5_quiet();
     MetricsWriter *m = xcalloc(1, sizeof *m);
     m->keep_tokens = keep_tokens;
-    hid_t fapl = H5_CHECK(H5Pcreate(H5P_FILE_ACCESS), "");
+    hid_t fapl = h5_fapl_write();
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "");
     H5_CHECK(H5Pset_fapl_sec2(fapl), "");
     int reopen = resume_steps >= 0 && access(path, F_OK) == 0;
     if (reopen) {
         m->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
+        if (m->file < 0 && h5_lock_failed()) FATAL(H5_LOCK_HINT, "cannot reopen metrics file %s for resume", path);
         if (m->file < 0) {
             // A job killed while writing leaves the SWMR "open for writing" flags set; clear them
             // as h5clear -s does (HDF5 1.10's clear_status_flags file-access property).
@@ -136,6 +137,7 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
         }
     } else {
         m->file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (m->file < 0 && h5_lock_failed()) FATAL(H5_LOCK_HINT, "cannot create metrics file %s", path);
         if (m->file < 0) {
             h5_print_stack();
             FATAL("check that run.output_dir exists and is writable", "cannot create metrics file %s", path);

@@ -58,14 +58,14 @@ static int open_metrics(Reader *r) {
     r->swmr = 1;
     // A SWMR reader retries metadata whose checksum fails (the writer may be midway); HDF5's
     // default of 100 sleeping retries per object makes a damaged file take minutes.
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0) H5Pset_metadata_read_attempts(fapl, 8);
-    r->file = H5Fopen(r->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl >= 0 ? fapl : H5P_DEFAULT);
-    if (fapl >= 0) H5Pclose(fapl);
+    hid_t fapl = h5_fapl_read();
+    H5Pset_metadata_read_attempts(fapl, 8);
+    r->file = H5Fopen(r->path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, fapl);
     if (r->file < 0) {
         r->swmr = 0;
-        r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        r->file = H5Fopen(r->path, H5F_ACC_RDONLY, fapl);
     }
+    H5Pclose(fapl);
     if (r->file < 0)
         return error_set(r->err, "cannot open %s: it is damaged (a truncated copy?) or held by a writer that is not in "
                          "SWMR mode; if the job that wrote it was killed, `h5clear -s %s` clears its open mark",
@@ -501,7 +501,9 @@ static void describe_checkpoint(const char *dir, const CheckpointFile *c, FILE *
         fprintf(out, "partial: a write in progress, or left by a job killed while writing (safe to delete when no job runs)\n");
         return;
     }
-    hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    hid_t fapl = h5_fapl_read();
+    hid_t f = H5Fis_hdf5(path) > 0 ? H5Fopen(path, H5F_ACC_RDONLY, fapl) : -1;
+    H5Pclose(fapl);
     if (f < 0) {
         fprintf(out, "UNREADABLE: not an HDF5 file or damaged; resume skips it\n");
         return;
