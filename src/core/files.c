@@ -1,10 +1,12 @@
-// Filesystem helpers: mkdir -p, and reading a whole file.
+// Filesystem helpers: mkdir -p, the run directory's lock, and reading a whole file.
 #include "core/files.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +30,40 @@ int make_dirs(const char *path, ErrorBuf *err) {
     if (stat(path, &st) != 0) return error_set(err, "cannot use directory %s: %s", path, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return error_set(err, "%s exists and is not a directory", path);
     return 0;
+}
+
+int run_dir_lock(const char *dir, int *unsupported, ErrorBuf *err) {
+    char path[CFG_STR_MAX + 32];
+    snprintf(path, sizeof path, "%s/.asyncrl.lock", dir);
+    *unsupported = 0;
+    const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return error_set(err, "cannot create %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int e = errno;
+        if (e == ENOLCK || e == ENOSYS || e == EOPNOTSUPP) {  // a filesystem without locks
+            *unsupported = 1;
+            close(fd);
+            return 0;
+        }
+        char holder[128] = "";
+        const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        close(fd);
+        if (e != EWOULDBLOCK) return error_set(err, "cannot lock %s: %s", path, strerror(e));
+        return error_set(err, "another job is writing to %s (%s holds %s): give this job its own run.output_dir, "
+                              "or stop the other one first", dir, holder[0] ? holder : "a process", path);
+    }
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    char line[128];
+    const int len = snprintf(line, sizeof line, "host %s pid %ld\n", host, (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
+        const int e = errno;
+        close(fd);
+        return error_set(err, "cannot write %s: %s", path, strerror(e));
+    }
+    return 0;  // fd stays open (close-on-exec): the lock lasts until this process ends
 }
 
 char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *err) {

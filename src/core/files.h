@@ -10,6 +10,12 @@
 // directory is fine; -1 + err names the component that could not be created and why.
 int make_dirs(const char *path, ErrorBuf *err);
 
+// Takes an exclusive lock on DIR/.asyncrl.lock (flock) for the rest of the process and writes
+// "host pid" into it, so that a second job writing to the same run directory stops at once
+// instead of truncating this one's metrics. 0 when held (or when the filesystem has no locks:
+// *unsupported = 1, the caller warns); -1 + err naming the holder when another process has it.
+int run_dir_lock(const char *dir, int *unsupported, ErrorBuf *err);
+
 // The whole of regular file `path`, NUL-terminated (*len bytes before the NUL), in a buffer
 // the caller frees. NULL + err (naming the file and why) when it cannot be opened, is not a
 // regular file, is larger than max_bytes, or cannot be read whole.

@@ -604,6 +604,12 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     ErrorBuf dir_err;
     if (make_dirs(cfg->run.output_dir, &dir_err) != 0)
         FATAL("set run.output_dir to a directory this job may create and write", "run.output_dir: %s", dir_err.msg);
+    int no_locks = 0;
+    if (run_dir_lock(cfg->run.output_dir, &no_locks, &dir_err) != 0)
+        FATAL("two jobs in one directory would overwrite each other's metrics and checkpoints", "%s", dir_err.msg);
+    if (no_locks)
+        LOG_WARN("%s: the filesystem does not support file locks, so nothing stops a second job from writing to this "
+                 "run.output_dir", cfg->run.output_dir);
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->run.output_dir);
     int n_step, n_eval;

@@ -36,6 +36,20 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
+# Checkpoints are read without a file lock: a process holding one (as on a filesystem without
+# locks, where taking one fails) does not make them unreadable.
+if command -v flock >/dev/null 2>&1; then
+    flock -x "$run/metrics.h5" flock -x "$ck" sleep 3 &
+    holder=$!
+    sleep 0.5
+    "$BIN" convert "$ck" "$TMP_ROOT/locked.bin" --format llama2c >/dev/null 2>"$TMP_ROOT/err" &&
+        "$BIN" report "$run" >/dev/null 2>>"$TMP_ROOT/err" &&
+        ok "a checkpoint and metrics are readable while another process holds a lock on them" ||
+        not_ok "a checkpoint and metrics are readable while another process holds a lock on them" "$(cat "$TMP_ROOT/err")"
+    wait $holder  # (the locks go with it, before the next test reads the checkpoint)
+else
+    skip "a checkpoint and metrics are readable while another process holds a lock on them" "no flock command"
+fi
 # A new run from the checkpoint's weights (model.source = "checkpoint"): its greedy eval before
 # RL is the one the warm-up ended with.
 job 3 rl $CFG --set run.output_dir="$TMP_ROOT/from_ck" --set model.source=checkpoint --set model.path="$ck" \
@@ -49,6 +63,25 @@ job 3 rl $CFG --set run.output_dir="$TMP_ROOT/y" --set model.source=llama2c --se
 [ $? != 0 ] && grep -q "is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin" "$TMP_ROOT/y.log" &&
     ok "a checkpoint given as a llama2.c model is named as such" ||
     not_ok "a checkpoint given as a llama2.c model is named as such" "$(tail -2 "$TMP_ROOT/y.log")"
+# Two jobs in one run.output_dir: the second stops at once, naming the first (host and pid),
+# and leaves the first one's metrics alone; the first goes on.
+busy=$TMP_ROOT/busy
+sh scripts/mpirun.sh 3 "$BIN" rl $CFG --set run.output_dir="$busy" --set sft.steps=0 --set run.max_steps=100000 \
+    >"$TMP_ROOT/busy_a.log" 2>&1 &
+first=$!
+i=0
+while ! grep -q "^step " "$TMP_ROOT/busy_a.log" && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+job 3 rl $CFG --set run.output_dir="$busy" --set run.max_steps=2 >"$TMP_ROOT/busy_b.log" 2>&1
+rc=$?
+size=$(stat -c %s "$busy/metrics.h5" 2>/dev/null || echo 0)
+kill -0 $first 2>/dev/null && alive=1 || alive=0
+kill -TERM $first 2>/dev/null
+wait $first 2>/dev/null
+[ $rc != 0 ] && [ $alive = 1 ] && [ "$size" -gt 0 ] &&
+    grep -q "another job is writing to $busy (host .* pid [0-9]* holds $busy/.asyncrl.lock)" "$TMP_ROOT/busy_b.log" &&
+    ok "a second job in the same run.output_dir stops at once, naming the first" ||
+    not_ok "a second job in the same run.output_dir stops at once, naming the first" \
+        "exit $rc, first alive $alive, metrics $size bytes" "$(grep -A1 '^error' "$TMP_ROOT/busy_b.log")"
 "$BIN" convert /nonexistent/model.bin "$TMP_ROOT/x" 2>"$TMP_ROOT/err"
 [ $? != 0 ] && grep -q "/nonexistent/model.bin" "$TMP_ROOT/err" && ok "convert: a missing input is a clear error" ||
     not_ok "convert: a missing input is a clear error" "$(cat "$TMP_ROOT/err")"
