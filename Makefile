@@ -208,9 +208,11 @@ bench-build: $(BIN) $(BENCH_BIN)
 deps:
 	@sh scripts/deps.sh
 
-# The default job: an SFT warm-up then asynchronous RL on reverse-text, 3 ranks.
+# The default job: an SFT warm-up then asynchronous RL on reverse-text, 3 ranks. It starts over
+# each time: the previous default run (runs/reverse) is removed first.
 run: deps
 	@$(MAKE) --no-print-directory all
+	rm -rf runs/reverse
 	sh scripts/mpirun.sh 3 $(BIN) rl inputs/reverse.cfg
 
 test: deps

@@ -335,6 +335,19 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     "cannot be read: the file is damaged (a checksum failed or it is corrupt); use another checkpoint " \
     "(to resume from an earlier one: --set checkpoint.resume=STEP)"
 
+int64_t checkpoint_newest(const char *out_dir) {
+    Found *list;
+    const int n = list_checkpoints(out_dir, &list);
+    int64_t newest = -1;
+    for (int i = n - 1; i >= 0 && newest < 0; i--) {
+        char p[CFG_STR_MAX + 96];
+        checkpoint_name(p, sizeof p, out_dir, list[i].step, "");
+        if (is_complete(p)) newest = list[i].step;
+    }
+    free(list);
+    return newest;
+}
+
 int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size_t path_size, ErrorBuf *err) {
     path[0] = '\0';
     if (strcmp(resume, "none") == 0) return 0;

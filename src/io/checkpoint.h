@@ -57,6 +57,8 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
 // filled; incomplete or unreadable ones are skipped with a warning; 0 when there is none);
 // a step number -> that checkpoint (1), or -1 + err when it is missing or incomplete.
 int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size_t path_size, ErrorBuf *err);
+// The step of the newest complete checkpoint in out_dir/checkpoints, or -1 when there is none.
+int64_t checkpoint_newest(const char *out_dir);
 
 // Reading. Each checks what it reads and fails with a clear message (never a crash).
 int checkpoint_read_state(const char *path, CheckpointState *st, char **config_text, ErrorBuf *err);

@@ -24,6 +24,16 @@ static void resolve_resume(const Config *cfg, const Layout *L, char *path, size_
         if (status == 1) LOG_INFO("resuming from %s", path);
         else if (status == 0 && strcmp(cfg->checkpoint.resume, "latest") == 0)
             LOG_INFO("checkpoint.resume = \"latest\": no checkpoint in %s/checkpoints, starting fresh", cfg->run.output_dir);
+        // A new run over an earlier run's checkpoints would mix the two: checkpoint.keep would
+        // prune the new run's own checkpoints first (the old ones have higher steps), and a later
+        // "latest" would resume the old run.
+        const int64_t earlier = status == 0 ? checkpoint_newest(cfg->run.output_dir) : -1;
+        if (earlier >= 0)
+            status = error_set(&err, "%s/checkpoints holds the checkpoints of an earlier run (the newest: step %lld), "
+                                     "and checkpoint.resume = \"%s\" would start a new run over them: continue that "
+                                     "run (--set checkpoint.resume=latest), give this run its own run.output_dir, or "
+                                     "delete %s/checkpoints first",
+                               cfg->run.output_dir, (long long)earlier, cfg->checkpoint.resume, cfg->run.output_dir);
     }
     MPI_CHECK(MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (status < 0) die_user("%s", err.msg);

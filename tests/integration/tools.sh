@@ -63,6 +63,16 @@ job 3 rl $CFG --set run.output_dir="$TMP_ROOT/y" --set model.source=llama2c --se
 [ $? != 0 ] && grep -q "is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin" "$TMP_ROOT/y.log" &&
     ok "a checkpoint given as a llama2.c model is named as such" ||
     not_ok "a checkpoint given as a llama2.c model is named as such" "$(tail -2 "$TMP_ROOT/y.log")"
+# A new run (checkpoint.resume = "none") in a directory with an earlier run's checkpoints is
+# refused before it writes anything: the two runs' checkpoints would mix.
+sum_before=$(cksum <"$run/metrics.h5")
+job 3 rl $CFG --set run.output_dir="$run" >"$TMP_ROOT/over.log" 2>&1
+rc=$?
+[ $rc != 0 ] && [ "$(cksum <"$run/metrics.h5")" = "$sum_before" ] &&
+    grep -q "checkpoints holds the checkpoints of an earlier run (the newest: step 0)" "$TMP_ROOT/over.log" &&
+    ok "a new run over an earlier run's checkpoints is refused, its metrics untouched" ||
+    not_ok "a new run over an earlier run's checkpoints is refused, its metrics untouched" "exit $rc" \
+        "$(grep -A1 '^error' "$TMP_ROOT/over.log")"
 # Two jobs in one run.output_dir: the second stops at once, naming the first (host and pid),
 # and leaves the first one's metrics alone; the first goes on.
 busy=$TMP_ROOT/busy
