@@ -130,12 +130,15 @@ static int file_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-// The tokenizer to use when --tokenizer is not given (into buf), or -1 + err.
+// What --model names: a directory, a checkpoint (an HDF5 file, or a damaged one named *.h5), or
+// else a llama2.c .bin file.
 typedef enum { MODEL_LLAMA2C, MODEL_HF_DIR, MODEL_CHECKPOINT } ModelKind;
 
 static ModelKind model_kind(const char *path) {
     if (is_directory(path)) return MODEL_HF_DIR;
-    return checkpoint_is_hdf5(path) ? MODEL_CHECKPOINT : MODEL_LLAMA2C;
+    const size_t n = strlen(path);
+    if (checkpoint_is_hdf5(path) || (n > 3 && strcmp(path + n - 3, ".h5") == 0)) return MODEL_CHECKPOINT;
+    return MODEL_LLAMA2C;
 }
 
 static Model *load_model(const char *path, ModelKind kind, ErrorBuf *err) {
@@ -144,6 +147,7 @@ static Model *load_model(const char *path, ModelKind kind, ErrorBuf *err) {
     return llama2c_load(path, err);
 }
 
+// The tokenizer to use when --tokenizer is not given (into buf), or -1 + err.
 static int default_tokenizer(const char *model, ModelKind kind, int vocab, char *buf, size_t size, ErrorBuf *err) {
     if (kind == MODEL_CHECKPOINT) {
         if (checkpoint_read_tokenizer(model, buf, size, err) != 0) return -1;
