@@ -1,11 +1,16 @@
 // `asyncrl convert IN OUT [--format hf|llama2c]`: a model between formats. IN is a checkpoint
 // (step_NNNNNN.h5), a Hugging Face directory (config.json + safetensors) or a llama2.c .bin; OUT
-// is a Hugging Face directory (default; loads in transformers and vLLM) or a llama2.c .bin.
+// is a Hugging Face directory (default; loads in transformers and vLLM; a checkpoint's llama2.c
+// tokenizer is copied in as tokenizer.bin) or a llama2.c .bin.
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "core/cli.h"
+#include "core/config_types.h"
+#include "core/files.h"
 #include "io/checkpoint.h"
 #include "model/hf.h"
 #include "model/llama2c.h"
@@ -25,6 +30,35 @@ static Model *load_any(const char *in, ErrorBuf *err) {
     if (is_dir(in)) return hf_load(in, err);
     if (ends_with(in, ".h5") || checkpoint_is_hdf5(in)) return checkpoint_load_model(in, err);
     return llama2c_load(in, err);
+}
+
+// A checkpoint's llama2.c tokenizer (model.tokenizer of its config) into DIR/tokenizer.bin, where
+// `asyncrl generate --model DIR` looks for it. Nothing for the byte tokenizer; a note when the
+// file is not there from this directory. 0, or 1 when the copy failed.
+static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
+    char tok[CFG_STR_MAX];
+    ErrorBuf err;
+    if (checkpoint_read_tokenizer(checkpoint, tok, sizeof tok, &err) != 0 || strcmp(tok, "byte") == 0) return 0;
+    size_t len;
+    char *bytes = file_read_all(tok, (size_t)1 << 30, &len, &err);
+    if (!bytes) {
+        printf("note: the checkpoint's tokenizer %s is not there from this directory; copy it to %s/tokenizer.bin "
+               "for `asyncrl generate --model %s`\n", tok, dir, dir);
+        return 0;
+    }
+    char path[4096], tmp[4100];
+    snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    const int ok = f && fwrite(bytes, 1, len, f) == len;
+    free(bytes);
+    if (!f || file_commit(f, ok, tmp, path, &err) != 0) {
+        if (!f) fprintf(stderr, "error: cannot create %s: %s\n", tmp, strerror(errno));
+        else fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
+    }
+    printf("copied the tokenizer %s to %s\n", tok, path);
+    return 0;
 }
 
 int cmd_convert(int argc, char **argv) {
@@ -57,6 +91,8 @@ int cmd_convert(int argc, char **argv) {
         char shape[256];
         model_config_describe(&m->config, shape, sizeof shape);
         printf("wrote %s (%s): %s\n", out, format, shape);
+        if (strcmp(format, "hf") == 0 && !is_dir(in) && (ends_with(in, ".h5") || checkpoint_is_hdf5(in)))
+            rc = copy_checkpoint_tokenizer(in, out);
     }
     model_free(m);
     ops_finalize();

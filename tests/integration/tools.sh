@@ -63,6 +63,25 @@ job 3 rl $CFG --set run.output_dir="$TMP_ROOT/y" --set model.source=llama2c --se
 [ $? != 0 ] && grep -q "is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin" "$TMP_ROOT/y.log" &&
     ok "a checkpoint given as a llama2.c model is named as such" ||
     not_ok "a checkpoint given as a llama2.c model is named as such" "$(tail -2 "$TMP_ROOT/y.log")"
+# A checkpoint of a model with a llama2.c tokenizer (stories260K + tok512): generate reads it
+# with that tokenizer, and convert copies the tokenizer into the HF directory for generate.
+if have_models; then
+    st=$TMP_ROOT/stories
+    job 3 sft inputs/stories.cfg --set run.output_dir="$st" --set sft.steps=1 --set eval.problems=8 \
+        --set model.path="\"$MODELS/stories260K.bin\"" --set model.tokenizer="\"$MODELS/tok512.bin\"" \
+        >"$TMP_ROOT/stories.log" 2>&1
+    sck=$st/checkpoints/step_000000.h5
+    d=$("$BIN" generate --model "$sck" --prompt "Once upon a time" --greedy -n 12 2>"$TMP_ROOT/err")
+    "$BIN" convert "$sck" "$TMP_ROOT/stories_hf" >"$TMP_ROOT/convert.log" 2>>"$TMP_ROOT/err"
+    e=$("$BIN" generate --model "$TMP_ROOT/stories_hf" --prompt "Once upon a time" --greedy -n 12 2>>"$TMP_ROOT/err")
+    case "$d" in "Once upon a time, "*) started=1 ;; *) started=0 ;; esac
+    [ $started = 1 ] && [ "$d" = "$e" ] && cmp -s "$TMP_ROOT/stories_hf/tokenizer.bin" "$MODELS/tok512.bin" &&
+        ok "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it ($d)" ||
+        not_ok "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it" "checkpoint: $d" \
+            "hf: $e" "$(cat "$TMP_ROOT/err" "$TMP_ROOT/convert.log")" "$(tail -3 "$TMP_ROOT/stories.log")"
+else
+    skip "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it" "no $MODELS/stories260K.bin"
+fi
 # A new run (checkpoint.resume = "none") in a directory with an earlier run's checkpoints is
 # refused before it writes anything: the two runs' checkpoints would mix.
 sum_before=$(cksum <"$run/metrics.h5")
