@@ -39,7 +39,10 @@ typedef struct {
 } MetricsTable;
 
 // Opens (creating or, with resume_steps >= 0, reopening and cutting back to that many step rows
-// and the rollouts and table rows of earlier steps) and starts SWMR writing.
+// and the rollouts and table rows of earlier steps) and starts SWMR writing. resume_steps =
+// METRICS_APPEND reopens and keeps every row (an evaluation of a run's checkpoint adds its rows);
+// config_text NULL keeps the file's config attribute.
+#define METRICS_APPEND INT64_MAX
 MetricsWriter *metrics_open(const char *path, const char *const *step_names, int n_step,
                             const MetricsTable *tables, int n_tables, const char *config_text,
                             const char *env_names, int keep_tokens, int64_t resume_steps);

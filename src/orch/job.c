@@ -16,7 +16,7 @@
 #include "train/trainer.h"
 
 // Rank 0 resolves checkpoint.resume and tells every rank which checkpoint (if any) to start from.
-static void resolve_resume(const Config *cfg, const Layout *L, char *path, size_t size) {
+static void resolve_resume(const Config *cfg, const Layout *L, const char *command, char *path, size_t size) {
     int status = 0;
     ErrorBuf err = {{0}};
     if (L->world_rank == 0) {
@@ -28,7 +28,13 @@ static void resolve_resume(const Config *cfg, const Layout *L, char *path, size_
         // prune the new run's own checkpoints first (the old ones have higher steps), and a later
         // "latest" would resume the old run.
         const int64_t earlier = status == 0 ? checkpoint_newest(cfg->run.output_dir) : -1;
-        if (earlier >= 0)
+        if (earlier >= 0 && strcmp(command, "eval") == 0)
+            status = error_set(&err, "%s/checkpoints holds the checkpoints of a run (the newest: step %lld), and an "
+                                     "eval with checkpoint.resume = \"%s\" would replace that run's metrics.h5: "
+                                     "evaluate its newest checkpoint with --set checkpoint.resume=latest (or a step), "
+                                     "or give the evaluation its own run.output_dir",
+                               cfg->run.output_dir, (long long)earlier, cfg->checkpoint.resume);
+        else if (earlier >= 0)
             status = error_set(&err, "%s/checkpoints holds the checkpoints of an earlier run (the newest: step %lld), "
                                      "and checkpoint.resume = \"%s\" would start a new run over them: continue that "
                                      "run (--set checkpoint.resume=latest), give this run its own run.output_dir, or "
@@ -40,9 +46,9 @@ static void resolve_resume(const Config *cfg, const Layout *L, char *path, size_
     MPI_CHECK(MPI_Bcast(path, (int)size, MPI_CHAR, 0, MPI_COMM_WORLD));
 }
 
-static int run_roles(const Config *cfg, Layout *L) {
+static int run_roles(const Config *cfg, Layout *L, const char *command) {
     char resume[CFG_STR_MAX + 96] = "";
-    resolve_resume(cfg, L, resume, sizeof resume);
+    resolve_resume(cfg, L, command, resume, sizeof resume);
     signals_install();
     int status = 0;
     switch (L->role) {
@@ -64,7 +70,7 @@ int cmd_rl(int argc, char **argv) {
         layout_describe(&cfg, stdout);
         fflush(stdout);
     }
-    int status = run_roles(&cfg, &L);
+    int status = run_roles(&cfg, &L, "rl");
     job_finish(&L);
     return status;
 }
@@ -78,7 +84,7 @@ int cmd_sft(int argc, char **argv) {
     cfg.run.max_steps = 0;
     cfg.checkpoint.at_end = 1;  // the warmed-up policy is what this command makes: keep it
     if (cfg.sft.steps == 0) die_user("asyncrl sft needs sft.steps > 0 (e.g. --set sft.steps=200)");
-    int status = run_roles(&cfg, &L);
+    int status = run_roles(&cfg, &L, "sft");
     job_finish(&L);
     return status;
 }
@@ -93,7 +99,7 @@ int cmd_eval(int argc, char **argv) {
     cfg.sft.steps = 0;
     cfg.checkpoint.at_end = 0;
     if (cfg.eval.problems == 0) die_user("asyncrl eval needs eval.problems > 0");
-    int status = run_roles(&cfg, &L);
+    int status = run_roles(&cfg, &L, "eval");
     job_finish(&L);
     return status;
 }

@@ -82,6 +82,24 @@ if have_models; then
 else
     skip "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it" "no $MODELS/stories260K.bin"
 fi
+# eval of an earlier checkpoint of a run adds its rows to the run's metrics and cuts nothing:
+# the run still reads 4 of 4 steps, with its own config.
+ev=$TMP_ROOT/evalrun
+job 3 rl $CFG --set run.output_dir="$ev" --set sft.steps=0 --set run.max_steps=4 --set checkpoint.interval=2 \
+    >"$TMP_ROOT/evalrun.log" 2>&1
+job 3 eval $CFG --set run.output_dir="$ev" --set checkpoint.resume=2 >"$TMP_ROOT/evalrun2.log" 2>&1
+rc=$?
+"$BIN" report "$ev" >"$TMP_ROOT/evalrun.report" 2>&1
+[ $rc = 0 ] && grep -q "steps      4 of 4 done" "$TMP_ROOT/evalrun.report" &&
+    ok "eval of a run's earlier checkpoint keeps the run's metrics whole" ||
+    not_ok "eval of a run's earlier checkpoint keeps the run's metrics whole" "exit $rc" \
+        "$(head -4 "$TMP_ROOT/evalrun.report")" "$(tail -3 "$TMP_ROOT/evalrun2.log")"
+job 3 eval $CFG --set run.output_dir="$ev" >"$TMP_ROOT/evalrun3.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "would replace that run's metrics.h5: evaluate its newest checkpoint" "$TMP_ROOT/evalrun3.log" &&
+    ok "eval into a run's directory without naming a checkpoint is refused" ||
+    not_ok "eval into a run's directory without naming a checkpoint is refused" "exit $rc" \
+        "$(grep -A1 '^error' "$TMP_ROOT/evalrun3.log")"
 # A new run (checkpoint.resume = "none") in a directory with an earlier run's checkpoints is
 # refused before it writes anything: the two runs' checkpoints would mix.
 sum_before=$(cksum <"$run/metrics.h5")
