@@ -32,13 +32,18 @@ int make_dirs(const char *path, ErrorBuf *err) {
     return 0;
 }
 
-int run_dir_lock(const char *dir, int *unsupported, ErrorBuf *err) {
+int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/.asyncrl.lock", dir);
     *unsupported = 0;
     const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return error_set(err, "cannot create %s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    for (int waited = 0; !locked && errno == EWOULDBLOCK && waited < wait_s; waited++) {
+        sleep(1);
+        locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+    }
+    if (!locked) {
         const int e = errno;
         if (e == ENOLCK || e == ENOSYS || e == EOPNOTSUPP) {  // a filesystem without locks
             *unsupported = 1;

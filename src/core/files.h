@@ -13,8 +13,9 @@ int make_dirs(const char *path, ErrorBuf *err);
 // Takes an exclusive lock on DIR/.asyncrl.lock (flock) for the rest of the process and writes
 // "host pid" into it, so that a second job writing to the same run directory stops at once
 // instead of truncating this one's metrics. 0 when held (or when the filesystem has no locks:
-// *unsupported = 1, the caller warns); -1 + err naming the holder when another process has it.
-int run_dir_lock(const char *dir, int *unsupported, ErrorBuf *err);
+// *unsupported = 1, the caller warns); -1 + err naming the holder when another process still
+// has it after wait_s seconds of retrying once a second (0: no retry).
+int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err);
 
 // The whole of regular file `path`, NUL-terminated (*len bytes before the NUL), in a buffer
 // the caller frees. NULL + err (naming the file and why) when it cannot be opened, is not a

@@ -604,8 +604,15 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     ErrorBuf dir_err;
     if (make_dirs(cfg->run.output_dir, &dir_err) != 0)
         FATAL("set run.output_dir to a directory this job may create and write", "run.output_dir: %s", dir_err.msg);
+    // A job Slurm requeued after a node failure may find the lock of its previous allocation
+    // still held by the filesystem for a while (an NFS lease runs out after ~90 s): it waits.
+    const char *restarts = getenv("SLURM_RESTART_COUNT");
+    const int lock_wait_s = restarts && atoi(restarts) > 0 ? 180 : 0;
+    if (lock_wait_s)
+        LOG_INFO("a requeued job: it waits up to %d s if %s/.asyncrl.lock is still held", lock_wait_s,
+                 cfg->run.output_dir);
     int no_locks = 0;
-    if (run_dir_lock(cfg->run.output_dir, &no_locks, &dir_err) != 0)
+    if (run_dir_lock(cfg->run.output_dir, lock_wait_s, &no_locks, &dir_err) != 0)
         FATAL("two jobs in one directory would overwrite each other's metrics and checkpoints", "%s", dir_err.msg);
     if (no_locks)
         LOG_WARN("%s: the filesystem does not support file locks, so nothing stops a second job from writing to this "

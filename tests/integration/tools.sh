@@ -82,6 +82,21 @@ if have_models; then
 else
     skip "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it" "no $MODELS/stories260K.bin"
 fi
+# A job Slurm requeued (SLURM_RESTART_COUNT > 0) waits for a lock its previous allocation may
+# still hold, instead of failing.
+rq=$TMP_ROOT/requeued
+mkdir -p "$rq"
+: >"$rq/.asyncrl.lock"
+flock -x "$rq/.asyncrl.lock" sleep 3 &
+holder=$!
+sleep 0.3
+SLURM_RESTART_COUNT=1 job 3 rl $CFG --set run.output_dir="$rq" --set sft.steps=0 --set run.max_steps=1 \
+    >"$TMP_ROOT/requeued.log" 2>&1
+rc=$?
+wait $holder
+[ $rc = 0 ] && grep -q "a requeued job: it waits up to" "$TMP_ROOT/requeued.log" &&
+    ok "a requeued job waits for the run directory's lock" ||
+    not_ok "a requeued job waits for the run directory's lock" "exit $rc" "$(grep -A1 '^error' "$TMP_ROOT/requeued.log")"
 # eval of an earlier checkpoint of a run adds its rows to the run's metrics and cuts nothing:
 # the run still reads 4 of 4 steps, with its own config.
 ev=$TMP_ROOT/evalrun
