@@ -628,10 +628,10 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
         if (e) strncat(env_names, ",", sizeof env_names - strlen(env_names) - 1);
         strncat(env_names, o->envs[e]->name, sizeof env_names - strlen(env_names) - 1);
     }
-    // asyncrl eval (no SFT, no RL steps) of a run's checkpoint adds its rows to the run's metrics,
-    // which keep every row (a checkpoint of step 400 must not cut a 600-step run back) and the
-    // run's config.
-    const int eval_of_run = o->resumed && cfg->run.max_steps == 0 && cfg->sft.steps == 0;
+    // A job that only evaluates a run's checkpoint (asyncrl eval; asyncrl sft when the checkpoint's
+    // warm-up is already done) adds its rows to the run's metrics, which keep every row (a
+    // checkpoint of step 400 must not cut a 600-step run back) and the run's config.
+    const int eval_of_run = o->resumed && cfg->run.max_steps == 0 && cfg->sft.steps <= o->sft_done;
     char *text = eval_of_run ? NULL : config_to_text(cfg);
     o->mw = metrics_open(path, step_names, n_step, tables, 2, text, env_names, cfg->log.rollouts,
                          eval_of_run ? METRICS_APPEND : o->resumed ? o->steps_done : -1);
