@@ -109,6 +109,18 @@ rc=$?
     ok "eval of a run's earlier checkpoint keeps the run's metrics whole" ||
     not_ok "eval of a run's earlier checkpoint keeps the run's metrics whole" "exit $rc" \
         "$(head -4 "$TMP_ROOT/evalrun.report")" "$(tail -3 "$TMP_ROOT/evalrun2.log")"
+# metrics.h5 locked by another program (h5py holding it open, say): resuming says what the
+# failed lock means instead of only printing HDF5's error stack.
+flock -x "$ev/metrics.h5" sleep 3 &
+holder=$!
+sleep 0.3
+job 3 rl $CFG --set run.output_dir="$ev" --set checkpoint.resume=latest --set run.max_steps=6 >"$TMP_ROOT/mlock.log" 2>&1
+rc=$?
+wait $holder
+[ $rc != 0 ] && grep -q "cannot reopen metrics file $ev/metrics.h5" "$TMP_ROOT/mlock.log" &&
+    grep -q "HDF5 could not lock the file: another process has it open" "$TMP_ROOT/mlock.log" &&
+    ok "a metrics file locked by another program is a clear error" ||
+    not_ok "a metrics file locked by another program is a clear error" "exit $rc" "$(grep -A1 '^error' "$TMP_ROOT/mlock.log")"
 job 3 eval $CFG --set run.output_dir="$ev" >"$TMP_ROOT/evalrun3.log" 2>&1
 rc=$?
 [ $rc != 0 ] && grep -q "would replace that run's metrics.h5: evaluate its newest checkpoint" "$TMP_ROOT/evalrun3.log" &&
