@@ -6,6 +6,9 @@
 
 #include "core/error.h"
 
+// The 8 bytes every HDF5 file starts with (checkpoints are HDF5: model loaders tell them apart).
+#define HDF5_SIGNATURE "\x89HDF\r\n\x1a\n"
+
 // Creates directory `path` and any missing parents (mkdir -p), mode 0755. An existing
 // directory is fine; -1 + err names the component that could not be created and why.
 int make_dirs(const char *path, ErrorBuf *err);

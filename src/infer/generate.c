@@ -19,8 +19,7 @@
 #include "core/error.h"
 #include "infer/engine.h"
 #include "io/checkpoint.h"
-#include "model/hf.h"
-#include "model/llama2c.h"
+#include "model/model_load.h"
 #include "model/tokenizer.h"
 #include "ops.h"
 
@@ -120,42 +119,20 @@ static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
     return 0;
 }
 
-static int is_directory(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-// What --model names: a directory, a checkpoint (an HDF5 file, or a damaged one named *.h5), or
-// else a llama2.c .bin file.
-typedef enum { MODEL_LLAMA2C, MODEL_HF_DIR, MODEL_CHECKPOINT } ModelKind;
-
-static ModelKind model_kind(const char *path) {
-    if (is_directory(path)) return MODEL_HF_DIR;
-    const size_t n = strlen(path);
-    if (checkpoint_is_hdf5(path) || (n > 3 && strcmp(path + n - 3, ".h5") == 0)) return MODEL_CHECKPOINT;
-    return MODEL_LLAMA2C;
-}
-
-static Model *load_model(const char *path, ModelKind kind, ErrorBuf *err) {
-    if (kind == MODEL_HF_DIR) return hf_load(path, err);
-    if (kind == MODEL_CHECKPOINT) return checkpoint_load_model(path, err);
-    return llama2c_load(path, err);
-}
-
 // The tokenizer to use when --tokenizer is not given (into buf), or -1 + err.
-static int default_tokenizer(const char *model, ModelKind kind, int vocab, char *buf, size_t size, ErrorBuf *err) {
-    if (kind == MODEL_CHECKPOINT) {
+static int default_tokenizer(const char *model, ModelFileKind kind, int vocab, char *buf, size_t size, ErrorBuf *err) {
+    if (kind == MODEL_FILE_CHECKPOINT) {
         if (checkpoint_read_tokenizer(model, buf, size, err) != 0) return -1;
         if (strcmp(buf, "byte") == 0 || file_exists(buf)) return 0;
         return error_set(err, "the checkpoint was trained with model.tokenizer = \"%s\", which is not there from this "
                               "directory: give --tokenizer", buf);
     }
-    if (kind == MODEL_HF_DIR) {
+    if (kind == MODEL_FILE_HF_DIR) {
         snprintf(buf, size, "%s/tokenizer.bin", model);
     } else {
         const char *slash = strrchr(model, '/');
@@ -277,8 +254,8 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     ops_init(a.threads);
-    const ModelKind kind = model_kind(a.model);
-    Model *m = load_model(a.model, kind, &err);
+    const ModelFileKind kind = model_file_kind(a.model);
+    Model *m = model_load_file(a.model, &err);
     if (!m) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;

@@ -335,7 +335,9 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     "cannot be read: the file is damaged (a checksum failed or it is corrupt); use another checkpoint " \
     "(to resume from an earlier one: --set checkpoint.resume=STEP)"
 
-int64_t checkpoint_newest(const char *out_dir) {
+// The newest complete checkpoint in out_dir/checkpoints (its step, -1 when none), with a
+// warning for each newer one skipped when `warn`.
+static int64_t newest_complete(const char *out_dir, int warn) {
     Found *list;
     const int n = list_checkpoints(out_dir, &list);
     int64_t newest = -1;
@@ -343,32 +345,24 @@ int64_t checkpoint_newest(const char *out_dir) {
         char p[CFG_STR_MAX + 96];
         checkpoint_name(p, sizeof p, out_dir, list[i].step, "");
         if (is_complete(p)) newest = list[i].step;
+        else if (warn)
+            LOG_WARN("skipping checkpoint %s: it is incomplete or unreadable (a job killed while writing it?)", p);
     }
     free(list);
     return newest;
 }
 
+int64_t checkpoint_newest(const char *out_dir) { return newest_complete(out_dir, 0); }
+
 int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size_t path_size, ErrorBuf *err) {
     path[0] = '\0';
     if (strcmp(resume, "none") == 0) return 0;
-    Found *list;
-    int n = list_checkpoints(out_dir, &list);
     if (strcmp(resume, "latest") == 0) {
-        for (int i = n - 1; i >= 0; i--) {
-            char p[CFG_STR_MAX + 96];
-            checkpoint_name(p, sizeof p, out_dir, list[i].step, "");
-            if (is_complete(p)) {
-                snprintf(path, path_size, "%s", p);
-                free(list);
-                return 1;
-            }
-            LOG_WARN("skipping checkpoint %s: it is incomplete or unreadable (a job killed while writing it?)", p);
-        }
-        free(list);
-        return 0;
+        const int64_t step = newest_complete(out_dir, 1);
+        if (step >= 0) checkpoint_name(path, path_size, out_dir, step, "");
+        return step >= 0;
     }
     long long step = atoll(resume);
-    free(list);
     char p[CFG_STR_MAX + 96];
     checkpoint_name(p, sizeof p, out_dir, step, "");
     if (access(p, R_OK) != 0)
@@ -538,7 +532,7 @@ int checkpoint_is_hdf5(const char *path) {
     unsigned char head[8];
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
-    const int ok = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0;
+    const int ok = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, HDF5_SIGNATURE, 8) == 0;
     fclose(f);
     return ok;
 }

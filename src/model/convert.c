@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/cli.h"
 #include "core/config_types.h"
@@ -14,23 +13,8 @@
 #include "io/checkpoint.h"
 #include "model/hf.h"
 #include "model/llama2c.h"
+#include "model/model_load.h"
 #include "ops.h"
-
-static int is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-static Model *load_any(const char *in, ErrorBuf *err) {
-    if (is_dir(in)) return hf_load(in, err);
-    if (ends_with(in, ".h5") || checkpoint_is_hdf5(in)) return checkpoint_load_model(in, err);
-    return llama2c_load(in, err);
-}
 
 // A checkpoint's llama2.c tokenizer (model.tokenizer of its config) into DIR/tokenizer.bin, where
 // `asyncrl generate --model DIR` looks for it. Nothing for the byte tokenizer; a note when the
@@ -80,7 +64,7 @@ int cmd_convert(int argc, char **argv) {
     }
     ops_init(1);
     ErrorBuf err;
-    Model *m = load_any(in, &err);
+    Model *m = model_load_file(in, &err);
     if (!m) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
@@ -91,7 +75,7 @@ int cmd_convert(int argc, char **argv) {
         char shape[256];
         model_config_describe(&m->config, shape, sizeof shape);
         printf("wrote %s (%s): %s\n", out, format, shape);
-        if (strcmp(format, "hf") == 0 && !is_dir(in) && (ends_with(in, ".h5") || checkpoint_is_hdf5(in)))
+        if (strcmp(format, "hf") == 0 && model_file_kind(in) == MODEL_FILE_CHECKPOINT)
             rc = copy_checkpoint_tokenizer(in, out);
     }
     model_free(m);

@@ -30,7 +30,7 @@ static int read_header(FILE *fp, const char *path, ModelConfig *c, uint64_t *fil
     if (*file_size < sizeof h || fread(h, sizeof(int32_t), 7, fp) != 7)
         return error_set(err, "%s: %llu bytes is too short for a llama2.c model (28-byte header)", path,
                          (unsigned long long)*file_size);
-    if (memcmp(h, "\x89HDF\r\n\x1a\n", 8) == 0)
+    if (memcmp(h, HDF5_SIGNATURE, 8) == 0)
         return error_set(err, "%s is an HDF5 file (an asyncrl checkpoint?), not a llama2.c .bin: a job starts from "
                               "a checkpoint's weights with model.source = \"checkpoint\", and `asyncrl generate "
                               "--model` takes checkpoints too", path);

@@ -2,6 +2,7 @@
 #include "model/model_load.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/config.h"
 #include "io/checkpoint.h"
@@ -50,4 +51,20 @@ int model_shape_from_config(const Config *cfg, ModelConfig *mc, ErrorBuf *err) {
     int rc = model_config_from(cfg, t->vocab_size, mc, err);
     tokenizer_free(t);
     return rc;
+}
+
+ModelFileKind model_file_kind(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return MODEL_FILE_HF_DIR;
+    const size_t n = strlen(path);
+    if (checkpoint_is_hdf5(path) || (n > 3 && strcmp(path + n - 3, ".h5") == 0)) return MODEL_FILE_CHECKPOINT;
+    return MODEL_FILE_LLAMA2C;
+}
+
+Model *model_load_file(const char *path, ErrorBuf *err) {
+    switch (model_file_kind(path)) {
+        case MODEL_FILE_HF_DIR: return hf_load(path, err);
+        case MODEL_FILE_CHECKPOINT: return checkpoint_load_model(path, err);
+        default: return llama2c_load(path, err);
+    }
 }

@@ -16,3 +16,11 @@
 int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok_out, ErrorBuf *err);
 // The model's shape alone (reads only headers / config.json; for init the tokenizer's size).
 int model_shape_from_config(const Config *cfg, ModelConfig *out, ErrorBuf *err);
+
+// What a model path names, told by what is there: a directory (Hugging Face), an asyncrl
+// checkpoint (an HDF5 file, or a damaged one named *.h5, so that it is reported as one), or
+// else a llama2.c .bin file. asyncrl generate and convert take any of them.
+typedef enum { MODEL_FILE_LLAMA2C, MODEL_FILE_HF_DIR, MODEL_FILE_CHECKPOINT } ModelFileKind;
+ModelFileKind model_file_kind(const char *path);
+// The model at path, whichever its kind (NULL + err).
+Model *model_load_file(const char *path, ErrorBuf *err);
