@@ -57,6 +57,16 @@ static int parse_number(const char *opt, const char *text, double lo, double hi,
     return 0;
 }
 
+// Whether o is one of the options that take a value (each has a branch in parse_args).
+static int takes_value(const char *o) {
+    static const char *const names[] = {"--model", "-m", "--tokenizer", "-z", "--prompt", "-i", "--temperature", "-t",
+                                        "--top-p", "-p", "--min-p", "--top-k", "-n", "--max-tokens", "--seed", "-s",
+                                        "--threads", "--kv-cache"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(o, names[k]) == 0) return 1;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
     memset(a, 0, sizeof *a);
     a->prompt = "";
@@ -71,6 +81,7 @@ static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
             continue;
         }
         if (strcmp(o, "-h") == 0 || strcmp(o, "--help") == 0) return error_set(err, "help");
+        if (!takes_value(o)) return error_set(err, "unknown option '%s'", o);
         if (i + 1 >= argc) return error_set(err, "%s needs a value", o);
         const char *v = argv[++i];
         double x;
@@ -111,7 +122,7 @@ static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
             if (a->kv_dtype < 0)
                 return error_set(err, "--kv-cache '%s' is not a KV cache type: use fp32 or fp16", v);
         } else {
-            return error_set(err, "unknown option '%s'", o);
+            return error_set(err, "unknown option '%s'", o);  // (a name in takes_value without a branch)
         }
     }
     if (!a->model) return error_set(err, "--model is required");

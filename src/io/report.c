@@ -602,7 +602,8 @@ int cmd_report(int argc, char **argv) {
                "(also while the job runs)\n");
         return 0;
     }
-    if (argc != 2) {
+    if (argc != 2 || argv[1][0] == '-') {
+        if (argc == 2) fprintf(stderr, "error: unknown option '%s'\n", argv[1]);
         fprintf(stderr, "usage: asyncrl report RUN_DIR (run.output_dir of the run, or its metrics.h5)\n");
         return 2;
     }

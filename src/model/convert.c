@@ -45,23 +45,43 @@ static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
     return 0;
 }
 
+#define CONVERT_USAGE                                                                      \
+    "usage: asyncrl convert IN OUT [--format hf|llama2c]\n"                               \
+    "  IN: a checkpoint (.h5), a Hugging Face directory or a llama2.c .bin\n"             \
+    "  OUT: a Hugging Face directory (hf, the default) or a llama2.c .bin file\n"
+
+// A usage error: the message, then the usage; exit status 2.
+static int convert_usage_error(const char *msg, const char *arg) {
+    fprintf(stderr, "error: ");
+    fprintf(stderr, msg, arg);
+    fprintf(stderr, "\n" CONVERT_USAGE);
+    return 2;
+}
+
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *format = "hf";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) format = argv[++i];
-        else if (!in) in = argv[i];
-        else if (!out) out = argv[i];
-        else {
-            fprintf(stderr, "error: unexpected argument '%s'\n", argv[i]);
-            return 2;
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            printf(CONVERT_USAGE);
+            return 0;
+        } else if (strcmp(a, "--format") == 0) {
+            if (i + 1 >= argc) return convert_usage_error("%s needs a value: hf or llama2c", a);
+            format = argv[++i];
+            if (strcmp(format, "hf") != 0 && strcmp(format, "llama2c") != 0)
+                return convert_usage_error("--format '%s' is not a format: use hf or llama2c", format);
+        } else if (strncmp(a, "--", 2) == 0) {
+            return convert_usage_error("unknown option '%s'", a);
+        } else if (!in) {
+            in = a;
+        } else if (!out) {
+            out = a;
+        } else {
+            return convert_usage_error("unexpected argument '%s': give one input and one output", a);
         }
     }
-    if (!in || !out || (strcmp(format, "hf") != 0 && strcmp(format, "llama2c") != 0)) {
-        fprintf(stderr, "usage: asyncrl convert IN OUT [--format hf|llama2c]\n"
-                        "  IN: a checkpoint (.h5), a Hugging Face directory or a llama2.c .bin\n"
-                        "  OUT: a Hugging Face directory (hf, the default) or a llama2.c .bin file\n");
-        return 2;
-    }
+    if (!in || !out) return convert_usage_error("%s", !in ? "give the model to convert (IN) and where to write it (OUT)"
+                                                          : "give where to write the model (OUT)");
     ops_init(1);
     ErrorBuf err;
     Model *m = model_load_file(in, &err);

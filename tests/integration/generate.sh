@@ -13,6 +13,8 @@ expect_usage_error() {  # name, fragment, args...
 }
 expect_usage_error "generate without --model" "--model is required"
 expect_usage_error "generate with an unknown option" "unknown option '--bogus'" --model x --bogus 1
+expect_usage_error "generate with an unknown option last" "unknown option '--bogus'" --model x --bogus
+expect_usage_error "generate with an option lacking its value" "--top-p needs a value" --model x --top-p
 expect_usage_error "generate with a bad temperature" "--temperature '-1' is not a number" --model x --temperature -1
 expect_usage_error "generate with a bad KV cache type" "--kv-cache 'bf16' is not a KV cache type: use fp32 or fp16" --model x --kv-cache bf16
 expect_usage_error "generate with a missing model file" "/nonexistent.bin" --model /nonexistent.bin

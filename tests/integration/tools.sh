@@ -156,6 +156,27 @@ wait $first 2>/dev/null
     ok "a second job in the same run.output_dir stops at once, naming the first" ||
     not_ok "a second job in the same run.output_dir stops at once, naming the first" \
         "exit $rc, first alive $alive, metrics $size bytes" "$(grep -A1 '^error' "$TMP_ROOT/busy_b.log")"
+# Bad command lines of convert and report: exit 2, the mistake named, then the usage.
+bad_args=0
+while IFS='|' read -r args want; do
+    # shellcheck disable=SC2086  # (the arguments are split on purpose)
+    "$BIN" $args >/dev/null 2>"$TMP_ROOT/err"
+    rc=$?
+    if [ $rc != 2 ] || ! grep -qF -- "error: $want" "$TMP_ROOT/err" || ! grep -q "^usage:" "$TMP_ROOT/err"; then
+        bad_args=1
+        echo "# asyncrl $args: exit $rc, wanted 'error: $want': $(head -1 "$TMP_ROOT/err")"
+    fi
+done <<EOF
+convert a b --format|--format needs a value: hf or llama2c
+convert a b --format bin|--format 'bin' is not a format: use hf or llama2c
+convert a b --frmat hf|unknown option '--frmat'
+convert a|give where to write the model (OUT)
+convert|give the model to convert (IN)
+convert a b c|unexpected argument 'c'
+report --bogus|unknown option '--bogus'
+EOF
+[ $bad_args = 0 ] && ok "convert and report: bad command lines name the mistake (exit 2)" ||
+    not_ok "convert and report: bad command lines name the mistake (exit 2)"
 "$BIN" convert /nonexistent/model.bin "$TMP_ROOT/x" 2>"$TMP_ROOT/err"
 [ $? != 0 ] && grep -q "/nonexistent/model.bin" "$TMP_ROOT/err" && ok "convert: a missing input is a clear error" ||
     not_ok "convert: a missing input is a clear error" "$(cat "$TMP_ROOT/err")"
