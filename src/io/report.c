@@ -227,15 +227,19 @@ static void format_duration(double seconds, char *buf, size_t size) {
 // ---------------------------------------------------------------------------------------------
 // Sections
 
-static int read_max_steps(hid_t file) {
+// The run's config from the metrics file's config attribute (heap), or NULL when it is missing
+// or does not parse.
+static Config *read_config(hid_t file) {
     char *text = read_string_attr(file, "config");
-    if (!text) return -1;
+    if (!text) return NULL;
     Config *cfg = xmalloc(sizeof *cfg);
     ErrorBuf err = {{0}};
-    int max_steps = config_load_text(cfg, text, "metrics.h5 config attribute", NULL, 0, &err) == 0 ? cfg->run.max_steps : -1;
-    free(cfg);
+    if (config_load_text(cfg, text, "metrics.h5 config attribute", NULL, 0, &err) != 0) {
+        free(cfg);
+        cfg = NULL;
+    }
     free(text);
-    return max_steps;
+    return cfg;
 }
 
 // Rows in /steps: the longest of the per-step series (they can differ by the step in flight).
@@ -350,7 +354,26 @@ static void print_metric_line(Reader *r, FILE *out, const char *label, const cha
     series_free(&s);
 }
 
-static void print_training(Reader *r, FILE *out) {
+// A note when most sampled groups were dropped lately (zero advantage: every sample of the group
+// got the same reward). Such a run wastes its rollouts and slows down; the orchestrator warns
+// in its log, and this says it to whoever reads the run afterwards.
+static void print_dropped_note(Reader *r, FILE *out, size_t steps, const Config *cfg) {
+    Series dropped;
+    if (!cfg || cfg->orchestrator.group_size <= 0 || read_series(r, "steps/groups_dropped", &dropped) != 0) return;
+    const double trained = (double)cfg->orchestrator.batch_size / cfg->orchestrator.group_size;
+    const size_t window = steps / 10 > 10 ? steps / 10 : 10;
+    const double lately = dropped.n ? trailing_mean(&dropped, dropped.n - 1, window) : NAN;
+    if (isfinite(lately) && lately > trained)
+        fprintf(out,
+                "  note: over the last %zu steps, %.0f groups a step were dropped (every sample got the same reward)\n"
+                "        for %.0f trained: most rollouts carry no signal. The policy may have collapsed (low\n"
+                "        entropy), or the task is too easy or too hard for it; orchestrator.easy_threshold and\n"
+                "        hard_threshold set problems aside, a higher inference.temperature spreads the rewards.\n",
+                window < dropped.n ? window : dropped.n, lately, trained);
+    series_free(&dropped);
+}
+
+static void print_training(Reader *r, FILE *out, size_t steps, const Config *cfg) {
     fprintf(out, "\ntraining (over the steps that have each value)\n");
     print_metric_line(r, out, "loss", "steps/loss");
     print_metric_line(r, out, "entropy", "steps/entropy");
@@ -360,6 +383,7 @@ static void print_training(Reader *r, FILE *out) {
     print_metric_line(r, out, "truncated_frac", "steps/truncated_frac");
     print_metric_line(r, out, "groups_dropped", "steps/groups_dropped");
     print_metric_line(r, out, "groups_rescheduled", "steps/groups_rescheduled");
+    print_dropped_note(r, out, steps, cfg);
 }
 
 static void print_throughput(Reader *r, FILE *out) {
@@ -574,19 +598,21 @@ int report_print(const char *run_dir, FILE *out, ErrorBuf *err) {
         return error_set(err, "%s has no /steps group: it is not an asyncrl metrics file", metrics_path);
     }
     size_t steps = count_steps(&r);
-    int max_steps = read_max_steps(r.file);
+    Config *cfg = read_config(r.file);
+    const int max_steps = cfg ? cfg->run.max_steps : -1;
     err->msg[0] = '\0';
     print_header(&r, dir, out, steps, max_steps);
     print_time(&r, out, steps, max_steps);
     print_reward(&r, out);
     print_eval(&r, out);
-    print_training(&r, out);
+    print_training(&r, out, steps, cfg);
     print_throughput(&r, out);
     print_off_policy(&r, out);
     print_skipped(&r, out, steps);
     print_rollouts(&r, out);
     print_sft(&r, out);
     print_checkpoints(dir, out);
+    free(cfg);
     H5Fclose(r.file);
     // A dataset that could not be read leaves its message: the summary above lacks it.
     if (err->msg[0]) {

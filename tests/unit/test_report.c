@@ -1,7 +1,8 @@
 // `asyncrl report`: the numbers it prints for a metrics.h5 written by the real writer with
 // known values (worked out by hand below), its checkpoint listing (complete, incomplete,
 // damaged, partial), a file still open by its writer (the binary reads it as a SWMR reader while
-// this process writes), and clear errors for missing, foreign, garbage and damaged files.
+// this process writes), the note on dropped groups, and clear errors for missing, foreign,
+// garbage and damaged files.
 #include <fcntl.h>
 #include <hdf5.h>
 #include <math.h>
@@ -271,6 +272,34 @@ static void test_damaged_anywhere(void **state) {
     free(whole);
 }
 
+// The note on dropped groups: 4 groups trained a step (batch 32, groups of 8); in the first 40
+// steps 2 dropped a step (no note), then 12 a step for 10 steps: the last max(10, 50 / 10) = 10
+// steps average 12 > 4.
+static void test_dropped_groups_note(void **state) {
+    static const char *names[] = {"reward_mean", "groups_dropped"};
+    static const char *cfg = "run = { max_steps = 100; }; orchestrator = { batch_size = 32; group_size = 8; };";
+    MetricsWriter *m = metrics_open(g_metrics, names, 2, NULL, 0, cfg, "reverse", 0, -1);
+    assert_non_null(m);
+    for (int s = 0; s < 40; s++) metrics_write_step(m, s, names, (double[]){0.5, 2}, 2);
+    metrics_close(m);
+    ErrorBuf err = {{0}};
+    int rc;
+    char *text = report_text(g_dir, &rc, &err);
+    assert_int_equal(rc, 0);
+    expect(text, "groups_dropped       mean 2 ");
+    assert_null(strstr(text, "note:"));
+    free(text);
+    m = metrics_open(g_metrics, names, 2, NULL, 0, NULL, "reverse", 0, METRICS_APPEND);  // (10 steps more)
+    assert_non_null(m);
+    for (int s = 40; s < 50; s++) metrics_write_step(m, s, names, (double[]){0.5, 12}, 2);
+    metrics_close(m);
+    text = report_text(g_dir, &rc, &err);
+    assert_int_equal(rc, 0);
+    expect(text, "note: over the last 10 steps, 12 groups a step were dropped (every sample got the same reward)\n"
+                 "        for 4 trained");
+    free(text);
+}
+
 static int setup(void **state) {
     snprintf(g_dir, sizeof g_dir, "/tmp/asyncrl-test-report-%d", (int)getpid());
     snprintf(g_metrics, sizeof g_metrics, "%s/metrics.h5", g_dir);
@@ -290,6 +319,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_while_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_anywhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dropped_groups_note, setup, teardown),
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }
