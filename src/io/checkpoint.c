@@ -354,6 +354,42 @@ static int64_t newest_complete(const char *out_dir, int warn) {
 
 int64_t checkpoint_newest(const char *out_dir) { return newest_complete(out_dir, 0); }
 
+// A new folder out_dir/checkpoints/rolled_back_to_NNNNNN[_K] (into where), or -1 with err.
+static int make_rollback_dir(const char *out_dir, int64_t step, char *where, size_t size, ErrorBuf *err) {
+    for (int k = 1; k < 1000; k++) {
+        char suffix[16] = "";
+        if (k > 1) snprintf(suffix, sizeof suffix, "_%d", k);
+        snprintf(where, size, "%s/checkpoints/rolled_back_to_%06lld%s", out_dir, (long long)step, suffix);
+        if (mkdir(where, 0777) == 0) return 0;
+        if (errno != EEXIST) return error_set(err, "cannot create %s: %s", where, strerror(errno));
+    }
+    return error_set(err, "%s/checkpoints holds 999 rolled_back_to_%06lld folders: remove some", out_dir,
+                     (long long)step);
+}
+
+int checkpoint_set_aside_newer(const char *out_dir, int64_t step, char *where, size_t where_size, ErrorBuf *err) {
+    Found *list;
+    const int n = list_checkpoints(out_dir, &list);
+    int moved = 0;
+    for (int i = 0; i < n; i++) {
+        if (list[i].step <= step) continue;
+        if (moved == 0 && make_rollback_dir(out_dir, step, where, where_size, err) != 0) {
+            moved = -1;
+            break;
+        }
+        char from[CFG_STR_MAX + 96], to[2 * CFG_STR_MAX + 160];
+        checkpoint_name(from, sizeof from, out_dir, list[i].step, "");
+        snprintf(to, sizeof to, "%s/step_%06lld.h5", where, (long long)list[i].step);
+        if (rename(from, to) != 0) {
+            moved = error_set(err, "cannot move %s to %s: %s", from, to, strerror(errno));
+            break;
+        }
+        moved++;
+    }
+    free(list);
+    return moved;
+}
+
 int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size_t path_size, ErrorBuf *err) {
     path[0] = '\0';
     if (strcmp(resume, "none") == 0) return 0;

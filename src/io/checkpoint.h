@@ -59,6 +59,12 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
 int checkpoint_resolve(const char *out_dir, const char *resume, char *path, size_t path_size, ErrorBuf *err);
 // The step of the newest complete checkpoint in out_dir/checkpoints, or -1 when there is none.
 int64_t checkpoint_newest(const char *out_dir);
+// A run resumed from `step` abandons the checkpoints of later steps: left in place, checkpoint.keep
+// would prune the new run's own checkpoints ahead of them and a later "latest" would take them.
+// Moves them (complete or not) into a new folder out_dir/checkpoints/rolled_back_to_NNNNNN (a
+// suffix _2, _3, ... when it exists), whose path goes to `where`. Returns how many moved (0:
+// none, nothing created), or -1 with err.
+int checkpoint_set_aside_newer(const char *out_dir, int64_t step, char *where, size_t where_size, ErrorBuf *err);
 
 // Reading. Each checks what it reads and fails with a clear message (never a crash).
 int checkpoint_read_state(const char *path, CheckpointState *st, char **config_text, ErrorBuf *err);

@@ -565,6 +565,21 @@ static void load_resume_state(Orch *o, const char *path) {
     o->ckpt_acked = (int)st.step;
 }
 
+// A run resumed from step N with checkpoints of later steps beside it (a rollback) moves those
+// aside first (checkpoint_set_aside_newer says why). Runs under the run directory's lock.
+static void set_aside_newer_checkpoints(const Orch *o, const Config *cfg) {
+    char where[2 * CFG_STR_MAX];
+    ErrorBuf err;
+    const int moved = checkpoint_set_aside_newer(cfg->run.output_dir, o->steps_done, where, sizeof where, &err);
+    if (moved < 0)
+        FATAL("the checkpoints of later steps must move out of the way of this run's own; move them by hand",
+              "rolling back to step %d: %s", o->steps_done, err.msg);
+    if (moved > 0)
+        LOG_INFO("rolling back to step %d: moved the %d checkpoint%s of later steps to %s (they belong to the "
+                 "abandoned continuation; \"latest\" no longer takes them)",
+                 o->steps_done, moved, moved == 1 ? "" : "s", where);
+}
+
 static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resume_path) {
     memset(o, 0, sizeof *o);
     o->cfg = cfg;
@@ -617,6 +632,11 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     if (no_locks)
         LOG_WARN("%s: the filesystem does not support file locks, so nothing stops a second job from writing to this "
                  "run.output_dir", cfg->run.output_dir);
+    // A job that only evaluates a run's checkpoint (asyncrl eval; asyncrl sft when the checkpoint's
+    // warm-up is already done) adds its rows to the run's metrics, which keep every row (a
+    // checkpoint of step 400 must not cut a 600-step run back) and the run's config.
+    const int eval_of_run = o->resumed && cfg->run.max_steps == 0 && cfg->sft.steps <= o->sft_done;
+    if (o->resumed && !eval_of_run) set_aside_newer_checkpoints(o, cfg);
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->run.output_dir);
     int n_step, n_eval;
@@ -628,10 +648,6 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
         if (e) strncat(env_names, ",", sizeof env_names - strlen(env_names) - 1);
         strncat(env_names, o->envs[e]->name, sizeof env_names - strlen(env_names) - 1);
     }
-    // A job that only evaluates a run's checkpoint (asyncrl eval; asyncrl sft when the checkpoint's
-    // warm-up is already done) adds its rows to the run's metrics, which keep every row (a
-    // checkpoint of step 400 must not cut a 600-step run back) and the run's config.
-    const int eval_of_run = o->resumed && cfg->run.max_steps == 0 && cfg->sft.steps <= o->sft_done;
     char *text = eval_of_run ? NULL : config_to_text(cfg);
     o->mw = metrics_open(path, step_names, n_step, tables, 2, text, env_names, cfg->log.rollouts,
                          eval_of_run ? METRICS_APPEND : o->resumed ? o->steps_done : -1);

@@ -156,6 +156,21 @@ wait $first 2>/dev/null
     ok "a second job in the same run.output_dir stops at once, naming the first" ||
     not_ok "a second job in the same run.output_dir stops at once, naming the first" \
         "exit $rc, first alive $alive, metrics $size bytes" "$(grep -A1 '^error' "$TMP_ROOT/busy_b.log")"
+# A resume from an earlier step (a rollback) moves the checkpoints of later steps aside: left in
+# place, checkpoint.keep would prune the new run's own (3, then 2) ahead of them, and a later
+# "latest" would resume the abandoned run's step 6.
+rb=$TMP_ROOT/rollback
+job 3 rl $CFG --set run.output_dir="$rb" --set run.max_steps=6 --set checkpoint.interval=2 --set checkpoint.at_end=true \
+    --set checkpoint.keep=0 >"$rb.log" 2>&1
+job 3 rl $CFG --set run.output_dir="$rb" --set run.max_steps=4 --set checkpoint.interval=1 --set checkpoint.at_end=true \
+    --set checkpoint.keep=2 --set checkpoint.resume=2 >"$rb.resume.log" 2>&1
+rc=$?
+[ $rc = 0 ] && [ "$(ls "$rb/checkpoints" | tr '\n' ' ')" = "rolled_back_to_000002 step_000003.h5 step_000004.h5 " ] &&
+    [ "$(ls "$rb/checkpoints/rolled_back_to_000002" | tr '\n' ' ')" = "step_000004.h5 step_000006.h5 " ] &&
+    grep -q "rolling back to step 2: moved the 2 checkpoints of later steps to $rb/checkpoints/rolled_back_to_000002" \
+        "$rb.resume.log" && ok "a resume from an earlier step moves the checkpoints of later steps aside" ||
+    not_ok "a resume from an earlier step moves the checkpoints of later steps aside" "exit $rc" \
+        "$(ls -R "$rb/checkpoints")" "$(grep -iE 'roll|removed|error' "$rb.resume.log")"
 # Bad command lines of convert and report: exit 2, the mistake named, then the usage.
 bad_args=0
 while IFS='|' read -r args want; do
