@@ -539,6 +539,12 @@ static int same_shape(const ModelConfig *a, const ModelConfig *b, const char *pa
         a->tied_embeddings != b->tied_embeddings || a->qkv_bias != b->qkv_bias)
         return error_set(err, "checkpoint %s holds a different model (%s) than the config asks for (%s): resume with "
                          "the config the run started with, or start a new run.output_dir", path, got, want);
+    // The same weights under another RoPE base or RMSNorm epsilon compute another function.
+    if (a->rope_theta != b->rope_theta || a->norm_eps != b->norm_eps)
+        return error_set(err, "checkpoint %s was trained with rope_theta = %g and norm_eps = %g, but the config asks "
+                         "for rope_theta = %g and norm_eps = %g: resume with the values the run started with "
+                         "(model.rope_theta, model.norm_eps), or start a new run.output_dir",
+                         path, b->rope_theta, b->norm_eps, a->rope_theta, a->norm_eps);
     return 0;
 }
 

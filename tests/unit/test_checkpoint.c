@@ -159,6 +159,18 @@ static void test_other_shape_and_corruption(void **state) {
     ErrorBuf err;
     assert_int_equal(checkpoint_read_model(path, wide, &err), -1);
     assert_non_null(strstr(err.msg, "different model"));
+    // The same shape under another RoPE base or RMSNorm epsilon is another model too.
+    Model *other = make_model(16, 1);
+    other->config.rope_theta = 10.0;
+    assert_int_equal(checkpoint_read_model(path, other, &err), -1);
+    assert_non_null(strstr(err.msg, "the config asks for rope_theta = 10 and norm_eps"));
+    other->config.rope_theta = m->config.rope_theta;
+    other->config.norm_eps = 0.5;
+    assert_int_equal(checkpoint_read_model(path, other, &err), -1);
+    assert_non_null(strstr(err.msg, "norm_eps = 0.5: resume with"));
+    other->config.norm_eps = m->config.norm_eps;
+    assert_int_equal(checkpoint_read_model(path, other, &err), 0);
+    model_free(other);
     Optimizer *opt = make_optimizer(m);
     assert_int_equal(checkpoint_read_optimizer(path, opt, m, &err), -1);  // written without optimizer
     assert_non_null(strstr(err.msg, "no optimizer state"));
