@@ -92,7 +92,8 @@ static void cut_back(MetricsWriter *m, int64_t steps) {
     for (int c = 0; c < R_COUNT; c++) h5_set_length(m->rollout[c], keep);
     if ((int64_t)h5_length(m->tokens) > token_keep) h5_set_length(m->tokens, (hsize_t)token_keep);
     if ((int64_t)h5_length(m->token_versions) > token_keep) h5_set_length(m->token_versions, (hsize_t)token_keep);
-    // Row tables: keep the rows of earlier steps.
+    // Row tables: keep the rows of steps up to the checkpoint's (an evaluation at step N measured
+    // policy vN, which the checkpoint holds; a resumed run does not evaluate it again).
     for (int t = 0; t < m->n_tables; t++) {
         Column *step_col = find_column(m->tables[t].cols, m->tables[t].n, "step");
         if (!step_col || !m->tables[t].rl_steps) continue;
@@ -100,7 +101,7 @@ static void cut_back(MetricsWriter *m, int64_t steps) {
         double *es = xmalloc(sizeof(double) * (ne ? ne : 1));
         if (ne) H5_CHECK(H5Dread(step_col->ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, es), "");
         hsize_t ke = 0;
-        while (ke < ne && es[ke] < (double)steps) ke++;
+        while (ke < ne && es[ke] <= (double)steps) ke++;  // (a row of step N: the checkpoint's policy)
         free(es);
         for (int j = 0; j < m->tables[t].n; j++)
             if (h5_length(m->tables[t].cols[j].ds) > ke) h5_set_length(m->tables[t].cols[j].ds, ke);
@@ -236,6 +237,21 @@ void metrics_write_row(MetricsWriter *m, int table, int64_t step, const char *co
         }
     }
     metrics_flush(m);
+}
+
+int64_t metrics_table_last_step(const MetricsWriter *m, int table) {
+    CHECK(table >= 0 && table < m->n_tables, "", "no metrics table %d", table);
+    const Column *step_col = find_column(m->tables[table].cols, m->tables[table].n, "step");
+    const hsize_t n = step_col ? h5_length(step_col->ds) : 0;
+    if (n == 0) return -1;
+    double last;
+    hsize_t at = n - 1, count = 1;
+    hid_t file_space = H5Dget_space(step_col->ds), mem_space = H5Screate_simple(1, &count, NULL);
+    H5_CHECK(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &at, NULL, &count, NULL), "");
+    H5_CHECK(H5Dread(step_col->ds, H5T_NATIVE_DOUBLE, mem_space, file_space, H5P_DEFAULT, &last), "");
+    H5Sclose(mem_space);
+    H5Sclose(file_space);
+    return isfinite(last) ? (int64_t)last : -1;
 }
 
 void metrics_write_rollouts(MetricsWriter *m, const RolloutRecord *recs, int n) {

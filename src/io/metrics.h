@@ -38,8 +38,9 @@ typedef struct {
     int rl_steps;                // 1: "step" is an RL step (rows of later steps go on resume)
 } MetricsTable;
 
-// Opens (creating or, with resume_steps >= 0, reopening and cutting back to that many step rows
-// and the rollouts and table rows of earlier steps) and starts SWMR writing. resume_steps =
+// Opens (creating or, with resume_steps >= 0, reopening and cutting back to that many step rows,
+// the rollouts of earlier steps and the table rows of steps up to resume_steps: a row of step N
+// belongs to the checkpoint of step N) and starts SWMR writing. resume_steps =
 // METRICS_APPEND reopens and keeps every row (an evaluation of a run's checkpoint adds its rows);
 // config_text NULL keeps the file's config attribute.
 #define METRICS_APPEND INT64_MAX
@@ -52,5 +53,7 @@ void metrics_write_rollouts(MetricsWriter *m, const RolloutRecord *records, int 
 // Appends a row to table `table` (index into the tables given at open) for step `step`.
 void metrics_write_row(MetricsWriter *m, int table, int64_t step, const char *const *names, const double *values,
                        int n);
+// The step of table `table`'s last row, or -1 when it has none.
+int64_t metrics_table_last_step(const MetricsWriter *m, int table);
 void metrics_flush(MetricsWriter *m);
 void metrics_close(MetricsWriter *m);

@@ -652,6 +652,9 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->mw = metrics_open(path, step_names, n_step, tables, 2, text, env_names, cfg->log.rollouts,
                          eval_of_run ? METRICS_APPEND : o->resumed ? o->steps_done : -1);
     free(text);
+    // The evaluation at the resume step stays in the metrics (the checkpoint's policy): a periodic
+    // one is not taken again.
+    if (o->resumed && !eval_of_run && metrics_table_last_step(o->mw, 0) == o->steps_done) o->eval_step = o->steps_done;
 }
 
 static void teardown(Orch *o) {

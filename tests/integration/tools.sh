@@ -171,6 +171,17 @@ rc=$?
         "$rb.resume.log" && ok "a resume from an earlier step moves the checkpoints of later steps aside" ||
     not_ok "a resume from an earlier step moves the checkpoints of later steps aside" "exit $rc" \
         "$(ls -R "$rb/checkpoints")" "$(grep -iE 'roll|removed|error' "$rb.resume.log")"
+# A finished run extended by a resume keeps its evaluation at the checkpoint's step (that of its
+# policy) and does not take a periodic one there again: evaluations at 0 2 4 (end), then 6 8.
+ext=$TMP_ROOT/extend
+job 3 rl $CFG --set run.output_dir="$ext" --set run.max_steps=4 --set eval.interval=2 --set checkpoint.at_end=true \
+    >"$ext.log" 2>&1
+job 3 rl $CFG --set run.output_dir="$ext" --set run.max_steps=8 --set eval.interval=2 --set checkpoint.resume=latest \
+    >"$ext.resume.log" 2>&1
+rc=$?
+evals=$("$BIN" report "$ext" 2>&1 | awk '/^eval \(/ {on = 1; next} on && /^ *step/ {next} on && NF == 0 {on = 0} on {printf "%s ", $1}')
+[ $rc = 0 ] && [ "$evals" = "0 2 4 6 8 " ] && ok "a resumed run keeps the evaluation at its checkpoint's step ($evals)" ||
+    not_ok "a resumed run keeps the evaluation at its checkpoint's step" "exit $rc, evaluations at: $evals"
 # Bad command lines of convert and report: exit 2, the mistake named, then the usage.
 bad_args=0
 while IFS='|' read -r args want; do
