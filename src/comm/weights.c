@@ -165,6 +165,21 @@ float *weights_receiver_take(WeightsReceiver *r, int version) {
     return data;
 }
 
+const float *weights_receiver_peek(const WeightsReceiver *r, int version) {
+    for (int i = 0; i < r->n_ready; i++)
+        if (r->ready[i].version == version) return r->ready[i].data;
+    return NULL;
+}
+
+int weights_receiver_oldest(const WeightsReceiver *r) { return r->n_ready ? r->ready[0].version : -1; }
+
+void weights_receiver_drop_older(WeightsReceiver *r, int version) {
+    int i = 0;
+    while (i < r->n_ready && r->ready[i].version < version) weights_receiver_recycle(r, r->ready[i++].data);
+    memmove(r->ready, r->ready + i, sizeof(StagedWeights) * (size_t)(r->n_ready - i));
+    r->n_ready -= i;
+}
+
 void weights_receiver_free(WeightsReceiver *r) {
     Backoff b;
     backoff_reset(&b);

@@ -78,6 +78,12 @@ int weights_receiver_newest(const WeightsReceiver *r);
 // keeps bf16 copies of weights needs ops_params_updated on it before it is used as parameters.)
 float *weights_receiver_take(WeightsReceiver *r, int version);
 void weights_receiver_recycle(WeightsReceiver *r, float *buffer);
+// Deterministic mode (keep_all) switches the engine between staged versions and back: the staged
+// buffer of `version` (NULL when it is not staged), which stays staged.
+const float *weights_receiver_peek(const WeightsReceiver *r, int version);
+// The oldest staged version (-1 if none); recycles the staged versions older than `version`.
+int weights_receiver_oldest(const WeightsReceiver *r);
+void weights_receiver_drop_older(WeightsReceiver *r, int version);
 // At shutdown: joins every broadcast the root still announces until its end notice, then frees.
 void weights_receiver_drain(WeightsReceiver *r);
 void weights_receiver_free(WeightsReceiver *r);

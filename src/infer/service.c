@@ -130,6 +130,27 @@ static void take_newest_weights(Service *s) {
     if (newest > current && newest > staged) apply_version(s, newest);
 }
 
+// Deterministic mode: the engine samples with exactly `want`, switching while it is idle. The
+// staged copies stay: an evaluation asks for the trainer's newest version while refills of the
+// step being filled (dropped zero-advantage groups, later turns) still ask for an older one.
+// Versions older than an RL request's are dropped (RL versions never go back). 0 once the
+// engine samples with `want`, -1 while it cannot yet.
+static int switch_to_version(Service *s, int want, int for_eval) {
+    if (engine_version(s->engine) != want) {
+        if (engine_active(s->engine) > 0 || engine_queued(s->engine) > 0) return -1;
+        const float *staged = weights_receiver_peek(&s->weights, want);
+        if (!staged) {
+            const int oldest = weights_receiver_oldest(&s->weights);
+            CHECK(oldest < 0 || oldest < want, "this is a bug in the deterministic weight flow",
+                  "a request asks for weights version %d, but the oldest staged one is %d", want, oldest);
+            return -1;  // not received yet
+        }
+        engine_set_weights(s->engine, staged, want);  // (the engine copies them)
+    }
+    if (!for_eval) weights_receiver_drop_older(&s->weights, want);
+    return 0;
+}
+
 // Held requests (deterministic mode, or requests that came before the first weights) enter
 // the engine once it samples with their version; the switch happens when the engine is idle.
 static void release_held(Service *s) {
@@ -137,11 +158,8 @@ static void release_held(Service *s) {
     int want = s->held[0].version;
     if (want < 0) {  // only waiting for any weights at all
         if (engine_version(s->engine) < 0) return;
-    } else if (engine_version(s->engine) != want) {
-        if (engine_active(s->engine) > 0 || engine_queued(s->engine) > 0) return;
-        if (weights_receiver_newest(&s->weights) < want) return;
-        apply_version(s, want);
-        if (engine_version(s->engine) != want) return;
+    } else if (switch_to_version(s, want, (s->held[0].flags & REQ_EVAL) != 0) != 0) {
+        return;
     }
     int kept = 0;
     for (int i = 0; i < s->n_held; i++) {

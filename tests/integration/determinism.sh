@@ -13,6 +13,18 @@ job 3 rl $CFG $DET --set run.output_dir="$TMP_ROOT/a" >"$TMP_ROOT/a.log" 2>&1 ||
 job 3 rl $CFG $DET --set run.output_dir="$TMP_ROOT/b" >"$TMP_ROOT/b.log" 2>&1 || not_ok "deterministic run B" "$(tail -3 "$TMP_ROOT/b.log")"
 $PY tests/integration/compare_runs.py "$TMP_ROOT/a" "$TMP_ROOT/b" 8 | sed 's/^\(ok\|not ok\) - /\1 - two deterministic runs: /'
 
+# Periodic evaluations in deterministic mode: each asks for the trainer's newest version while
+# the step being filled may still need refills at an older one (an untrained policy's groups
+# mostly get equal rewards and are dropped). The inference rank switches back and forth; it once
+# hung here for good after the first periodic evaluation.
+ev=$TMP_ROOT/det_eval
+timeout 120 sh scripts/mpirun.sh 3 "$BIN" rl $CFG --set run.deterministic=true --set run.async_level=1 --set eval.interval=1 \
+    --set sft.steps=0 --set run.max_steps=2 --set run.output_dir="$ev" >"$ev.log" 2>&1
+rc=$?
+[ $rc = 0 ] && grep -q "^eval (periodic, step 1, policy v1)" "$ev.log" && grep -q "^eval (after RL, step 2, policy v2)" "$ev.log" &&
+    ok "deterministic mode with periodic evaluations finishes (refills at an older version after an evaluation)" ||
+    not_ok "deterministic mode with periodic evaluations finishes" "exit $rc (124: hung)" "$(grep -E '^(eval|step|error)' "$ev.log")"
+
 # Stopped by SIGTERM (delivered to the ranks, as srun or Slurm would) at some step, resumed.
 out=$TMP_ROOT/c
 job 3 rl $CFG $DET --set run.output_dir="$out" --set run.max_steps=400 --set checkpoint.interval=0 >"$out.log" 2>&1 &
