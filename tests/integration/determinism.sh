@@ -6,7 +6,8 @@ PY=/usr/bin/python3
 if ! $PY -c 'import h5py' 2>/dev/null; then skip "determinism" "python3-h5py is missing (make deps installs it)"; exit 0; fi
 CFG=inputs/test_reverse.cfg
 DET="--set run.deterministic=true --set run.async_level=1 --set sft.steps=40 --set run.max_steps=8 \
-     --set checkpoint.interval=4 --set checkpoint.at_end=true --set checkpoint.keep=0 --set orchestrator.batch_size=32"
+     --set checkpoint.interval=4 --set checkpoint.at_end=true --set checkpoint.keep=0 --set orchestrator.batch_size=32 \
+     --set eval.interval=3"
 
 # Two identical runs.
 job 3 rl $CFG $DET --set run.output_dir="$TMP_ROOT/a" >"$TMP_ROOT/a.log" 2>&1 || not_ok "deterministic run A" "$(tail -3 "$TMP_ROOT/a.log")"
