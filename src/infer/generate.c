@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "infer/engine.h"
+#include "infer/sampler.h"
 #include "io/checkpoint.h"
 #include "model/model_load.h"
 #include "model/tokenizer.h"
@@ -92,7 +93,9 @@ static int parse_args(int argc, char **argv, GenerateArgs *a, ErrorBuf *err) {
         } else if (strcmp(o, "--prompt") == 0 || strcmp(o, "-i") == 0) {
             a->prompt = v;
         } else if (strcmp(o, "--temperature") == 0 || strcmp(o, "-t") == 0) {
-            if (parse_number(o, v, 0, 100, &x, err)) return -1;
+            if (parse_number(o, v, 0, 100, &x, err) || (x > 0 && x < SAMPLER_MIN_TEMPERATURE))
+                return error_set(err, "--temperature '%s' is not 0 (greedy) or a number in [%g, 100]", v,
+                                 (double)SAMPLER_MIN_TEMPERATURE);
             a->temperature = (float)x;
         } else if (strcmp(o, "--top-p") == 0 || strcmp(o, "-p") == 0) {
             if (parse_number(o, v, 1e-6, 1, &x, err)) return -1;

@@ -9,9 +9,9 @@
 
 int sampler_check_request(const EngineRequest *req, int vocab, ErrorBuf *err) {
     const unsigned long long id = (unsigned long long)req->id;
-    if (!req->greedy && !(isfinite(req->temperature) && req->temperature > 0.0f))
-        return error_set(err, "request %llu: temperature = %g must be finite and > 0 (or ask for greedy decoding)", id,
-                         (double)req->temperature);
+    if (!req->greedy && !(isfinite(req->temperature) && req->temperature >= SAMPLER_MIN_TEMPERATURE))
+        return error_set(err, "request %llu: temperature = %g must be finite and at least %g (or ask for greedy "
+                         "decoding)", id, (double)req->temperature, (double)SAMPLER_MIN_TEMPERATURE);
     if (req->greedy && !(req->temperature >= 0.0f && req->temperature < INFINITY))
         return error_set(err, "request %llu: temperature = %g must be finite and >= 0", id, (double)req->temperature);
     if (!(req->top_p > 0.0f && req->top_p <= 1.0f))

@@ -8,7 +8,11 @@
 #include "infer/engine.h"
 #include "ops.h"
 
-// 0, or -1 + err naming the bad field: temperature must be finite and > 0 unless greedy,
+// The smallest sampling temperature: logits / T must stay finite (at 2e-38 they overflowed to
+// inf and the row sampled an arbitrary id with a NaN logprob); below it, ask for greedy.
+#define SAMPLER_MIN_TEMPERATURE 1e-6f
+
+// 0, or -1 + err naming the bad field: temperature must be finite and >= 1e-6 unless greedy,
 // top_p in (0, 1], min_p in [0, 1], top_k >= 0, stop tokens in [0, vocab) and at most 1024.
 int sampler_check_request(const EngineRequest *req, int vocab, ErrorBuf *err);
 // The request's ops_sample parameters (counter 0; the engine sets it to the token index).

@@ -15,7 +15,8 @@ expect_usage_error "generate without --model" "--model is required"
 expect_usage_error "generate with an unknown option" "unknown option '--bogus'" --model x --bogus 1
 expect_usage_error "generate with an unknown option last" "unknown option '--bogus'" --model x --bogus
 expect_usage_error "generate with an option lacking its value" "--top-p needs a value" --model x --top-p
-expect_usage_error "generate with a bad temperature" "--temperature '-1' is not a number" --model x --temperature -1
+expect_usage_error "generate with a bad temperature" "--temperature '-1' is not 0 (greedy) or a number" --model x --temperature -1
+expect_usage_error "generate with a temperature too small to divide by" "--temperature '2e-38' is not 0 (greedy) or a number in [1e-06, 100]" --model x --temperature 2e-38
 expect_usage_error "generate with a bad KV cache type" "--kv-cache 'bf16' is not a KV cache type: use fp32 or fp16" --model x --kv-cache bf16
 expect_usage_error "generate with a missing model file" "/nonexistent.bin" --model /nonexistent.bin
 

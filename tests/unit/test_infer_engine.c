@@ -708,6 +708,8 @@ static void test_bad_settings_and_requests(void **state) {
     expect_add_error(e, r, "temperature");
     r = ok, r.temperature = 0.0f;
     expect_add_error(e, r, "temperature");
+    r = ok, r.temperature = 2e-38f;  // (logits / T would overflow to inf)
+    expect_add_error(e, r, "temperature = 2e-38 must be finite and at least 1e-06");
     r = ok, r.top_p = 0.0f;
     expect_add_error(e, r, "top_p");
     r = ok, r.top_p = 1.5f;
