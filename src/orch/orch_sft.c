@@ -88,7 +88,7 @@ static int append_eos(Orch *o, SftSample *s, int max) {
 // turns (masked out), as the rollouts of that environment look.
 static int make_sample(Orch *o, const char *prompt, const char *answer, const Turn *turns, int n_turns,
                        SftSample *s) {
-    int max = o->lim.max_total;
+    int max = o->sft_lim.max_total;
     sample_reserve_all(s, max);
     if (append_text(o, s, prompt, strlen(prompt), 0, 1, max)) return -1;
     if (n_turns == 0) {
@@ -127,9 +127,8 @@ static void send_sft_batch(Orch *o, const SftData *data, int step) {
             problem_free(&p);
         }
         if (rc != 0)
-            FATAL("raise model.max_seq_len / trainer.seq_len, or shorten the data", "SFT sample %llu does not fit: a "
-                  "sample may have at most %d tokens (trainer.seq_len = %d, the model's max_seq_len bounds it too)",
-                  (unsigned long long)index, o->lim.max_total, cfg->trainer.seq_len);
+            FATAL("raise that limit, or shorten the data", "SFT sample %llu does not fit: a sample may have at most %d "
+                  "tokens (set by %s)", (unsigned long long)index, o->sft_lim.max_total, o->sft_lim.max_total_by);
         ps[i] = (PackSample){samples[i].n, samples[i].tokens, samples[i].mask, samples[i].logp, 1.0f};
     }
     Batch *batches = xcalloc((size_t)T, sizeof(Batch));

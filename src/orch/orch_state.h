@@ -67,7 +67,8 @@ typedef struct {
     int n_envs;
     TextCodec codec;
     void *tokenizer;
-    RolloutLimits lim;
+    RolloutLimits lim;         // rollouts: a training row, the model's and the engine's context
+    RolloutLimits sft_lim;     // warm-up samples: a training row and the model's context
     ProtoLimits plim;
     MetricsWriter *mw;
     Outbox out;

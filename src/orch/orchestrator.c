@@ -565,6 +565,24 @@ static void load_resume_state(Orch *o, const char *path) {
     o->ckpt_acked = (int)st.step;
 }
 
+// A sample (prompt, turns, completion) fits a training row (seq_len positions for seq_len + 1
+// tokens), the model's context (max_seq_len tokens) and the inference engine's context, which a
+// KV cache of inference.kv_blocks blocks can make shorter (a longer prompt would be rejected).
+static void sample_limit(const Config *cfg, const ModelConfig *shape, int generated, RolloutLimits *lim) {
+    const long kv_tokens = (long)cfg->inference.kv_blocks * cfg->inference.kv_block_size;
+    lim->max_total = cfg->trainer.seq_len + 1;
+    snprintf(lim->max_total_by, sizeof lim->max_total_by, "trainer.seq_len = %d", cfg->trainer.seq_len);
+    if (shape->max_seq_len < lim->max_total) {
+        lim->max_total = shape->max_seq_len;
+        snprintf(lim->max_total_by, sizeof lim->max_total_by, "the model's max_seq_len");
+    }
+    if (generated && cfg->inference.kv_blocks > 0 && kv_tokens < lim->max_total) {
+        lim->max_total = (int)kv_tokens;
+        snprintf(lim->max_total_by, sizeof lim->max_total_by, "the KV cache: inference.kv_blocks = %d x kv_block_size = %d",
+                 cfg->inference.kv_blocks, cfg->inference.kv_block_size);
+    }
+}
+
 // A run resumed from step N with checkpoints of later steps beside it (a rollback) moves those
 // aside first (checkpoint_set_aside_newer says why). Runs under the run directory's lock.
 static void set_aside_newer_checkpoints(const Orch *o, const Config *cfg) {
@@ -592,11 +610,10 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->envs = o->mix.envs;
     o->n_envs = o->mix.count;
     if (codec_open(&o->codec, cfg, &err) != 0) FATAL("check model.tokenizer", "%s", err.msg);
-    // A sample (prompt, turns, completion) fits a training row (seq_len positions for seq_len + 1
-    // tokens) and the model's context (max_seq_len tokens).
     ModelConfig shape;
     if (model_shape_from_config(cfg, &shape, &err) != 0) FATAL("check the model.* settings", "%s", err.msg);
-    o->lim.max_total = cfg->trainer.seq_len + 1 < shape.max_seq_len ? cfg->trainer.seq_len + 1 : shape.max_seq_len;
+    sample_limit(cfg, &shape, 1, &o->lim);
+    sample_limit(cfg, &shape, 0, &o->sft_lim);
     o->lim.max_tokens = cfg->inference.max_tokens;
     proto_limits_from_config(cfg, codec_vocab_size(&o->codec), &o->plim);
     o->n_inf = L->n_inference;

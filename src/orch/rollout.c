@@ -58,9 +58,9 @@ int group_init(Group *g, uint64_t id, int env, uint64_t problem_index, EnvSplit 
     int count = codec->encode(codec->ctx, prompt, strlen(prompt), 1, ids, lim->max_total);
     if (count < 0 || count >= lim->max_total - 1) {
         free(ids);
-        int rc = error_set(err, "the prompt of problem %llu is too long for trainer.seq_len (%d tokens): shorten the "
-                           "environment's prompts or raise trainer.seq_len", (unsigned long long)problem_index,
-                           lim->max_total - 1);
+        int rc = error_set(err, "the prompt of problem %llu leaves no room for a completion in a sample of at most %d "
+                           "tokens (set by %s): shorten the environment's prompts or raise that limit",
+                           (unsigned long long)problem_index, lim->max_total, lim->max_total_by);
         group_free(g);
         return rc;
     }

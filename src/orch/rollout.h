@@ -59,8 +59,9 @@ typedef struct {
 } Group;
 
 typedef struct {
-    int max_total;          // longest sample in tokens (trainer.seq_len + 1)
+    int max_total;          // longest sample in tokens (trainer.seq_len + 1, or less: see max_total_by)
     int max_tokens;         // longest model turn
+    char max_total_by[96];  // the setting that sets max_total, for messages
 } RolloutLimits;
 
 // Makes a group of n samples for `problem` (taken over by the group). The prompt is tokenized

@@ -182,6 +182,15 @@ rc=$?
 evals=$("$BIN" report "$ext" 2>&1 | awk '/^eval \(/ {on = 1; next} on && /^ *step/ {next} on && NF == 0 {on = 0} on {printf "%s ", $1}')
 [ $rc = 0 ] && [ "$evals" = "0 2 4 6 8 " ] && ok "a resumed run keeps the evaluation at its checkpoint's step ($evals)" ||
     not_ok "a resumed run keeps the evaluation at its checkpoint's step" "exit $rc, evaluations at: $evals"
+# A KV cache too small for the prompts: the orchestrator names the setting that limits a sample
+# (it bounds samples by the engine's context too, so a multi-turn transcript cannot outgrow it).
+kv=$TMP_ROOT/small_kv
+job 3 rl $CFG --set run.output_dir="$kv" --set inference.max_seqs=8 --set inference.kv_blocks=8 \
+    --set inference.kv_block_size=2 --set sft.steps=0 >"$kv.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "leaves no room for a completion in a sample of at most 16 tokens (set by the KV cache: inference.kv_blocks = 8 x kv_block_size = 2)" "$kv.log" &&
+    ok "a KV cache too small for the prompts is a clear error naming inference.kv_blocks" ||
+    not_ok "a KV cache too small for the prompts is a clear error naming inference.kv_blocks" "exit $rc" "$(grep error "$kv.log")"
 # Bad command lines of convert and report: exit 2, the mistake named, then the usage.
 bad_args=0
 while IFS='|' read -r args want; do
