@@ -2,6 +2,7 @@
 #include "core/json.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +130,8 @@ static int parse_number(Parser *ps, Json *out) {
     tmp[n] = '\0';
     out->type = JSON_NUMBER;
     out->number = strtod(tmp, NULL);
+    out->string = xstrdup(tmp);
+    out->string_len = n;
     return 0;
 }
 
@@ -164,6 +167,15 @@ static int parse_container(Parser *ps, Json *out, int depth, int is_object) {
             size_t key_len;
             if (ps->p >= ps->end || *ps->p != '"') return parse_error(ps, "expected a string key"), -1;
             if (parse_string(ps, &key, &key_len)) return -1;
+            // Python and jq keep the last of two equal keys, a first-match lookup the first: the
+            // line would read differently here and there, so it is refused.
+            for (int i = 0; i < out->count; i++) {
+                if (strcmp(out->keys[i], key) != 0) continue;
+                char what[128];
+                snprintf(what, sizeof what, "the key \"%.60s\" appears twice in one object", key);
+                free(key);
+                return parse_error(ps, what), -1;
+            }
             skip_space(ps);
             if (ps->p >= ps->end || *ps->p != ':') { free(key); return parse_error(ps, "expected ':'"), -1; }
             ps->p++;

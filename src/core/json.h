@@ -13,7 +13,8 @@ typedef struct Json {
     JsonType type;
     int boolean;
     double number;
-    char *string;        // JSON_STRING: UTF-8, NUL-terminated (may contain NULs via \u0000)
+    char *string;        // JSON_STRING: UTF-8, NUL-terminated (may contain NULs via \u0000);
+                         // JSON_NUMBER: the number as written (e.g. 2432902008176640000)
     size_t string_len;   // bytes in string, without the terminator
     int count;           // JSON_ARRAY / JSON_OBJECT: number of items
     struct Json *items;  // [count] values

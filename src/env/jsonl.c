@@ -93,6 +93,15 @@ static const Json *member(const Json *obj, const char *name, const char *alias, 
 }
 
 // Parses one line into a heap prompt and answer. 0, or -1 with err naming path:line.
+// Whether a JSON number was written as an integer: an optional '-' and digits only.
+static int is_integer_literal(const char *s) {
+    if (*s == '-') s++;
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
 static int parse_line(const char *path, int line, const char *text, size_t len, int numeric, char **prompt,
                       char **answer, ErrorBuf *err) {
     ErrorBuf jerr;
@@ -115,9 +124,11 @@ static int parse_line(const char *path, int line, const char *text, size_t len, 
     else if (a->type == JSON_STRING && strlen(a->string) != a->string_len)
         error_set(err, "%s:%d: \"%s\" holds a NUL character", path, line, aname);
     else {
-        char num[64];
-        if (a->type == JSON_NUMBER && fabs(a->number) < 1e15 && a->number == floor(a->number)) {
-            snprintf(num, sizeof num, "%lld", (long long)a->number);  // 80, not 8e+01
+        char num[72];
+        if (a->type == JSON_NUMBER && is_integer_literal(a->string)) {
+            snprintf(num, sizeof num, "%s", a->string);  // as written: 20! has more digits than a double
+        } else if (a->type == JSON_NUMBER && fabs(a->number) < 1e15 && a->number == floor(a->number)) {
+            snprintf(num, sizeof num, "%lld", (long long)a->number);  // 80, not 8e+01 (written 8e1 or 80.0)
         } else if (a->type == JSON_NUMBER) {
             for (int prec = 1; prec <= 17; prec++) {  // shortest text that reads back the same
                 snprintf(num, sizeof num, "%.*g", prec, a->number);
@@ -128,6 +139,10 @@ static int parse_line(const char *path, int line, const char *text, size_t len, 
         double v;
         if (numeric && text_last_double(answer_text, strlen(answer_text), &v) != 1) {
             error_set(err, "%s:%d: env.jsonl.match is numeric but \"%s\" holds no number", path, line, aname);
+        } else if (numeric && !text_is_one_number(answer_text, strlen(answer_text))) {
+            error_set(err, "%s:%d: env.jsonl.match is numeric but \"%s\" is \"%.40s\", not one number (such as 12, "
+                      "-3.5 or 1,234): the last number of the output is compared with it", path, line, aname,
+                      answer_text);
         } else {
             *prompt = xstrdup(p->string);
             *answer = xstrdup(answer_text);

@@ -123,6 +123,12 @@ int text_last_number(const char *s, size_t len, int allow_fraction, Span *number
         }
         size_t start = i;
         while (i < len && is_digit(s[i])) i++;
+        // Thousands separators in a decimal number: 1,234,567 (groups of exactly 3 digits after
+        // a first group of 1 to 3), so "1,234" is not read as 234; "2,3" stays two numbers.
+        if (allow_fraction && i - start <= 3)
+            while (i + 3 < len && s[i] == ',' && is_digit(s[i + 1]) && is_digit(s[i + 2]) && is_digit(s[i + 3]) &&
+                   !(i + 4 < len && is_digit(s[i + 4])))
+                i += 4;
         // A fraction always belongs to the number (so "19.5" is not read as the integer 5).
         if (i + 1 < len && s[i] == '.' && is_digit(s[i + 1])) {
             i++;
@@ -157,12 +163,20 @@ int text_last_double(const char *s, size_t len, double *out) {
     if (!text_last_number(s, len, 1, &number)) return 0;
     char buf[400];
     if (number.len >= sizeof buf) return 0;
-    memcpy(buf, number.s, number.len);
-    buf[number.len] = '\0';
+    size_t n = 0;
+    for (size_t i = 0; i < number.len; i++)
+        if (number.s[i] != ',') buf[n++] = number.s[i];  // (thousands separators)
+    buf[n] = '\0';
     double v = strtod(buf, NULL);
     if (!isfinite(v)) return 0;
     *out = v;
     return 1;
+}
+
+int text_is_one_number(const char *s, size_t len) {
+    const Span t = text_trim(s, len);
+    Span number;
+    return t.len > 0 && text_last_number(t.s, t.len, 1, &number) && number.s == t.s && number.len == t.len;
 }
 
 int text_has_word(const char *s, size_t len, const char *word) {

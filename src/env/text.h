@@ -40,13 +40,16 @@ int text_span_equal(Span a, Span b);
 // Returns 0, or -1 when it is not one or lies outside [-10^18, 10^18].
 int text_parse_int(Span sp, int64_t *out);
 // The last number of the text: an optional sign (only where no letter, digit or ')' comes
-// right before it), digits, and with allow_fraction an optional ".digits" and exponent.
+// right before it), digits, an optional ".digits", and with allow_fraction thousands
+// separators (1,234,567) and an exponent.
 // Returns 1 and the number's span, or 0 when the text holds no number.
 int text_last_number(const char *s, size_t len, int allow_fraction, Span *number);
 // The last integer of the text: 1 found (in range), 0 none, -1 found but not representable.
 int text_last_int(const char *s, size_t len, int64_t *out);
 // The last number (decimal or exponent allowed): 1 found and finite, 0 none or not finite.
 int text_last_double(const char *s, size_t len, double *out);
+// 1 when the text (trimmed) is one number as text_last_double reads it: "12", "-3.5", "1,234".
+int text_is_one_number(const char *s, size_t len);
 
 // Case-insensitive whole-word search (ASCII letters): the word must not touch a letter on
 // either side; a plural "s" or a possessive "'s" right after it still counts.

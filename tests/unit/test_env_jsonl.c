@@ -85,6 +85,12 @@ static void test_load_errors(void **state) {
     // Numeric matching needs a number in every answer.
     snprintf(text, sizeof text, "%s{\"prompt\": \"x\", \"answer\": \"many\"}\n", ok2);
     expect_load_error(text, "env.jsonl.match=numeric", (const char *const[]){line3, "holds no number", NULL});
+    // ... and one number only: the output's last number would be compared with the 4 of 3/4.
+    snprintf(text, sizeof text, "%s{\"prompt\": \"x\", \"answer\": \"3/4\"}\n", ok2);
+    expect_load_error(text, "env.jsonl.match=numeric", (const char *const[]){line3, "\"answer\" is \"3/4\", not one number", NULL});
+    // Two equal keys: Python's json keeps the last, a first-match lookup the first.
+    snprintf(text, sizeof text, "%s{\"prompt\": \"x\", \"answer\": \"1\", \"answer\": \"2\"}\n", ok2);
+    expect_load_error(text, NULL, (const char *const[]){line3, "the key \"answer\" appears twice", NULL});
     // Invalid bytes are not JSON strings' business, but a raw control character is.
     snprintf(text, sizeof text, "%s{\"prompt\": \"a\tb\", \"answer\": \"1\"}\n", ok2);
     expect_load_error(text, NULL, (const char *const[]){line3, "control character", NULL});
@@ -206,6 +212,10 @@ static void test_matching(void **state) {
     assert_true(env_test_score(numeric, &q, "3.50001") == 0.0);
     assert_true(env_test_score(numeric, &q, "3.5 no, 3.6") == 0.0);               // the last number counts
     assert_true(env_test_score(numeric, &q, "35e-1") == 1.0);
+    Problem grouped = {.prompt = "e", .answer = "1,234"};
+    assert_true(env_test_score(numeric, &grouped, "1234") == 1.0);
+    assert_true(env_test_score(numeric, &grouped, "It is 1,234.") == 1.0);
+    assert_true(env_test_score(numeric, &grouped, "234") == 0.0);
     assert_true(env_test_score_bytes(numeric, &q, "no number", 9, &m) == 0.0);
     assert_true(env_metrics_get(&m, "format_ok", -1) == 0.0);
     Problem big = {.prompt = "c", .answer = "1e300"};
@@ -217,20 +227,23 @@ static void test_matching(void **state) {
 }
 
 static void test_number_answers(void **state) {
-    write_file(g_train, "{\"prompt\": \"a\", \"answer\": 80}\n{\"prompt\": \"b\", \"answer\": -0.5}\n");
+    write_file(g_train, "{\"prompt\": \"a\", \"answer\": 80}\n{\"prompt\": \"b\", \"answer\": -0.5}\n"
+                        "{\"prompt\": \"f\", \"answer\": 2432902008176640000}\n{\"prompt\": \"g\", \"answer\": 8e1}\n");
     write_file(g_eval, "{\"prompt\": \"c\", \"answer\": 1e300}\n");
     ErrorBuf err;
     Env *env = load(NULL, NULL, 1, &err);
     assert_non_null(env);
     int seen = 0;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 4; i++) {
         Problem p;
         env_test_problem(env, ENV_SPLIT_TRAIN, (uint64_t)i, &p);
         if (p.prompt[0] == 'a') assert_string_equal(p.answer, "80"), seen |= 1;
-        else assert_string_equal(p.answer, "-0.5"), seen |= 2;
+        else if (p.prompt[0] == 'b') assert_string_equal(p.answer, "-0.5"), seen |= 2;
+        else if (p.prompt[0] == 'f') assert_string_equal(p.answer, "2432902008176640000"), seen |= 4;  // 20!, as written
+        else assert_string_equal(p.answer, "80"), seen |= 8;  // 8e1
         problem_free(&p);
     }
-    assert_int_equal(seen, 3);
+    assert_int_equal(seen, 15);
     Problem p;
     env_test_problem(env, ENV_SPLIT_EVAL, 0, &p);
     assert_string_equal(p.answer, "1e+300");

@@ -98,6 +98,23 @@ static void test_numbers(void **state) {
     assert_true(d == -0.25);
     assert_int_equal(text_last_double(S("1e999999"), &d), 0);  // not finite
     assert_int_equal(text_last_double(S("none"), &d), 0);
+    // Thousands separators: groups of exactly 3 digits after a first group of 1 to 3.
+    assert_int_equal(text_last_double(S("The answer is 1,234."), &d), 1);
+    assert_true(d == 1234.0);
+    assert_int_equal(text_last_double(S("-12,345,678.5"), &d), 1);
+    assert_true(d == -12345678.5);
+    assert_int_equal(text_last_double(S("2,3"), &d), 1);  // not a group of 3: two numbers
+    assert_true(d == 3.0);
+    assert_int_equal(text_last_double(S("1,2345"), &d), 1);
+    assert_true(d == 2345.0);
+    assert_int_equal(text_last_double(S("1234,567"), &d), 1);  // a first group of 4 digits
+    assert_true(d == 567.0);
+    assert_int_equal(text_last_int(S("1,234"), &v), 1);  // (integers as before: no separators)
+    assert_int_equal(v, 234);
+    // One number, and nothing else.
+    assert_true(text_is_one_number(S(" -3.5 ")) && text_is_one_number(S("1,234")) && text_is_one_number(S("1e3")));
+    assert_false(text_is_one_number(S("3/4")) || text_is_one_number(S("$18")) || text_is_one_number(S("12 apples")) ||
+                 text_is_one_number(S("")) || text_is_one_number(S("x")));
 }
 
 static void test_words(void **state) {
