@@ -268,27 +268,33 @@ static void print_header(Reader *r, const char *run_dir, FILE *out, size_t steps
     free(envs);
 }
 
-// Wall time from timing/elapsed_s (seconds since the job started, so it restarts at 0 when a
-// run resumes): the sum of each start's last value. The pace is the mean step-to-step increase
-// over the last (up to 10) steps of the newest start.
+// Wall time from timing/elapsed_s (seconds since the job started): the sum of each job's last
+// value. A job starts where timing/job_started changes (files of older versions lack it: there,
+// where elapsed_s decreases, which misses a resumed job that took longer to start than the
+// steps it resumed over). The pace is the mean step-to-step increase over the last (up to 10)
+// steps of the newest job.
 static void print_time(Reader *r, FILE *out, size_t steps, int max_steps) {
-    Series el;
+    Series el, started;
     if (read_series(r, "steps/timing/elapsed_s", &el) != 0 || stats_of(&el).count == 0) {
         fprintf(out, "  time       no timings recorded yet\n");
         series_free(&el);
         return;
     }
-    double total = 0, prev = NAN, segment_end = 0;
+    const int have_started = read_series(r, "steps/timing/job_started", &started) == 0 && stats_of(&started).count > 0;
+    double total = 0, prev = NAN, prev_start = NAN, segment_end = 0;
     int starts = 0;
     size_t segment_first = 0, last = 0;
     for (size_t i = 0; i < el.n; i++) {
         double x = el.v[i];
         if (!isfinite(x)) continue;
-        if (!isfinite(prev) || x < prev) {  // a (re)start
+        const double job = have_started ? series_at(&started, i) : NAN;
+        const int restart = !isfinite(prev) || (isfinite(job) ? isfinite(prev_start) && job != prev_start : x < prev);
+        if (restart) {
             total += segment_end;
             starts++;
             segment_first = i;
         }
+        if (isfinite(job)) prev_start = job;
         segment_end = prev = x;
         last = i;
     }
@@ -308,6 +314,7 @@ static void print_time(Reader *r, FILE *out, size_t steps, int max_steps) {
     }
     fprintf(out, "\n");
     series_free(&el);
+    series_free(&started);
 }
 
 static void print_reward(Reader *r, FILE *out) {

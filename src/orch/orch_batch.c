@@ -21,7 +21,7 @@ static const char *TIMING_METRICS[] = {"timing/step_s", "timing/trainer_s", "tim
                                        "timing/rollout_wait_s", "timing/inference_tokens_per_s",
                                        "timing/inference_busy_frac", "timing/inference_idle_s",
                                        "timing/trainer_tokens_per_s", "timing/weights_broadcast_s", "timing/elapsed_s",
-                                       "timing/orchestrator_busy_s"};
+                                       "timing/orchestrator_busy_s", "timing/job_started"};
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 const char *const *orch_step_metric_names(const Orch *o, int *n) {
@@ -172,6 +172,7 @@ void orch_step_done(Orch *o, const StepDone *s) {
     PUT("timing/rollout_wait_s", st->rollout_wait_s);
     PUT("timing/step_s", now - (s->step > 0 && o->stats[s->step - 1].valid ? o->stats[s->step - 1].sent_time : 0));
     PUT("timing/elapsed_s", now);
+    PUT("timing/job_started", o->job_started);
     PUT("timing/orchestrator_busy_s", o->busy_s - o->busy_at_step);
     o->busy_at_step = o->busy_s;
 #undef PUT

@@ -73,6 +73,7 @@ typedef struct {
     MetricsWriter *mw;
     Outbox out;
     double t_start;
+    double job_started;        // when this job started, in seconds since 1970 (a column of /steps/timing)
 
     GroupList active;        // handed out and not yet scored (RL and eval)
     GroupList scoring;       // finished groups whose scores are still being computed (sandbox)

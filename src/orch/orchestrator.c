@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "comm/mpi_check.h"
 #include "core/files.h"
@@ -603,6 +604,9 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->cfg = cfg;
     o->L = L;
     o->t_start = MPI_Wtime();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    o->job_started = (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
     outbox_init(&o->out);
     ErrorBuf err;
     if (env_mix_init(&o->mix, &cfg->env, (uint64_t)cfg->run.seed, &err) != 0)

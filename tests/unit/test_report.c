@@ -300,6 +300,24 @@ static void test_dropped_groups_note(void **state) {
     free(text);
 }
 
+// Job starts from timing/job_started: the second job's first row (its start-up and one step,
+// 9 s) is later than the first job's last row (8 s), so elapsed_s alone shows no restart.
+static void test_job_starts(void **state) {
+    static const char *names[] = {"reward_mean", "timing/elapsed_s", "timing/job_started"};
+    MetricsWriter *m = metrics_open(g_metrics, names, 3, NULL, 0, CONFIG, "reverse", 0, -1);
+    assert_non_null(m);
+    const double elapsed[] = {2, 4, 6, 8, 9, 11, 13}, started[] = {1.7e9, 1.7e9, 1.7e9, 1.7e9, 1.7e9 + 100.5,
+                                                                   1.7e9 + 100.5, 1.7e9 + 100.5};
+    for (int s = 0; s < 7; s++) metrics_write_step(m, s, names, (double[]){0.5, elapsed[s], started[s]}, 3);
+    metrics_close(m);
+    ErrorBuf err = {{0}};
+    int rc;
+    char *text = report_text(g_dir, &rc, &err);
+    assert_int_equal(rc, 0);
+    expect(text, "21.0s of wall time over 2 job starts; lately 2.0s a step");  // 8 + 13 s; (13 - 9) / 2
+    free(text);
+}
+
 static int setup(void **state) {
     snprintf(g_dir, sizeof g_dir, "/tmp/asyncrl-test-report-%d", (int)getpid());
     snprintf(g_metrics, sizeof g_metrics, "%s/metrics.h5", g_dir);
@@ -320,6 +338,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_anywhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dropped_groups_note, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_job_starts, setup, teardown),
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
 }
