@@ -18,6 +18,7 @@ const char *msg_type_name(int type) {
         case MSG_CANCEL: return "cancel";
         case MSG_SHUTDOWN: return "shutdown";
         case MSG_CONTROL: return "control";
+        case MSG_BYE: return "bye";
     }
     return "unknown";
 }

@@ -11,6 +11,8 @@
 //   inference -> orchestrator   MSG_WEIGHTS_LOADED  this rank now samples with version v
 //   orchestrator -> inference   MSG_CANCEL        drop requests (by id, or all)
 //   orchestrator -> everyone    MSG_SHUTDOWN      finish and exit
+//   everyone -> orchestrator    MSG_BYE           the rank's last message, after its other sends
+//                                                 completed (rank 0 receives until every bye)
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +30,7 @@ typedef enum {
     MSG_CANCEL = 107,
     MSG_SHUTDOWN = 108,
     MSG_CONTROL = 109,  // small role-to-role control values (checkpoint requests, state hand-over)
+    MSG_BYE = 110,
 } MsgType;
 
 const char *msg_type_name(int type);

@@ -66,6 +66,12 @@ void msg_send_now(ByteWriter *msg, int dest, int tag, MPI_Comm comm) {
     mpi_wait_sleeping(&request);
 }
 
+void msg_send_empty(int dest, int tag, MPI_Comm comm) {
+    MPI_Request request;
+    MPI_CHECK(MPI_Isend(NULL, 0, MPI_BYTE, dest, tag, comm, &request));
+    mpi_wait_sleeping(&request);
+}
+
 int msg_try_recv(MPI_Comm comm, int source, int tag, Received *out) {
     int flag = 0;
     MPI_Message handle;

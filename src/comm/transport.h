@@ -35,6 +35,8 @@ void outbox_free(Outbox *o);
 
 // Sends and waits until done (for rare small messages at start-up and shutdown).
 void msg_send_now(ByteWriter *msg, int dest, int tag, MPI_Comm comm);
+// An empty message (a signal such as MSG_BYE), sent and waited for.
+void msg_send_empty(int dest, int tag, MPI_Comm comm);
 
 // A message that has arrived (or NULL data if none): source, tag and the bytes.
 typedef struct {

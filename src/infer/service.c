@@ -233,7 +233,8 @@ int inference_run(const Config *cfg, const Layout *L) {
     }
     for (int i = 0; i < s.n_held; i++) free(s.held[i].prompt);
     free(s.held);
-    outbox_free(&s.out);
+    outbox_free(&s.out);  // (completes: the orchestrator receives until this rank's bye)
+    msg_send_empty(0, MSG_BYE, MPI_COMM_WORLD);
     weights_receiver_drain(&s.weights);  // joins what the trainer root still broadcasts, up to its end notice
     engine_free(s.engine);
     ops_finalize();

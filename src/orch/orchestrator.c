@@ -728,6 +728,23 @@ static void shutdown_ranks(Orch *o) {
         outbox_send(&o->out, &w, rank, MSG_SHUTDOWN, MPI_COMM_WORLD);
     }
     outbox_flush(&o->out);
+    // Messages already on their way here (completions sent just before the shutdown arrived) must
+    // be received: a send larger than MPI's eager limit completes only then, and its rank would
+    // wait for it forever while this one sits in MPI_Finalize. A rank's bye comes after all of
+    // them (messages from one rank arrive in order); everything else is dropped.
+    int byes = 0;
+    Backoff b;
+    backoff_reset(&b);
+    while (byes < o->L->world_size - 1) {
+        Received msg;
+        if (!msg_try_recv(MPI_COMM_WORLD, MPI_ANY_SOURCE, MPI_ANY_TAG, &msg)) {
+            backoff_sleep(&b);
+            continue;
+        }
+        byes += msg.tag == MSG_BYE;
+        received_free(&msg);
+        backoff_reset(&b);
+    }
 }
 
 // Cancels every RL group still in flight (their problems stay pending for a checkpoint).

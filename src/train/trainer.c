@@ -281,6 +281,7 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
         batch_free(&batch);
         idle_since = MPI_Wtime();
     }
+    msg_send_empty(0, MSG_BYE, MPI_COMM_WORLD);  // (its sends to the orchestrator all waited for completion)
     if (t.is_root) weights_sender_finish(&t.sender);
     for (int i = 0; i < t.n_history; i++) free(t.history[i].params);
     free(t.history);

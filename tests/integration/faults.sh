@@ -88,3 +88,20 @@ else
             "$(grep -iE 'error|fail|exit=' "$d.log" | head -4)" "$ls_out"
     fi
 fi
+
+# A job that ends with no final evaluation or checkpoint (here: max_dropped_groups) used to
+# hang in about half of the runs: completions an inference rank had just sent, larger than
+# MPI's eager limit, were never received, and that rank waited for them forever. Shutdown is a
+# handshake now; three runs, each must end by itself (exit 1: the dropped-groups stop).
+hung=0 codes=""
+for i in 1 2 3; do
+    h=$TMP_ROOT/shutdown$i
+    timeout 60 sh scripts/mpirun.sh 3 "$BIN" rl inputs/reverse.cfg --set run.output_dir="$h" --set run.max_steps=50 \
+        --set sft.steps=0 --set 'env.tasks=["arithmetic"]' --set orchestrator.max_dropped_groups=23 \
+        --set eval.problems=0 --set checkpoint.at_end=false >"$h.log" 2>&1
+    rc=$?
+    codes="$codes $rc"
+    [ $rc = 124 ] && hung=1
+done
+[ $hung = 0 ] && ok "a job stopping with completions in flight shuts down (exits:$codes)" ||
+    not_ok "a job stopping with completions in flight shuts down" "exits:$codes (124: hung)"
