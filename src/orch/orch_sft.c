@@ -8,6 +8,7 @@
 #include "comm/transport.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/signals.h"
 #include "orch/orch_state.h"
 #include "orch/packing.h"
 
@@ -164,7 +165,7 @@ void orch_sft_step_done(Orch *o, const StepDone *s) {
     o->sft_done = s->step + 1;
 }
 
-void orch_sft(Orch *o) {
+int orch_sft(Orch *o) {
     const Config *cfg = o->cfg;
     SftData jsonl;
     const SftData *data = NULL;
@@ -177,12 +178,14 @@ void orch_sft(Orch *o) {
         LOG_INFO("SFT warm-up: %d steps of %d samples on the environments' reference answers", cfg->sft.steps,
                  cfg->sft.batch_size);
     }
-    // Keep up to two batches queued at the trainers so they never wait for the next one.
-    int sent = 0;
+    // Keep up to two batches queued at the trainers so they never wait for the next one. A resumed
+    // warm-up goes on from the checkpoint's step.
+    int sent = o->sft_done, sig = 0;
     Backoff b;
     backoff_reset(&b);
-    while (o->sft_done < cfg->sft.steps) {
-        while (sent < cfg->sft.steps && sent < o->sft_done + 2) send_sft_batch(o, data, sent++);
+    while (o->sft_done < sent || (!sig && o->sft_done < cfg->sft.steps)) {
+        if (!sig) sig = signals_stop_requested();
+        while (!sig && sent < cfg->sft.steps && sent < o->sft_done + 2) send_sft_batch(o, data, sent++);
         if (orch_poll(o)) backoff_reset(&b);
         else backoff_sleep(&b);
     }
@@ -191,4 +194,5 @@ void orch_sft(Orch *o) {
         free(jsonl.prompts);
         free(jsonl.answers);
     }
+    return sig;
 }

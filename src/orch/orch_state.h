@@ -14,6 +14,8 @@
 #include "orch/pools.h"
 #include "orch/rollout.h"
 
+#define EVAL_GROUP_IDS (1ULL << 62)
+
 typedef struct {
     Group **items;
     int count, cap;
@@ -80,6 +82,7 @@ typedef struct {
     GroupList ready;         // scored RL groups with signal, waiting for a batch
     RequestMap map;
     uint64_t next_request, next_group;
+    uint64_t next_eval_group;  // evaluation groups' ids: EVAL_GROUP_IDS + 1, + 2, ...
     uint64_t cursor;         // next training problem index
     uint64_t sft_cursor;
 
@@ -155,7 +158,9 @@ const char *const *orch_eval_metric_names(const Orch *o, int *n);
 
 // orch_sft.c
 // Runs sft.steps supervised steps on reference answers (or a JSONL file).
-void orch_sft(Orch *o);
+// The warm-up's remaining steps. A stop signal ends it early: the batches already sent are
+// trained, then it returns the signal (0 when the warm-up is done).
+int orch_sft(Orch *o);
 // The trainer finished a warm-up step: logs it.
 void orch_sft_step_done(Orch *o, const StepDone *s);
 extern const MetricsTable ORCH_SFT_TABLE;

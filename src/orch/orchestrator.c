@@ -100,7 +100,11 @@ Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, in
         FATAL("check the environment's settings (env.*) and its data files", "%s problem %llu: %s",
               split == ENV_SPLIT_EVAL ? "eval" : "train", (unsigned long long)index, err.msg);
     Group *g = xcalloc(1, sizeof(Group));
-    if (group_init(g, ++o->next_group, env, index, split, &p, n_samples, &o->codec, &o->lim, &err) != 0)
+    // Evaluation groups count apart (their ids from 2^62 on): where an evaluation falls between
+    // the hand-outs of two steps is a matter of timing, and RL group ids (/rollouts/group) must
+    // not depend on it in deterministic mode.
+    const uint64_t id = eval ? EVAL_GROUP_IDS + ++o->next_eval_group : ++o->next_group;
+    if (group_init(g, id, env, index, split, &p, n_samples, &o->codec, &o->lim, &err) != 0)
         FATAL("shorten the environment's prompts or raise trainer.seq_len", "environment %s: %s", o->envs[env]->name,
               err.msg);
     g->step = step;
@@ -794,17 +798,21 @@ static int rl_loop(Orch *o) {
 // After a stop signal: the batches already sent are trained, a checkpoint of that boundary is
 // written, and the job ends with status 0 (the rollouts in flight are asked again on resume).
 static int stop_for_signal(Orch *o, int sig) {
-    int boundary = o->step_fill;
-    LOG_WARN("signal %d: finishing step %d, writing a checkpoint, then exiting", sig, boundary - 1);
+    const int boundary = o->step_fill, warmup = o->sft_done < o->cfg->sft.steps;
+    char done[96];
+    if (warmup) snprintf(done, sizeof done, "during the warm-up (%d of %d SFT steps done)", o->sft_done, o->cfg->sft.steps);
+    else snprintf(done, sizeof done, "after %d step%s", boundary, boundary == 1 ? "" : "s");
+    LOG_WARN("signal %d: the steps already handed to the trainer finish, then a checkpoint is written and the job "
+             "exits", sig);
     orch_request_checkpoint(o, boundary);
     drop_rl_groups(o);
     int ok = orch_wait_checkpoint(o, boundary);
     if (ok)
-        printf("stopped by signal %d after step %d; checkpoint written. Resume with the same command and "
-               "--set checkpoint.resume=latest\n", sig, boundary);
+        printf("stopped by signal %d %s; checkpoint step_%06d.h5 written. Resume with the same command and "
+               "--set checkpoint.resume=latest\n", sig, done, boundary);
     else
-        printf("stopped by signal %d after step %d; the checkpoint FAILED (see above). Resume with "
-               "--set checkpoint.resume=latest continues from the previous one\n", sig, boundary);
+        printf("stopped by signal %d %s; the checkpoint FAILED (see above). Resume with "
+               "--set checkpoint.resume=latest continues from the previous one\n", sig, done);
     fflush(stdout);
     return ok ? 0 : 1;
 }
@@ -814,15 +822,28 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
     setup(&o, cfg, L, resume_path);
     LOG_INFO("orchestrator: %d environment(s), %d inference rank(s), %d trainer(s); %d steps of %d samples",
              o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
-    if (cfg->sft.steps > o.sft_done) orch_sft(&o);
+    // The warm-up (or what a checkpoint taken during it left of it) comes before any RL step.
+    const int warmup = o.steps_done == 0 && cfg->sft.steps > o.sft_done;
+    if (o.steps_done > 0 && cfg->sft.steps > o.sft_done)
+        LOG_WARN("sft.steps = %d but the checkpoint's run did %d warm-up steps before RL began: a warm-up is not "
+                 "resumed after RL steps", cfg->sft.steps, o.sft_done);
+    if (warmup) {
+        const int sig = orch_sft(&o);
+        if (sig) {
+            const int status = stop_for_signal(&o, sig);
+            shutdown_ranks(&o);
+            teardown(&o);
+            return status;
+        }
+    }
     wait_inference_version(&o, o.resumed ? o.steps_done : 0);
     // No RL steps to run (asyncrl eval, asyncrl sft): one evaluation of the policy as it is.
     if (cfg->run.max_steps == 0 || o.steps_done >= cfg->run.max_steps) {
-        double reward = orch_evaluate(&o, o.steps_done, cfg->sft.steps > 0 && !o.resumed ? "after SFT" : "final");
+        double reward = orch_evaluate(&o, o.steps_done, warmup ? "after SFT" : "final");
         printf("eval reward: %.4f\n", reward);
         fflush(stdout);
         int status = 0;
-        if (cfg->checkpoint.at_end && cfg->sft.steps > 0 && !o.resumed) {  // keep the warmed-up policy
+        if (cfg->checkpoint.at_end && warmup) {  // keep the warmed-up policy
             orch_request_checkpoint(&o, o.steps_done);
             if (!orch_wait_checkpoint(&o, o.steps_done)) status = 1;
         }
@@ -830,7 +851,7 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
         teardown(&o);
         return status;
     }
-    double before = o.resumed ? NAN : orch_evaluate(&o, 0, "before RL");
+    double before = o.resumed && !warmup ? NAN : orch_evaluate(&o, 0, "before RL");
 
     int status = 0, sig = rl_loop(&o);
     if (sig) {

@@ -189,10 +189,15 @@ static void resume_from(Trainer *t, const char *path) {
     t->sft_done = (int)st.sft_done;
     t->bad_in_row = (int)st.bad_in_row;
     checkpoint_state_free(&st);
-    set_optimizer(t, make_optimizer(t->cfg, t->model, 0));
+    // A checkpoint taken during the warm-up goes on with the warm-up's optimizer; its policy v0 is
+    // published when the warm-up ends.
+    const int warmup = t->steps_done == 0 && t->sft_done < t->cfg->sft.steps;
+    set_optimizer(t, make_optimizer(t->cfg, t->model, warmup));
     if (checkpoint_read_optimizer(path, t->opt, t->model, &err) != 0)
         FATAL("this checkpoint cannot continue training", "%s", err.msg);
-    if (t->is_root) {
+    if (warmup && t->is_root)
+        LOG_INFO("trainer resumed the warm-up at SFT step %d of %d from %s", t->sft_done, t->cfg->sft.steps, path);
+    if (!warmup && t->is_root) {
         PolicySnapshot *hist;
         int n;
         if (checkpoint_read_history(path, t->model->n_params, &hist, &n, &err) != 0) FATAL("", "%s", err.msg);

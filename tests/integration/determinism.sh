@@ -39,7 +39,7 @@ done
 pkill -TERM -f "^$BIN rl $CFG.*$out" 2>/dev/null  # the ranks, not mpirun (which would abort the job)
 wait $pid
 rc=$?
-stopped=$(sed -n 's/^stopped by signal 15 after step \([0-9]*\);.*/\1/p' "$out.log")
+stopped=$(sed -n 's/^stopped by signal 15 after \([0-9]*\) steps\{0,1\};.*/\1/p' "$out.log")
 if [ "$rc" = 0 ] && [ -n "$stopped" ] && [ -f "$out/checkpoints/step_$(printf %06d "$stopped").h5" ]; then
     ok "SIGTERM: the step finishes, a checkpoint is written, exit 0 (stopped after step $stopped)"
 else
@@ -54,6 +54,31 @@ if [ -n "$stopped" ]; then
     job 3 rl $CFG $DET --set run.output_dir="$TMP_ROOT/d" --set run.max_steps=$total --set checkpoint.interval=0 \
         >"$TMP_ROOT/d.log" 2>&1 || not_ok "uninterrupted run" "$(tail -3 "$TMP_ROOT/d.log")"
     $PY tests/integration/compare_runs.py "$out" "$TMP_ROOT/d" $total | sed 's/^\(ok\|not ok\) - /\1 - stopped + resumed vs straight through: /'
+fi
+
+# Stopped during the warm-up: the SFT batches already sent are trained, a checkpoint (step 0)
+# records how far the warm-up got, and the resumed run goes on from there with the warm-up's
+# optimizer: the same bits as a run straight through (it once started the warm-up over).
+w=$TMP_ROOT/w
+WARM="--set sft.steps=600 --set run.max_steps=4 --set checkpoint.interval=0"
+job 3 rl $CFG $DET $WARM --set run.output_dir="$w" >"$w.log" 2>&1 &
+pid=$!
+for i in $(seq 1 600); do
+    grep -q '^sft step' "$w.log" 2>/dev/null && break
+    sleep 0.05
+done
+pkill -TERM -f "^$BIN rl $CFG.*$w" 2>/dev/null
+wait $pid
+rc=$?
+if [ "$rc" = 0 ] && grep -q "^stopped by signal 15 during the warm-up ([0-9]* of 600 SFT steps done)" "$w.log"; then
+    ok "SIGTERM during the warm-up: a checkpoint is written, exit 0 ($(grep -o '[0-9]* of 600 SFT steps done' "$w.log"))"
+    job 3 rl $CFG $DET $WARM --set run.output_dir="$w" --set checkpoint.resume=latest >"$w.resume.log" 2>&1 ||
+        not_ok "resume during the warm-up" "$(tail -3 "$w.resume.log")"
+    job 3 rl $CFG $DET $WARM --set run.output_dir="$TMP_ROOT/w2" >"$TMP_ROOT/w2.log" 2>&1 ||
+        not_ok "warm-up run straight through" "$(tail -3 "$TMP_ROOT/w2.log")"
+    $PY tests/integration/compare_runs.py "$w" "$TMP_ROOT/w2" 4 | sed 's/^\(ok\|not ok\) - /\1 - stopped in the warm-up + resumed vs straight through: /'
+else
+    not_ok "SIGTERM during the warm-up: a checkpoint is written, exit 0" "exit $rc" "$(grep -E 'sft step|signal|error' "$w.log" | tail -4)"
 fi
 
 # Async mode: resume from a checkpoint taken while groups of later steps were in flight (async
