@@ -190,6 +190,29 @@ static void cancel_group_requests(Orch *o, Group *g) {
     }
 }
 
+// DESIGN section 2: a token trained at step n is no older than v(n - async_level -
+// max_off_policy_steps). Whether RL group g, trained at step_fill or later, holds an older token:
+// a multi-turn sample's earlier turns can, since each turn is a request of its own whose weight
+// updates inference counts from 0. (Deterministic mode names exact versions: never.)
+static int group_too_old(const Orch *o, const Group *g) {
+    if (g->eval || o->cfg->run.deterministic) return 0;
+    const int oldest_allowed = o->step_fill - o->cfg->run.async_level - o->cfg->orchestrator.max_off_policy_steps;
+    for (int s = 0; s < g->n; s++) {
+        int lo, hi;
+        sample_version_range(&g->samples[s], &lo, &hi);
+        if (lo >= 0 && lo < oldest_allowed) return 1;
+    }
+    return 0;
+}
+
+// The whole group starts over (its running requests cancelled); counted in groups_rescheduled.
+static void reschedule_group(Orch *o, Group *g, const char *why) {
+    LOG_DEBUG("group %llu rescheduled: %s", (unsigned long long)g->id, why);
+    cancel_group_requests(o, g);
+    group_restart(g);
+    if (!g->eval && o->step_fill < o->cfg->run.max_steps) o->stats[o->step_fill].rescheduled_groups += 1;
+}
+
 static int min_inference_version(const Orch *o) {
     int v = o->inf_version[0];
     for (int r = 1; r < o->n_inf; r++)
@@ -298,11 +321,7 @@ static void handle_completions(Orch *o, const Received *msg) {
             if (c->finish == FINISH_REJECTED)
                 FATAL("the prompt or a setting does not fit the inference engine", "inference rejected a request of "
                       "environment %s: %s", o->envs[g->env]->name, c->reason);
-            // Lived through too many weight updates: the whole group starts over.
-            LOG_DEBUG("group %llu rescheduled: %s", (unsigned long long)g->id, c->reason);
-            cancel_group_requests(o, g);
-            group_restart(g);
-            if (o->step_fill < o->cfg->run.max_steps) o->stats[o->step_fill].rescheduled_groups += 1;
+            reschedule_group(o, g, c->reason);  // lived through too many weight updates
             continue;
         }
         if (sample_complete(g, s, c, o->envs[g->env], &o->codec, &o->lim)) {
@@ -436,6 +455,7 @@ int orch_poll(Orch *o) {
             if (g->samples[s].state == SAMPLE_WAITING) waiting = 1;
             if (g->samples[s].rank >= 0) rank = g->samples[s].rank;
         }
+        if (waiting && group_too_old(o, g)) reschedule_group(o, g, "its earlier turns are too old for the next step");
         if (waiting) orch_dispatch(o, g, rank >= 0 && g->attempts == 0 ? rank : least_loaded_rank(o));
     }
     orch_flush(o);
@@ -751,6 +771,17 @@ static void shutdown_ranks(Orch *o) {
     }
 }
 
+// Ready groups that a step would train with a token older than the staleness bound start over.
+static void reschedule_stale_ready(Orch *o) {
+    for (int i = o->ready.count - 1; i >= 0; i--) {
+        Group *g = o->ready.items[i];
+        if (!group_too_old(o, g)) continue;
+        group_list_remove_at(&o->ready, i);
+        reschedule_group(o, g, "it waited too long to be trained");
+        group_list_push(&o->active, g);
+    }
+}
+
 // Cancels every RL group still in flight (their problems stay pending for a checkpoint).
 static void drop_rl_groups(Orch *o) {
     for (int i = o->active.count - 1; i >= 0; i--) {
@@ -775,6 +806,7 @@ static int rl_loop(Orch *o) {
         double t0 = MPI_Wtime();
         schedule(o);
         int progressed = orch_poll(o);
+        reschedule_stale_ready(o);
         while (o->step_fill < cfg->run.max_steps && orch_ready_samples(o) >= cfg->orchestrator.batch_size &&
                (!cfg->run.deterministic || rl_samples_in_flight(o) == 0)) {
             orch_send_batch(o);
