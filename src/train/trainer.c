@@ -271,8 +271,10 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
             if (decode_control(msg.data, msg.len, &c, &err) != 0) FATAL("a damaged message from the orchestrator", "%s", err.msg);
             received_free(&msg);
             CHECK(t.is_root && c.kind == CONTROL_CHECKPOINT, "a bug", "trainer got control kind %u", c.kind);
+            const double t0 = MPI_Wtime();
             write_checkpoint(&t, &c);
             control_free(&c);
+            idle_since += MPI_Wtime() - t0;  // (writing a checkpoint is not waiting for a batch)
             continue;
         }
         CHECK(msg.tag == MSG_BATCH, "ranks of different versions, or a bug", "trainer got a %s message",
