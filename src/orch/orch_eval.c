@@ -8,8 +8,10 @@
 #include "core/log.h"
 #include "orch/orch_state.h"
 
+// version / version_max: the oldest and newest policy that sampled the evaluation's tokens (they
+// differ when weights reached inference while it ran, outside deterministic mode).
 static const char *EVAL_BASE[] = {"step", "version", "greedy_reward", "greedy_pass", "sampled_reward", "sampled_pass",
-                                  "completion_len"};
+                                  "completion_len", "version_max"};
 #define N_BASE ((int)(sizeof EVAL_BASE / sizeof EVAL_BASE[0]))
 
 const char *const *orch_eval_metric_names(const Orch *o, int *n) {
@@ -58,9 +60,14 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     }
     double greedy = 0, greedy_pass = 0, sampled = 0, sampled_pass = 0, length = 0, n_sampled = 0;
     double env_greedy[16] = {0}, env_sampled[16] = {0}, env_g_n[16] = {0}, env_s_n[16] = {0};
+    int oldest = -1, newest = -1;
     for (int i = 0; i < o->eval_done.count; i++) {
         Group *g = o->eval_done.items[i];
         for (int s = 0; s < g->n; s++) {
+            int lo, hi;
+            sample_version_range(&g->samples[s], &lo, &hi);
+            if (lo >= 0 && (oldest < 0 || lo < oldest)) oldest = lo;
+            if (hi > newest) newest = hi;
             double r = g->samples[s].reward;
             int pass = r >= cfg->eval.pass_threshold;
             length += sample_completion_tokens(&g->samples[s]);
@@ -87,13 +94,19 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     values[4] = n_sampled ? sampled / n_sampled : NAN;
     values[5] = n_sampled ? sampled_pass / n_sampled : NAN;
     values[6] = length / (problems * per);
+    if (oldest < 0) oldest = newest = version;  // (no sampled token at all)
+    values[1] = oldest;
+    values[7] = newest;
     for (int e = 0; e < o->n_envs && e < 16; e++) {
         values[N_BASE + 2 * e] = env_g_n[e] ? env_greedy[e] / env_g_n[e] : NAN;
         values[N_BASE + 2 * e + 1] = env_s_n[e] ? env_sampled[e] / env_s_n[e] : NAN;
     }
     metrics_write_row(o->mw, 0, step, names, values, n_names);
-    printf("eval (%s, step %d, policy v%d): greedy reward %.4f pass %.3f | sampled reward %.4f pass %.3f | %d problems\n",
-           label, step, version, values[2], values[3], values[4], values[5], problems);
+    char policy[48];
+    if (oldest == newest) snprintf(policy, sizeof policy, "policy v%d", oldest);
+    else snprintf(policy, sizeof policy, "policies v%d-v%d", oldest, newest);
+    printf("eval (%s, step %d, %s): greedy reward %.4f pass %.3f | sampled reward %.4f pass %.3f | %d problems\n",
+           label, step, policy, values[2], values[3], values[4], values[5], problems);
     fflush(stdout);
     double result = values[2];
     free(values);
