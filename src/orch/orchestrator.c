@@ -603,8 +603,9 @@ static void sample_limit(const Config *cfg, const ModelConfig *shape, int genera
     }
     if (generated && cfg->inference.kv_blocks > 0 && kv_tokens < lim->max_total) {
         lim->max_total = (int)kv_tokens;
-        snprintf(lim->max_total_by, sizeof lim->max_total_by, "the KV cache: inference.kv_blocks = %d x kv_block_size = %d",
-                 cfg->inference.kv_blocks, cfg->inference.kv_block_size);
+        snprintf(lim->max_total_by, sizeof lim->max_total_by,
+                 "the KV cache: inference.kv_blocks = %d x kv_block_size = %d", cfg->inference.kv_blocks,
+                 cfg->inference.kv_block_size);
     }
 }
 
@@ -830,9 +831,10 @@ static int rl_loop(Orch *o) {
 // After a stop signal: the batches already sent are trained, a checkpoint of that boundary is
 // written, and the job ends with status 0 (the rollouts in flight are asked again on resume).
 static int stop_for_signal(Orch *o, int sig) {
-    const int boundary = o->step_fill, warmup = o->sft_done < o->cfg->sft.steps;
+    const int boundary = o->step_fill, warmup = boundary == 0 && o->sft_done < o->cfg->sft.steps;
     char done[96];
-    if (warmup) snprintf(done, sizeof done, "during the warm-up (%d of %d SFT steps done)", o->sft_done, o->cfg->sft.steps);
+    if (warmup)
+        snprintf(done, sizeof done, "during the warm-up (%d of %d SFT steps done)", o->sft_done, o->cfg->sft.steps);
     else snprintf(done, sizeof done, "after %d step%s", boundary, boundary == 1 ? "" : "s");
     LOG_WARN("signal %d: the steps already handed to the trainer finish, then a checkpoint is written and the job "
              "exits", sig);
@@ -907,7 +909,7 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
             orch_request_checkpoint(&o, o.steps_done);
             if (!orch_wait_checkpoint(&o, o.steps_done)) status = 1;
         }
-        if (!o.resumed) {
+        if (isfinite(before)) {
             LOG_INFO("eval reward before RL: %.4f   after RL: %.4f   (greedy, %d held-out problems)", before, after,
                      cfg->eval.problems);
             printf("eval reward before RL: %.4f\n", before);
