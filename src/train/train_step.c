@@ -90,8 +90,10 @@ TrainStepResult train_step_run(TrainStep *ts, const Batch *b, const LossConfig *
         int n = gather_rows(ts, b, r0, r1);
         if (n == 0) continue;
         tokens += n;
-        if (model_forward_train(ts->model, ts->tokens, ts->positions, ts->targets, n, ts->temperature, ts->logp,
-                                ts->entropy, &err) != 0)
+        // The warm-up is plain cross-entropy (T = 1): the exported model's logits are then the data's.
+        const float T = lc->type == LOSS_SFT ? 1.0f : ts->temperature;
+        if (model_forward_train(ts->model, ts->tokens, ts->positions, ts->targets, n, T, ts->logp, ts->entropy,
+                                &err) != 0)
             FATAL("the orchestrator sent a batch this model cannot take", "step %d: %s", b->step, err.msg);
         loss_forward_backward(lc, n, ts->logp, ts->logp_infer, ts->advantage, ts->mask, ts->samples, global,
                               ts->d_logp, &st);

@@ -19,7 +19,7 @@ typedef struct {
     MPI_Comm comm;           // the trainer ranks
     DeviceComm *dc;
     int micro_rows;
-    float temperature;       // the sampling temperature: logprobs are log_softmax(logits / T)
+    float temperature;       // the sampling temperature: RL logprobs are log_softmax(logits / T) (SFT: T = 1)
     // Called between micro-batches (may be NULL): the trainer root drives the weight broadcast
     // it started, which MPI only moves forward inside MPI calls.
     void (*progress)(void *ctx);

@@ -1,7 +1,8 @@
 // Run under `mpirun -np 2` by tests/integration/data_parallel.sh: the same batch trained on one
 // trainer rank and split over two trainer ranks gives the same update (fp32 tolerance), for the
 // icepop loss and for SFT: the same all-reduced gradient and loss, and the same weights after
-// the AdamW step. The global loss-token count makes the split invisible.
+// the AdamW step. The global loss-token count makes the split invisible. And SFT is plain
+// cross-entropy whatever the sampling temperature the trainer is set up with.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,11 @@ typedef struct {
     double loss;
 } Outcome;
 
-static Outcome train(MPI_Comm comm, const int *pick, int n_pick, const LossConfig *lc) {
+static Outcome train(MPI_Comm comm, const int *pick, int n_pick, const LossConfig *lc, float temperature) {
     Model *m = make_model();
     Optimizer *o = make_opt(m);
     TrainStep ts;
-    train_step_init(&ts, m, o, comm, 1, SEQ, 1.0f);
+    train_step_init(&ts, m, o, comm, 1, SEQ, temperature);
     Batch b;
     make_batch(&b, pick, n_pick);
     TrainStepResult r = train_step_run(&ts, &b, lc);
@@ -107,8 +108,8 @@ int main(int argc, char **argv) {
     const char *names[2] = {"icepop", "sft"};
     int failures = 0;
     for (int l = 0; l < 2; l++) {
-        Outcome one = train(alone, all_rows, ROWS, &losses[l]);     // every row on one rank
-        Outcome two = train(MPI_COMM_WORLD, mine, 2, &losses[l]);  // half the rows on each of two
+        Outcome one = train(alone, all_rows, ROWS, &losses[l], 1.0f);     // every row on one rank
+        Outcome two = train(MPI_COMM_WORLD, mine, 2, &losses[l], 1.0f);  // half the rows on each of two
         double grad_diff = max_scaled_diff(one.grads, two.grads);
         // AdamW moves every weight by about lr; the two updates must agree far below that.
         double param_diff = 0, moved = 0, g_abs = 0;
@@ -133,6 +134,16 @@ int main(int argc, char **argv) {
         model_free(init);
         free(one.params), free(one.grads), free(two.params), free(two.grads);
     }
+    // The warm-up ignores the sampling temperature (it once trained log_softmax(logits / T)).
+    Outcome plain = train(alone, all_rows, ROWS, &losses[1], 1.0f);
+    Outcome tempered = train(alone, all_rows, ROWS, &losses[1], 0.5f);
+    if (rank == 0) {
+        int same = plain.loss == tempered.loss && memcmp(plain.grads, tempered.grads, sizeof(float) * g_n) == 0;
+        printf("%s - sft: the same loss and gradient with the trainer at temperature 0.5 as at 1 (loss %.4f vs %.4f)\n",
+               same ? "ok" : "not ok", plain.loss, tempered.loss);
+        failures += !same;
+    }
+    free(plain.params), free(plain.grads), free(tempered.params), free(tempered.grads);
     MPI_Bcast(&failures, 1, MPI_INT, 0, MPI_COMM_WORLD);
     MPI_Comm_free(&alone);
     MPI_Finalize();
