@@ -3,6 +3,7 @@
 #include "env/code.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@ typedef struct {
     Scoring *scorings;
     int n_scorings;
     int warned_setup;
+    char path[4096];   // the problems file (its tests are the expected outputs)
 } CodeState;
 
 // ---------------------------------------------------------------------------------------------
@@ -302,6 +304,31 @@ static const Turn *last_model_turn(const Transcript *t) {
     return NULL;
 }
 
+// Whether every directory above path lets others through and path lets others read it.
+static int readable_by_others(const char *path) {
+    char real[PATH_MAX];
+    if (!realpath(path, real)) return 1;
+    struct stat st;
+    for (char *slash = strchr(real + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        const int pass = stat(real, &st) == 0 && (st.st_mode & S_IXOTH);
+        *slash = '/';
+        if (!pass) return 0;
+    }
+    return stat(real, &st) == 0 && (st.st_mode & S_IROTH);
+}
+
+// Only Landlock keeps a program from reading files its user may read: the problems file among
+// them, whose tests hold the expected outputs (a program could print them without solving).
+static void warn_readable_tests(const CodeState *s, unsigned layers) {
+    if (layers & SANDBOX_LAYER_LANDLOCK) return;
+    if ((layers & SANDBOX_LAYER_UID) && !readable_by_others(s->path)) return;
+    LOG_WARN("code: without Landlock a program can read %s, and its tests' expected outputs: it could score without "
+             "solving. %s", s->path, (layers & SANDBOX_LAYER_UID) ? "Make the file unreadable to others (chmod 600)"
+             : "Run on a kernel with Landlock (5.13+), or as root so programs get a uid of their own, with the file "
+               "unreadable to others (chmod 600)");
+}
+
 static void ensure_pool(Env *env) {
     CodeState *s = state_of(env);
     if (s->pool) return;
@@ -311,6 +338,7 @@ static void ensure_pool(Env *env) {
     char names[128];
     LOG_INFO("code: sandbox pool of %d, isolation layers %s", sandbox_pool_max_parallel(s->pool),
              sandbox_layers_string(sandbox_pool_layers(s->pool), names, sizeof names));
+    warn_readable_tests(s, sandbox_pool_layers(s->pool));
 }
 
 static int new_scoring(CodeState *s) {
@@ -495,6 +523,7 @@ Env *env_code_create(const struct EnvConfig *cfg, uint64_t seed, ErrorBuf *err) 
     env->score_poll = code_score_poll;
     sandbox_config_from(cfg, &s->sandbox, s->language, sizeof s->language);
     s->max_parallel = cfg->code.max_parallel;
+    snprintf(s->path, sizeof s->path, "%s", cfg->code.path);
     if (sandbox_config_check(&s->sandbox, err) || sandbox_layers_for(&s->sandbox, &s->layers, err) ||
         load_problems(s, cfg->code.path, cfg->code.eval_fraction, err)) {
         code_destroy(env);

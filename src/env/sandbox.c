@@ -181,6 +181,8 @@ int sandbox_config_check(const SandboxConfig *cfg, ErrorBuf *err) {
 typedef struct {
     struct sock_filter ins[SC_MAX_INS];
     unsigned short n;
+    unsigned short self_at[8];  // instructions comparing with the program's own pid (filter_set_self)
+    unsigned short n_self;
 } Filter;
 
 // System calls the program never needs and that could reach outside the sandbox.
@@ -205,6 +207,21 @@ static void emit(Filter *f, unsigned short code, unsigned k, unsigned char jt, u
 #define SC_RET(f, v) emit((f), BPF_RET | BPF_K, (v), 0, 0)
 #define SC_ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
 
+// Syscall nr only with the program's own pid as its first argument (the constant is set by
+// filter_set_self in the program's process, before the filter is installed).
+static void allow_only_self(Filter *f, long nr) {
+    emit(f, BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4);
+    emit(f, BPF_LD | BPF_W | BPF_ABS, SC_ARG0_LO, 0, 0);
+    if (f->n_self < sizeof f->self_at / sizeof f->self_at[0]) f->self_at[f->n_self++] = f->n;
+    emit(f, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
+    SC_RET(f, SECCOMP_RET_ALLOW);
+    SC_RET(f, SC_ERRNO(EPERM));
+}
+
+static void filter_set_self(Filter *f, pid_t self) {
+    for (unsigned i = 0; i < f->n_self; i++) f->ins[f->self_at[i]].k = (unsigned)self;
+}
+
 // Builds the filter. Returns 0, or -1 when this architecture is not supported.
 static int build_filter(Filter *f, int nofork) {
 #ifndef SC_ARCH
@@ -212,7 +229,7 @@ static int build_filter(Filter *f, int nofork) {
     (void)nofork;
     return -1;
 #else
-    f->n = 0;
+    f->n = f->n_self = 0;
     emit(f, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch), 0, 0);
     emit(f, BPF_JMP | BPF_JEQ | BPF_K, SC_ARCH, 1, 0);
     SC_RET(f, SECCOMP_RET_KILL_PROCESS);
@@ -257,6 +274,16 @@ static int build_filter(Filter *f, int nofork) {
         SC_RET(f, SC_ERRNO(EPERM));
     }
 #endif
+    if (nofork) {  // no uid of its own: the program runs as the caller's uid and signals only itself
+        allow_only_self(f, SYS_kill);
+        allow_only_self(f, SYS_tgkill);
+        allow_only_self(f, SYS_rt_sigqueueinfo);
+        allow_only_self(f, SYS_rt_tgsigqueueinfo);
+        emit(f, BPF_JMP | BPF_JEQ | BPF_K, SYS_tkill, 0, 1);
+        SC_RET(f, SC_ERRNO(EPERM));
+        emit(f, BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_send_signal, 0, 1);
+        SC_RET(f, SC_ERRNO(EPERM));
+    }
     SC_RET(f, SECCOMP_RET_ALLOW);
     return f->n < SC_MAX_INS ? 0 : -1;
 #endif
@@ -330,7 +357,7 @@ typedef struct {
     struct rusage ru; // of the program
 } Report;
 
-static const char *const MASKED_DIRS[] = {"/tmp", "/var/tmp", "/dev/shm", NULL};
+static const char *const MASKED_DIRS[] = {"/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", NULL};
 
 typedef struct {
     unsigned layers;
@@ -397,8 +424,49 @@ static int set_ids(long uid) {
     return 0;
 }
 
+// The real uid of process `pid` from /proc (-1 when it is gone or unreadable).
+static long proc_uid(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    long uid = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Uid: %ld", &uid) == 1) break;
+    fclose(f);
+    return uid;
+}
+
+// Kills every process running as `uid` from this process, found in /proc: each through a pidfd
+// taken before its uid is checked, so a pid reused meanwhile is never signalled. Rounds until
+// one finds none (RLIMIT_NPROC bounds how many can be forked in between).
+static void kill_uid_by_scan(long uid) {
+    for (int round = 0; round < 64; round++) {
+        DIR *d = opendir("/proc");
+        if (!d) return;
+        int found = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char *end;
+            const long pid = strtol(e->d_name, &end, 10);
+            if (*end || pid <= 1) continue;
+            const int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+            if (pidfd < 0) continue;
+            if (proc_uid((pid_t)pid) == uid) {
+                syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+                found = 1;
+            }
+            close(pidfd);
+        }
+        closedir(d);
+        if (!found) return;
+    }
+}
+
 // Kills every process running as `uid` (a helper with that uid sends kill(-1)); twice, so
-// that a process being forked during the first sweep is caught by the second.
+// that a process being forked during the first sweep is caught by the second. Having that uid,
+// the helper can be stopped by those processes (SIGSTOP): a stopped helper is killed, and the
+// uid's processes are then found in /proc instead.
 static void uid_sweep(long uid) {
     for (int round = 0; round < 2; round++) {
         pid_t h = raw_clone(0);
@@ -407,7 +475,15 @@ static void uid_sweep(long uid) {
             _exit(0);
         }
         if (h < 0) return;
-        while (waitpid(h, NULL, __WALL) < 0 && errno == EINTR) {
+        int status = 0;
+        pid_t r;
+        while ((r = waitpid(h, &status, __WALL | WUNTRACED)) < 0 && errno == EINTR) {
+        }
+        if (r == h && WIFSTOPPED(status)) {
+            kill(h, SIGKILL);
+            while (waitpid(h, NULL, __WALL) < 0 && errno == EINTR) {
+            }
+            kill_uid_by_scan(uid);
         }
     }
 }
@@ -512,7 +588,11 @@ __attribute__((noreturn)) static void program_main(const Launch *L, int ruleset)
         if (syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) child_fail(L, STEP_LANDLOCK, errno);
         close(ruleset);
     }
-    if ((L->layers & SANDBOX_LAYER_SECCOMP) && install_filter(&L->filter) != 0) child_fail(L, STEP_SECCOMP, errno);
+    if (L->layers & SANDBOX_LAYER_SECCOMP) {
+        Filter f = L->filter;
+        filter_set_self(&f, (pid_t)syscall(SYS_getpid));
+        if (install_filter(&f) != 0) child_fail(L, STEP_SECCOMP, errno);
+    }
     execve(L->argv[0], L->argv, L->envp);
     child_fail(L, STEP_EXEC, errno);
 }
@@ -635,6 +715,7 @@ static int probe_mount(void) {
 static int probe_seccomp(void) {
     Filter f;
     if (build_filter(&f, 1) != 0) return 2;
+    filter_set_self(&f, getpid());
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || install_filter(&f) != 0) return 1;
     errno = 0;
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -785,8 +866,17 @@ static void remove_tree_at(int dirfd, const char *name, int top, int depth, unsi
     }
 }
 
-static void remove_tree(const char *path) {
+// Removes `name` in the open directory pfd and everything below it.
+static void remove_tree_in(int pfd, const char *name) {
     unsigned counter = 0;
+    for (int round = 0; round < 4; round++) {  // flattened subtrees are removed in the next round
+        remove_tree_at(pfd, name, -1, 0, &counter);
+        if (faccessat(pfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0) break;
+    }
+}
+
+// For paths of our own (the job directories under tmp_root, which only this uid can change).
+static void remove_tree(const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) return;
     char parent[SANDBOX_PATH_MAX];
@@ -796,10 +886,7 @@ static void remove_tree(const char *path) {
     parent[n] = '\0';
     int pfd = open(n ? parent : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (pfd < 0) return;
-    for (int round = 0; round < 4; round++) {  // flattened subtrees are removed in the next round
-        remove_tree_at(pfd, slash + 1, -1, 0, &counter);
-        if (faccessat(pfd, slash + 1, F_OK, AT_SYMLINK_NOFOLLOW) != 0) break;
-    }
+    remove_tree_in(pfd, slash + 1);
     close(pfd);
 }
 
@@ -817,14 +904,10 @@ static void sweep_owned_at(int dirfd, long uid, int depth) {
         struct stat st;
         if (fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
         if ((long)st.st_uid == uid) {
-            char path[PATH_MAX];
-            char self[64];
-            snprintf(self, sizeof self, "/proc/self/fd/%d", dirfd);
-            ssize_t n = readlink(self, path, sizeof path - 300);
-            if (n <= 0) continue;
-            path[n] = '\0';
-            snprintf(path + n, sizeof path - (size_t)n, "/%s", e->d_name);
-            remove_tree(path);
+            // Relative to the directory already open, never by its path again: another sandbox
+            // (another uid) that owns a directory on the way could swap it for a symbolic link
+            // between the two, and this process (root) would remove what the link points to.
+            remove_tree_in(dirfd, e->d_name);
         } else if (S_ISDIR(st.st_mode) && depth < 2 && (st.st_mode & S_IWOTH)) {
             int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub >= 0) sweep_owned_at(sub, uid, depth + 1);

@@ -10,19 +10,25 @@
 //             applies, and every process it leaves behind is found by uid and killed
 //   seccomp   a BPF filter refusing sockets (any family; socketpair only as AF_UNIX),
 //             ptrace, mount, namespaces, bpf, io_uring, kernel modules, keyrings, System V IPC
-//             (it would outlive the program)... and, without the uid layer, new processes
+//             (it would outlive the program)... and, without the uid layer, new processes and
+//             signals to any process but itself (it runs as the caller's user then)
 //   netns     a new network namespace: no interface but a down loopback
 //   pidns     a new PID namespace: the program sees only its own processes, and everything in
 //             it dies with the sandbox's init
-//   mntns     a new mount namespace: /tmp, /var/tmp and /dev/shm are fresh tmpfs, the working
-//             directory is a tmpfs of file_mb (so disk use and file count are bounded)
+//   mntns     a new mount namespace: /tmp, /var/tmp, /dev/shm and /run/lock are fresh tmpfs,
+//             the working directory is a tmpfs of file_mb (so disk use and file count are
+//             bounded)
 //   landlock  writes only beneath the working directory; reads only below /usr, /lib*, /bin,
 //             /sbin, /etc, /dev, /proc and the interpreter's prefix; no TCP bind/connect
 // Running as root without the uid layer is refused (the program would run as root). With the
 // uid layer but neither mntns nor Landlock, whatever the program leaves in /tmp, /var/tmp,
 // /dev/shm or /run/lock is removed by owner after the run. A caller other than root gets no
 // uid layer: the program runs as the caller, cannot fork (seccomp), and only Landlock (if
-// present) confines its writes.
+// present) confines its writes; RLIMIT_NPROC then does not apply (it would count the caller's
+// processes), so its threads are bounded by its address space only. Without Landlock a program
+// reads whatever its user may read (the code environment warns when that includes its tests).
+// Limits are per process: memory_mb bounds each of up to nproc processes (no cgroup), and the
+// tmpfs mounts of the mount namespace are not counted in it.
 //
 // Processes: the caller forks a small supervisor (pid 1 of the PID namespace, or a child
 // subreaper without one) which forks the program, waits for it, kills whatever is left

@@ -11,12 +11,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "env/sandbox.h"
@@ -329,6 +331,86 @@ static void test_sweeper_killers(void **state) {
     assert_true(sandbox_now() - t0 < cfg.timeout_s - 1);
     sandbox_result_free(&r);
     assert_clean();
+}
+
+// A process of the sandbox uid that keeps stopping every process it may signal (kill(-1,
+// SIGSTOP)) also stops the helper that sweeps the uid (it has that uid while it sweeps): a
+// stopped helper is killed and the uid's processes are found in /proc instead. The run once hung
+// here until its timeout and more.
+static void test_stopping_sweeper(void **state) {
+    if (!have_python()) skip();
+    SandboxConfig cfg;
+    config(&cfg, *state);
+    SandboxResult r;
+    double t0 = sandbox_now();
+    run(&cfg,
+        "import os, signal\nparent = os.getpid()\ntry:\n    child = os.fork()\nexcept OSError:\n    child = 1\n"
+        "if child == 0:\n    while os.getppid() == parent:\n        pass\n"
+        "    while True:\n        try:\n            os.kill(-1, signal.SIGSTOP)\n        except OSError:\n            pass\n"
+        "print('answer')\n",
+        NULL, &r);
+    expect_reason(&r, SANDBOX_OK);
+    assert_true(sandbox_now() - t0 < cfg.timeout_s - 1);
+    sandbox_result_free(&r);
+    assert_clean();
+}
+
+// With a mount namespace the world-writable lock directory is private too (it is swept only
+// without one): nothing the program writes there is left on the host.
+static void test_run_lock(void **state) {
+    if (!have_python()) skip();
+    SandboxConfig cfg;
+    config(&cfg, *state);
+    cfg.disable |= SANDBOX_LAYER_LANDLOCK;  // (Landlock alone refuses the write)
+    char host[128], program[512];
+    snprintf(host, sizeof host, "/run/lock/asyncrl-sbxtest-%d", (int)getpid());
+    snprintf(program, sizeof program, "try:\n    open('%s', 'w').write('x' * 1000)\n    print('written')\n"
+             "except OSError:\n    print('refused')\n", host);
+    SandboxResult r;
+    run(&cfg, program, NULL, &r);
+    expect_reason(&r, SANDBOX_OK);
+    struct stat st;
+    assert_int_not_equal(stat(host, &st), 0);
+    sandbox_result_free(&r);
+    assert_clean();
+}
+
+// Without a uid of its own (the caller is not root) the program runs as the caller's user; it
+// may signal itself, but not the supervisor nor any other process of that user. As root, the
+// caller becomes nobody for this test.
+static void test_signals_only_self(void **state) {
+    if (!have_python()) skip();
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char root[300];
+        snprintf(root, sizeof root, "%s/nobody", g_root);
+        mkdir(root, 0777);
+        chmod(root, 0777);
+        if (geteuid() == 0 && (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
+        SandboxConfig cfg;
+        config(&cfg, *state);
+        snprintf(cfg.tmp_root, sizeof cfg.tmp_root, "%s", root);
+        cfg.disable |= SANDBOX_LAYER_UID;  // (what this process probed as root is cached)
+        const char *program = "import os\n"
+                              "try:\n    os.kill(os.getppid(), 0)\n    print('parent signalled')\n"
+                              "except PermissionError:\n    print('parent refused')\n"
+                              "os.kill(os.getpid(), 0)\nprint('self signalled')\n";
+        SandboxResult r;
+        ErrorBuf err;
+        if (sandbox_run(&cfg, program, strlen(program), NULL, 0, &r, &err) != 0) _exit(4);
+        printf("# as uid %d: %s (%s) %s%s\n", (int)getuid(), sandbox_reason_name(r.reason), r.detail, r.out ? r.out : "",
+               r.err ? r.err : "");
+        const int seccomp = (r.layers & SANDBOX_LAYER_SECCOMP) != 0;
+        const int ok = r.reason == SANDBOX_OK && r.out && strstr(r.out, "self signalled") &&
+                       (!seccomp || !(r.layers & SANDBOX_LAYER_NOFORK) || strstr(r.out, "parent refused"));
+        fflush(stdout);
+        _exit(ok ? 0 : 5);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_network(void **state) {
@@ -675,6 +757,9 @@ int main(void) {
         BOTH(test_sleep_forever),
         BOTH(test_escaped_child),
         BOTH(test_sweeper_killers),
+        BOTH(test_stopping_sweeper),
+        {"test_run_lock", test_run_lock, NULL, NULL, &MODE_FULL},
+        {"test_signals_only_self", test_signals_only_self, NULL, NULL, &MODE_FALLBACK},
         BOTH(test_network),
         BOTH(test_filesystem),
         BOTH(test_big_output),
