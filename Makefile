@@ -48,7 +48,7 @@ have_nvcc := $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1)
 have_nccl := $(if $(NCCL_HOME),1,)
 mark = $(if $(1),✓,✗)
 ifeq ($(MAKELEVEL),0)
-ifneq ($(filter deps clean help,$(MAKECMDGOALS)),$(MAKECMDGOALS))
+ifneq ($(filter deps clean help,$(or $(MAKECMDGOALS),all)),$(or $(MAKECMDGOALS),all))  # (plain make: all)
 $(info asyncrl dependencies: $(call mark,$(have_mpi)) MPI ($(MPICC))  $(call mark,$(have_hdf5)) HDF5  $(call mark,$(have_hdf5_parallel)) parallel HDF5  $(call mark,$(have_libconfig)) libconfig  $(call mark,$(have_blas)) OpenBLAS  $(call mark,$(have_cmocka)) cmocka  $(call mark,$(have_nvcc)) nvcc  $(call mark,$(have_nccl)) NCCL)
 endif
 endif

@@ -47,7 +47,7 @@ asyncrl_config_value() {
     awk -v group="${1%%.*}" -v key="${1#*.}" '
         $1 == group && $2 == "=" && $3 == "{" { inside = 1; next }
         inside && $1 == "};" { inside = 0 }
-        inside && $1 == key && $2 == "=" { v = $3; sub(/;$/, "", v); gsub(/"/, "", v); print v; exit }
+        inside && $1 == key && $2 == "=" { v = $0; sub(/^[^=]*= */, "", v); sub(/; *$/, "", v); gsub(/"/, "", v); print v; exit }
     ' "$ASYNCRL_CHECK_OUT"
 }
 
@@ -90,16 +90,24 @@ asyncrl_job_start() {
     asyncrl_log "world size $ASYNCRL_WORLD: rank 0 orchestrator, ranks 1..$ASYNCRL_TRAINERS trainers, the rest inference; output in $ASYNCRL_OUTPUT_DIR"
 
     ASYNCRL_STOP=""
+    ASYNCRL_WARNED=0
     ASYNCRL_FORWARDED=0
     ASYNCRL_PID=""
     trap 'asyncrl_on_signal USR1' USR1
     trap 'asyncrl_on_signal TERM' TERM
 }
 
-# A stop signal (Slurm's warning before the time limit, scancel --signal=USR1 -b, or the
-# SIGTERM at the limit): remembered here, passed on to the ranks by the wait loop.
+# A stop signal, remembered here and passed on to the ranks by the wait loop. SIGUSR1 (Slurm's
+# warning before the time limit, or scancel --signal=USR1 -b) requeues the job afterwards;
+# SIGTERM alone (scancel, or the limit reached without the warning) does not: a cancelled job
+# must stay cancelled.
 asyncrl_on_signal() {
-    [ -n "$ASYNCRL_STOP" ] || asyncrl_log "received SIG$1: the ranks finish their step, write a checkpoint and exit; then the job requeues itself"
+    if [ "$1" = USR1 ]; then
+        [ "$ASYNCRL_WARNED" = 1 ] || asyncrl_log "received SIGUSR1: the ranks finish their step, write a checkpoint and exit; then the job requeues itself"
+        ASYNCRL_WARNED=1
+    else
+        [ -n "$ASYNCRL_STOP" ] || asyncrl_log "received SIG$1: the ranks finish their step, write a checkpoint and exit (not requeued: scancel stays a cancel)"
+    fi
     ASYNCRL_STOP=$1
 }
 
@@ -185,12 +193,20 @@ asyncrl_job_finish() {
         asyncrl_log "run finished"
         exit 0
     fi
+    if [ "$ASYNCRL_WARNED" != 1 ]; then
+        asyncrl_log "stopped by SIG$ASYNCRL_STOP (scancel?): not requeued; the same sbatch command resumes from the newest checkpoint in $ASYNCRL_OUTPUT_DIR/checkpoints"
+        exit 0
+    fi
     if asyncrl_run_finished "$ASYNCRL_OUTPUT_DIR" "$(asyncrl_config_value run.max_steps)"; then
         asyncrl_log "the run reached run.max_steps as it stopped: finished, not requeued"
         exit 0
     fi
     if [ -z "${SLURM_JOB_ID:-}" ]; then
         asyncrl_log "stopped; not under Slurm: run the same command again to resume"
+        exit 0
+    fi
+    if [ $((${SLURM_RESTART_COUNT:-0} + 1)) -gt "${ASYNCRL_MAX_REQUEUES:-100}" ]; then
+        asyncrl_log "giving up: requeued ${SLURM_RESTART_COUNT:-0} times already (ASYNCRL_MAX_REQUEUES=${ASYNCRL_MAX_REQUEUES:-100}); the same sbatch command resumes from the newest checkpoint in $ASYNCRL_OUTPUT_DIR/checkpoints"
         exit 0
     fi
     asyncrl_log "requeueing job $SLURM_JOB_ID (it continues from the newest checkpoint in $ASYNCRL_OUTPUT_DIR/checkpoints)"

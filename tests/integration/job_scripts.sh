@@ -69,3 +69,30 @@ else
     not_ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps" \
         "$("$BIN" report "$run" 2>&1 | tail -4)"
 fi
+
+# The requeue decision after a clean stop, under a pretend Slurm (scontrol only prints): SIGUSR1
+# (the time-limit warning) requeues; SIGTERM alone (scancel) does not, or a cancel would be
+# undone; nor does a job at ASYNCRL_MAX_REQUEUES.
+mkdir -p "$TMP_ROOT/fakebin"
+printf '#!/bin/sh\necho "FAKE scontrol $*"\n' >"$TMP_ROOT/fakebin/scontrol"
+chmod +x "$TMP_ROOT/fakebin/scontrol"
+decide() {  # STOP WARNED RESTARTS
+    PATH="$TMP_ROOT/fakebin:$PATH" SLURM_JOB_ID=77 SLURM_RESTART_COUNT=$3 ASYNCRL_MAX_REQUEUES=5 bash -c '
+        . jobs/lib/asyncrl_job.sh
+        asyncrl_config_value() { echo 200; }
+        ASYNCRL_RC=0 ASYNCRL_STOP=$1 ASYNCRL_WARNED=$2 ASYNCRL_OUTPUT_DIR=$4
+        asyncrl_job_finish' decide "$1" "$2" "$3" "$run" 2>&1
+}
+usr1=$(decide USR1 1 0) term=$(decide TERM 0 0) last=$(decide USR1 1 5)
+if echo "$usr1" | grep -q "FAKE scontrol requeue 77" && ! echo "$term" | grep -q "FAKE scontrol" &&
+    echo "$term" | grep -q "stopped by SIGTERM (scancel?): not requeued" && ! echo "$last" | grep -q "FAKE scontrol" &&
+    echo "$last" | grep -q "giving up: requeued 5 times already"; then
+    ok "requeue after SIGUSR1 only: not after a scancel's SIGTERM, not past ASYNCRL_MAX_REQUEUES"
+else
+    not_ok "requeue after SIGUSR1 only" "USR1: $usr1" "TERM: $term" "limit: $last"
+fi
+
+# Config values as the scripts read them from asyncrl check: a run.output_dir with a space.
+"$BIN" check inputs/slurm_debug.cfg --set 'run.output_dir="/tmp/a b/out"' >"$TMP_ROOT/check.out" 2>&1
+got=$(ASYNCRL_CHECK_OUT="$TMP_ROOT/check.out" bash -c '. jobs/lib/asyncrl_job.sh; asyncrl_config_value run.output_dir')
+check "config values keep their spaces ($got)" test "$got" = "/tmp/a b/out"
