@@ -12,7 +12,8 @@
 #
 # Overrides (each found with pkg-config when not given):
 #   MPICC, HDF5_CFLAGS, HDF5_LIBS, LIBCONFIG_CFLAGS, LIBCONFIG_LIBS, BLAS_CFLAGS, BLAS_LIBS,
-#   CMOCKA_CFLAGS, CMOCKA_LIBS, CUDA_HOME, NCCL_HOME, CUDA_ARCH, OPT, NP_FLAGS
+#   CMOCKA_CFLAGS, CMOCKA_LIBS, CUDA_HOME, NCCL_HOME (a prefix), NCCL_LIB, MPI_INCLUDES, CUDA_ARCH, OPT,
+#   NP_FLAGS
 
 CUDA ?= 0
 SANITIZE ?= 0
@@ -34,7 +35,10 @@ BLAS_LIBS ?= $(call pkg_libs,openblas)
 CMOCKA_CFLAGS ?= $(call pkg_cflags,cmocka)
 CMOCKA_LIBS ?= $(call pkg_libs,cmocka)
 CUDA_HOME ?= /usr/local/cuda
-NCCL_HOME ?= $(firstword $(wildcard $(CUDA_HOME)/lib/libnccl.so $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so))
+# NCCL: NCCL_HOME is an install prefix (include/nccl.h, lib/libnccl.so), as NCCL's own build and
+# cluster modules lay it out; without it, NCCL is looked for in CUDA_HOME and Debian's paths.
+NCCL_LIB ?= $(firstword $(wildcard $(if $(NCCL_HOME),$(NCCL_HOME)/lib/libnccl.so $(NCCL_HOME)/lib64/libnccl.so) \
+              $(CUDA_HOME)/lib/libnccl.so $(CUDA_HOME)/lib64/libnccl.so /usr/lib/x86_64-linux-gnu/libnccl.so))
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
 # What was found, printed once per make invocation (✓ found, ✗ missing).
@@ -45,7 +49,7 @@ have_libconfig := $(call pkg_found,libconfig)
 have_blas := $(call pkg_found,openblas)
 have_cmocka := $(call pkg_found,cmocka)
 have_nvcc := $(shell test -x $(CUDA_HOME)/bin/nvcc && echo 1)
-have_nccl := $(if $(NCCL_HOME),1,)
+have_nccl := $(if $(NCCL_LIB),1,)
 mark = $(if $(1),✓,✗)
 ifeq ($(MAKELEVEL),0)
 ifneq ($(filter deps clean help,$(or $(MAKECMDGOALS),all)),$(or $(MAKECMDGOALS),all))  # (plain make: all)
@@ -61,14 +65,18 @@ ifeq ($(have_blas),)
   CFLAGS += -DASYNCRL_NO_BLAS
 endif
 
+# MPI's include flags for nvcc, which does not go through mpicc: Open MPI's --showme:compile,
+# else the -I words of MPICH's and Intel MPI's -show.
+MPI_INCLUDES ?= $(or $(shell $(MPICC) --showme:compile 2>/dev/null),$(filter -I%,$(shell $(MPICC) -show 2>/dev/null)))
+
 ifeq ($(CUDA),1)
   BUILD := build/cuda
   BACKEND_SRC := $(wildcard kernels/cuda/*.cu)
   NVCC := $(CUDA_HOME)/bin/nvcc
   NVCCFLAGS := -std=c++17 -O3 -lineinfo $(CUDA_ARCH) -Isrc -Ikernels -DOMPI_SKIP_MPICXX -DMPICH_SKIP_MPICXX -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
-               -Werror all-warnings $(shell $(MPICC) --showme:compile 2>/dev/null)
+               -Werror all-warnings $(MPI_INCLUDES) $(if $(NCCL_HOME),-I$(NCCL_HOME)/include)
   CFLAGS += -DASYNCRL_CUDA -I$(CUDA_HOME)/include
-  LDLIBS += -L$(CUDA_HOME)/lib64 -L$(dir $(NCCL_HOME)) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(dir $(NCCL_HOME)) \
+  LDLIBS += -L$(CUDA_HOME)/lib64 -L$(dir $(NCCL_LIB)) -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,-rpath,$(dir $(NCCL_LIB)) \
             -lcudart -lcublas -lcublasLt -lnccl -lstdc++
 else ifeq ($(SANITIZE),1)
   BUILD := build/asan
