@@ -172,12 +172,16 @@ asyncrl_job_run() {
     asyncrl_log "the job exited with status $ASYNCRL_RC after $((SECONDS - started)) s"
 }
 
-# asyncrl_run_finished OUTPUT_DIR MAX_STEPS: 0 when the newest complete checkpoint (as
-# `asyncrl report` finds it) is at MAX_STEPS or beyond: nothing is left to resume.
+# asyncrl_run_finished OUTPUT_DIR MAX_STEPS: 0 when the run trained MAX_STEPS steps (its
+# metrics say so: a stop signal during the final evaluation ends a finished run too, whose
+# checkpoints may end earlier with checkpoint.at_end = false) or its newest complete checkpoint
+# (as `asyncrl report` finds them) is at MAX_STEPS or beyond: nothing is left to resume.
 asyncrl_run_finished() {
-    local newest
-    newest=$("$ASYNCRL_BIN" report "$1" 2>/dev/null | sed -n 's/.*newest complete: step \([0-9]*\).*/\1/p')
-    [ -n "$newest" ] && [ -n "$2" ] && [ "$newest" -ge "$2" ]
+    local report newest done
+    report=$("$ASYNCRL_BIN" report "$1" 2>/dev/null)
+    newest=$(printf '%s\n' "$report" | sed -n 's/.*newest complete: step \([0-9]*\).*/\1/p')
+    done=$(printf '%s\n' "$report" | sed -n 's/^  steps *\([0-9]*\) .*done.*/\1/p')
+    [ -n "$2" ] && { { [ -n "$newest" ] && [ "$newest" -ge "$2" ]; } || { [ -n "$done" ] && [ "$done" -ge "$2" ]; }; }
 }
 
 # asyncrl_job_finish: after a stop signal and a clean exit (the ranks wrote their checkpoint)

@@ -64,9 +64,9 @@ fi
 # Whether a stopped run still has steps to go (no requeue of a finished run).
 finished() { bash -c '. jobs/lib/asyncrl_job.sh; asyncrl_run_finished "$@"' finished "$@"; }
 if ! finished "$run" 200 && finished "$run" 1 && ! finished "$TMP_ROOT/nonexistent" 1; then
-    ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps"
+    ok "a stopped run is finished only when it reached run.max_steps"
 else
-    not_ok "a stopped run is finished only when its newest complete checkpoint reaches run.max_steps" \
+    not_ok "a stopped run is finished only when it reached run.max_steps" \
         "$("$BIN" report "$run" 2>&1 | tail -4)"
 fi
 
@@ -96,3 +96,15 @@ fi
 "$BIN" check inputs/slurm_debug.cfg --set 'run.output_dir="/tmp/a b/out"' >"$TMP_ROOT/check.out" 2>&1
 got=$(ASYNCRL_CHECK_OUT="$TMP_ROOT/check.out" bash -c '. jobs/lib/asyncrl_job.sh; asyncrl_config_value run.output_dir')
 check "config values keep their spaces ($got)" test "$got" = "/tmp/a b/out"
+
+# A run that trained all its steps is finished even without a final checkpoint (a stop signal
+# during its last evaluation must not requeue it: the next allocation would start it over).
+nock=$TMP_ROOT/no_end_checkpoint
+job 3 rl inputs/test_reverse.cfg --set run.output_dir="$nock" --set run.max_steps=3 --set checkpoint.interval=0 \
+    --set checkpoint.at_end=false >"$nock.log" 2>&1
+if [ ! -d "$nock/checkpoints" ] && finished "$nock" 3 && ! finished "$nock" 4; then
+    ok "a run that trained run.max_steps steps is finished without a checkpoint"
+else
+    not_ok "a run that trained run.max_steps steps is finished without a checkpoint" "$(ls "$nock" 2>&1)" \
+        "$("$BIN" report "$nock" 2>&1 | head -4)"
+fi
