@@ -657,6 +657,10 @@ const char *config_origin(const Config *cfg, const char *path) {
 
 int config_world_size(const Config *cfg) { return 1 + cfg->ranks.trainers + cfg->ranks.inference; }
 
+int config_warmup_pending(const Config *cfg, int steps_done, int sft_done) {
+    return steps_done == 0 && sft_done < cfg->sft.steps;
+}
+
 static int validate_core(const Config *cfg, ErrorBuf *err) {
     const int batch = cfg->orchestrator.batch_size, group = cfg->orchestrator.group_size;
     if (batch % group != 0)

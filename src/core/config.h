@@ -119,3 +119,7 @@ void config_print_defaults(FILE *out);
 // so a message may name up to four origins).
 const char *config_origin(const Config *cfg, const char *path);
 int config_world_size(const Config *cfg);  // 1 + trainers + inference
+// Whether a run at (steps_done RL steps, sft_done warm-up steps) still has warm-up steps to do:
+// the warm-up comes before RL and is not taken up again after an RL step (orchestrator and
+// trainer both decide by this).
+int config_warmup_pending(const Config *cfg, int steps_done, int sft_done);

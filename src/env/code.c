@@ -60,7 +60,7 @@ typedef struct {
     Scoring *scorings;
     int n_scorings;
     int warned_setup;
-    char path[4096];   // the problems file (its tests are the expected outputs)
+    char path[CFG_STR_MAX];  // the problems file (its tests are the expected outputs)
 } CodeState;
 
 // ---------------------------------------------------------------------------------------------

@@ -92,7 +92,6 @@ static const Json *member(const Json *obj, const char *name, const char *alias, 
     return v;
 }
 
-// Parses one line into a heap prompt and answer. 0, or -1 with err naming path:line.
 // Whether a JSON number was written as an integer: an optional '-' and digits only.
 static int is_integer_literal(const char *s) {
     if (*s == '-') s++;
@@ -101,6 +100,8 @@ static int is_integer_literal(const char *s) {
         if (*s < '0' || *s > '9') return 0;
     return 1;
 }
+
+// Parses one line into a heap prompt and answer. 0, or -1 with err naming path:line.
 
 static int parse_line(const char *path, int line, const char *text, size_t len, int numeric, char **prompt,
                       char **answer, ErrorBuf *err) {

@@ -288,7 +288,7 @@ static void print_time(Reader *r, FILE *out, size_t steps, int max_steps) {
         double x = el.v[i];
         if (!isfinite(x)) continue;
         const double job = have_started ? series_at(&started, i) : NAN;
-        const int restart = !isfinite(prev) || (isfinite(job) ? isfinite(prev_start) && job != prev_start : x < prev);
+        const int restart = !isfinite(prev) || (isfinite(job) && isfinite(prev_start) ? job != prev_start : x < prev);
         if (restart) {
             total += segment_end;
             starts++;

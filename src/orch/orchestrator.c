@@ -681,7 +681,8 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     // A job that only evaluates a run's checkpoint (asyncrl eval; asyncrl sft when the checkpoint's
     // warm-up is already done) adds its rows to the run's metrics, which keep every row (a
     // checkpoint of step 400 must not cut a 600-step run back) and the run's config.
-    const int eval_of_run = o->resumed && cfg->run.max_steps == 0 && cfg->sft.steps <= o->sft_done;
+    const int eval_of_run =
+        o->resumed && cfg->run.max_steps == 0 && !config_warmup_pending(cfg, o->steps_done, o->sft_done);
     if (o->resumed && !eval_of_run) set_aside_newer_checkpoints(o, cfg);
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.h5", cfg->run.output_dir);
@@ -831,7 +832,7 @@ static int rl_loop(Orch *o) {
 // After a stop signal: the batches already sent are trained, a checkpoint of that boundary is
 // written, and the job ends with status 0 (the rollouts in flight are asked again on resume).
 static int stop_for_signal(Orch *o, int sig) {
-    const int boundary = o->step_fill, warmup = boundary == 0 && o->sft_done < o->cfg->sft.steps;
+    const int boundary = o->step_fill, warmup = config_warmup_pending(o->cfg, boundary, o->sft_done);
     char done[96];
     if (warmup)
         snprintf(done, sizeof done, "during the warm-up (%d of %d SFT steps done)", o->sft_done, o->cfg->sft.steps);
@@ -857,7 +858,7 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
     LOG_INFO("orchestrator: %d environment(s), %d inference rank(s), %d trainer(s); %d steps of %d samples",
              o.n_envs, o.n_inf, L->n_trainers, cfg->run.max_steps, cfg->orchestrator.batch_size);
     // The warm-up (or what a checkpoint taken during it left of it) comes before any RL step.
-    const int warmup = o.steps_done == 0 && cfg->sft.steps > o.sft_done;
+    const int warmup = config_warmup_pending(cfg, o.steps_done, o.sft_done);
     if (o.steps_done > 0 && cfg->sft.steps > o.sft_done)
         LOG_WARN("sft.steps = %d but the checkpoint's run did %d warm-up steps before RL began: a warm-up is not "
                  "resumed after RL steps", cfg->sft.steps, o.sft_done);

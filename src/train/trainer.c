@@ -191,7 +191,7 @@ static void resume_from(Trainer *t, const char *path) {
     checkpoint_state_free(&st);
     // A checkpoint taken during the warm-up goes on with the warm-up's optimizer; its policy v0 is
     // published when the warm-up ends.
-    const int warmup = t->steps_done == 0 && t->sft_done < t->cfg->sft.steps;
+    const int warmup = config_warmup_pending(t->cfg, t->steps_done, t->sft_done);
     set_optimizer(t, make_optimizer(t->cfg, t->model, warmup));
     if (checkpoint_read_optimizer(path, t->opt, t->model, &err) != 0)
         FATAL("this checkpoint cannot continue training", "%s", err.msg);

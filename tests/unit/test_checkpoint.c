@@ -150,6 +150,40 @@ static void test_latest_skips_incomplete_and_keep(void **state) {
     model_free(m);
 }
 
+// A rollback to step 2 moves the later checkpoints (3, 4) aside, keeping 1 and 2; a second one
+// to the same step gets a folder of its own; when no folder can be made, nothing moves.
+static void test_set_aside_newer(void **state) {
+    Model *m = make_model(16, 1);
+    for (int step = 1; step <= 4; step++) write_ok(m, NULL, step, 0);
+    char where[1024], path[1100];
+    ErrorBuf err;
+    assert_int_equal(checkpoint_set_aside_newer(g_dir, 2, where, sizeof where, &err), 2);
+    snprintf(path, sizeof path, "%s/checkpoints/rolled_back_to_000002", g_dir);
+    assert_string_equal(where, path);
+    for (int step = 1; step <= 4; step++) {
+        snprintf(path, sizeof path, "%s/checkpoints/step_%06d.h5", g_dir, step);
+        assert_int_equal(access(path, F_OK) == 0, step <= 2);
+        snprintf(path, sizeof path, "%s/step_%06d.h5", where, step);
+        assert_int_equal(access(path, F_OK) == 0, step > 2);
+    }
+    assert_int_equal(checkpoint_newest(g_dir), 2);
+    assert_int_equal(checkpoint_set_aside_newer(g_dir, 2, where, sizeof where, &err), 0);  // nothing later
+    write_ok(m, NULL, 3, 0);
+    assert_int_equal(checkpoint_set_aside_newer(g_dir, 2, where, sizeof where, &err), 1);
+    assert_non_null(strstr(where, "rolled_back_to_000002_2"));
+    // With every folder name taken, nothing moves and the error says so.
+    for (int k = 3; k < 1000; k++) {
+        snprintf(path, sizeof path, "%s/checkpoints/rolled_back_to_000002_%d", g_dir, k);
+        assert_int_equal(mkdir(path, 0755), 0);
+    }
+    write_ok(m, NULL, 5, 0);
+    assert_int_equal(checkpoint_set_aside_newer(g_dir, 2, where, sizeof where, &err), -1);
+    assert_non_null(strstr(err.msg, "holds 999 rolled_back_to_000002 folders"));
+    snprintf(path, sizeof path, "%s/checkpoints/step_000005.h5", g_dir);
+    assert_int_equal(access(path, F_OK), 0);
+    model_free(m);
+}
+
 static void test_other_shape_and_corruption(void **state) {
     Model *m = make_model(16, 1);
     write_ok(m, NULL, 5, 0);
@@ -326,6 +360,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_skips_incomplete_and_keep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_aside_newer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_shape_and_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_bit_fails_checksum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_model_and_tokenizer_for_generate, setup, teardown),

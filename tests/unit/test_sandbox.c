@@ -314,23 +314,34 @@ static void test_escaped_child(void **state) {
     assert_clean();
 }
 
+// A hostile program whose run must end well before the timeout and leave nothing behind;
+// checks the reason with `check` (NULL: SANDBOX_OK).
+static void run_ends_promptly(void **state, const char *program, void (*check)(const SandboxResult *)) {
+    SandboxConfig cfg;
+    config(&cfg, *state);
+    SandboxResult r;
+    const double t0 = sandbox_now();
+    run(&cfg, program, NULL, &r);
+    if (check) check(&r);
+    else expect_reason(&r, SANDBOX_OK);
+    assert_true(sandbox_now() - t0 < cfg.timeout_s - 1);
+    sandbox_result_free(&r);
+    assert_clean();
+}
+
+static void ok_or_killed(const SandboxResult *r) {  // (the program's child may kill it first)
+    if (r->reason != SANDBOX_OK) expect_reason(r, SANDBOX_KILLED_BY_SIGNAL);
+}
+
 // Processes that outlive the program, keep forking and send kill(-1) (which would also hit a
 // helper sweeping their uid) are all gone once the run is reported.
 static void test_sweeper_killers(void **state) {
     if (!have_python()) skip();
-    SandboxConfig cfg;
-    config(&cfg, *state);
-    SandboxResult r;
-    double t0 = sandbox_now();
-    run(&cfg,
+    run_ends_promptly(state,
         "import os\ntry:\n    child = os.fork()\nexcept OSError:\n    child = 1\nif child == 0:\n    os.setsid()\n"
         "    while True:\n        try:\n            os.kill(-1, 9)\n        except OSError:\n            pass\n"
         "        try:\n            os.fork()\n        except OSError:\n            pass\nprint('bye')\n",
-        NULL, &r);
-    if (r.reason != SANDBOX_OK) expect_reason(&r, SANDBOX_KILLED_BY_SIGNAL);  // its child may kill it first
-    assert_true(sandbox_now() - t0 < cfg.timeout_s - 1);
-    sandbox_result_free(&r);
-    assert_clean();
+        ok_or_killed);
 }
 
 // A process of the sandbox uid that keeps stopping every process it may signal (kill(-1,
@@ -339,20 +350,12 @@ static void test_sweeper_killers(void **state) {
 // here until its timeout and more.
 static void test_stopping_sweeper(void **state) {
     if (!have_python()) skip();
-    SandboxConfig cfg;
-    config(&cfg, *state);
-    SandboxResult r;
-    double t0 = sandbox_now();
-    run(&cfg,
+    run_ends_promptly(state,
         "import os, signal\nparent = os.getpid()\ntry:\n    child = os.fork()\nexcept OSError:\n    child = 1\n"
         "if child == 0:\n    while os.getppid() == parent:\n        pass\n"
         "    while True:\n        try:\n            os.kill(-1, signal.SIGSTOP)\n        except OSError:\n            pass\n"
         "print('answer')\n",
-        NULL, &r);
-    expect_reason(&r, SANDBOX_OK);
-    assert_true(sandbox_now() - t0 < cfg.timeout_s - 1);
-    sandbox_result_free(&r);
-    assert_clean();
+        NULL);
 }
 
 // With a mount namespace the world-writable lock directory is private too (it is swept only
@@ -369,6 +372,7 @@ static void test_run_lock(void **state) {
     SandboxResult r;
     run(&cfg, program, NULL, &r);
     expect_reason(&r, SANDBOX_OK);
+    if (r.layers & SANDBOX_LAYER_MNTNS) assert_non_null(strstr(r.out, "written"));  // (into its own tmpfs)
     struct stat st;
     assert_int_not_equal(stat(host, &st), 0);
     sandbox_result_free(&r);
