@@ -138,7 +138,13 @@ asyncrl_launcher_cmd() {
             # Open MPI hostfile: each host with as many slots as ranks it gets, filled in order.
             local hostfile=${ASYNCRL_RANK_HOSTS}.ompi
             uniq -c "$ASYNCRL_RANK_HOSTS" | awk '{ print $2 " slots=" $1 }' >"$hostfile"
-            ASYNCRL_LAUNCH+=(--hostfile "$hostfile" --map-by slot)
+            # The slots fill in host-list order; a --map-by of the flags (slot:PE=N, which gives
+            # each rank N cores to bind its threads to) replaces the plain one.
+            ASYNCRL_LAUNCH+=(--hostfile "$hostfile")
+            case " ${ASYNCRL_MPIRUN_FLAGS:-} " in
+                *" --map-by "*) ;;
+                *) ASYNCRL_LAUNCH+=(--map-by slot) ;;
+            esac
         fi
     fi
 }
@@ -224,7 +230,8 @@ asyncrl_job_finish() {
 # asyncrl_place_ranks TRAINERS INFERENCE PER_NODE NODE...: prints one host per rank, in rank
 # order: rank 0 (the orchestrator, which needs no GPU) and the trainers fill the first nodes,
 # PER_NODE trainers to a node, and the inference ranks fill the nodes after them, PER_NODE to
-# a node. Fails (status 2, message on stderr) when the nodes are too few.
+# a node. Fails (status 2, message on stderr) when the nodes are too few; warns when some
+# would stay idle.
 asyncrl_place_ranks() {
     local trainers=$1 inference=$2 per_node=$3
     shift 3
@@ -235,6 +242,9 @@ asyncrl_place_ranks() {
     if [ "${#nodes[@]}" -lt "$need" ]; then
         echo "[asyncrl-job] error: $trainers trainers and $inference inference ranks at $per_node per node need $trainer_nodes + $inference_nodes = $need nodes, the job has ${#nodes[@]} (${nodes[*]}): submit with --nodes=$need" >&2
         return 2
+    fi
+    if [ "${#nodes[@]}" -gt "$need" ]; then
+        echo "[asyncrl-job] warning: the placement uses $need of the job's ${#nodes[@]} nodes (${nodes[*]:$need} would idle): submit with --nodes=$need" >&2
     fi
     echo "${nodes[0]}"
     local i

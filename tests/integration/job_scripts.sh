@@ -14,7 +14,21 @@ check "placement: orchestrator + trainers first, PER_NODE a node, inference afte
 got=$(place 16 16 8 n1 n2 n3 n4 | tr ' ' '\n' | sort | uniq -c | tr -s ' ' | tr '\n' ',')
 check "placement: 16 + 16 ranks on 4 nodes of 8 GPUs ($got)" test "$got" = " 9 n1, 8 n2, 8 n3, 8 n4,"
 got=$(place 1 1 8 n1 n2 n3)
-check "placement: 1 + 1 ranks, one node each, extra nodes unused ($got)" test "$got" = "n1 n1 n2 "
+check "placement: 1 + 1 ranks, one node each, a warning names the idle node ($got)" test "$got" = \
+    "[asyncrl-job] warning: the placement uses 2 of the job's 3 nodes (n3 would idle): submit with --nodes=2 n1 n1 n2 "
+launch() {  # MPIRUN_FLAGS: the mpirun command line for a host list of 3 ranks
+    ASYNCRL_LAUNCHER=mpirun ASYNCRL_MPIRUN_FLAGS="$1" ASYNCRL_RANK_HOSTS="$TMP_ROOT/hosts" ASYNCRL_WORLD=3 bash -c '
+        . jobs/lib/asyncrl_job.sh; asyncrl_launcher_cmd; echo "${ASYNCRL_LAUNCH[*]}"'
+}
+printf 'n1\nn1\nn2\n' >"$TMP_ROOT/hosts"
+plain=$(launch "--bind-to core") pe=$(launch "--map-by slot:PE=6 --bind-to core")
+if echo "$plain" | grep -q -- "--hostfile .* --map-by slot$" && echo "$pe" | grep -q -- "--map-by slot:PE=6" &&
+    [ "$(echo "$pe" | grep -o -- "--map-by" | wc -l)" = 1 ] && grep -q 'MPIRUN_FLAGS:---map-by slot:PE=$cpus' jobs/multi_node.sbatch &&
+    grep -q "^n1 slots=2$" "$TMP_ROOT/hosts.ompi"; then
+    ok "mpirun with a host list: the hostfile's slots in order, one --map-by (PE=N in the multi-node script)"
+else
+    not_ok "mpirun with a host list" "plain: $plain" "PE: $pe" "$(cat "$TMP_ROOT/hosts.ompi" 2>&1)"
+fi
 got=$(place 3 5 2 a b c)
 case "$got" in
     *"need 2 + 3 = 5 nodes, the job has 3"*"--nodes=5"*) ok "placement: too few nodes is an error naming --nodes" ;;
