@@ -1,11 +1,14 @@
 // `asyncrl convert IN OUT [--format hf|llama2c]`: a model between formats. IN is a checkpoint
 // (step_NNNNNN.h5), a Hugging Face directory (config.json + safetensors) or a llama2.c .bin; OUT
 // is a Hugging Face directory (default; loads in transformers and vLLM; a checkpoint's llama2.c
-// tokenizer is copied in as tokenizer.bin) or a llama2.c .bin.
+// tokenizer is copied in as tokenizer.bin) or a llama2.c .bin. OUT must not exist yet (or be an
+// empty directory): a model already there is never overwritten.
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/cli.h"
 #include "core/config_types.h"
@@ -45,10 +48,29 @@ static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
     return 0;
 }
 
+// 0 when OUT is free to write: nothing there, or an empty directory (hf). Anything else is
+// refused: convert never overwrites a model, nor mixes its files into another's directory.
+static int check_output_free(const char *out, const char *format) {
+    struct stat st;
+    if (stat(out, &st) != 0) return 0;
+    int empty_dir = 0;
+    if (S_ISDIR(st.st_mode) && strcmp(format, "hf") == 0) {
+        DIR *d = opendir(out);
+        empty_dir = d != NULL;
+        for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) empty_dir = 0;
+        if (d) closedir(d);
+    }
+    if (empty_dir) return 0;
+    fprintf(stderr, "error: %s already exists (%s): convert does not overwrite; remove it or give another OUT\n", out,
+            S_ISDIR(st.st_mode) ? "a directory that is not empty" : "a file");
+    return 1;
+}
+
 #define CONVERT_USAGE                                                                      \
     "usage: asyncrl convert IN OUT [--format hf|llama2c]\n"                               \
     "  IN: a checkpoint (.h5), a Hugging Face directory or a llama2.c .bin\n"             \
-    "  OUT: a Hugging Face directory (hf, the default) or a llama2.c .bin file\n"
+    "  OUT: a Hugging Face directory (hf, the default) or a llama2.c .bin file, not there yet\n"
 
 // A usage error: the message, then the usage; exit status 2.
 static int convert_usage_error(const char *msg, const char *arg) {
@@ -82,6 +104,7 @@ int cmd_convert(int argc, char **argv) {
     }
     if (!in || !out) return convert_usage_error("%s", !in ? "give the model to convert (IN) and where to write it (OUT)"
                                                           : "give where to write the model (OUT)");
+    if (check_output_free(out, format) != 0) return 2;
     ops_init(1);
     ErrorBuf err;
     Model *m = model_load_file(in, &err);

@@ -36,6 +36,19 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
+# convert never overwrites: a model already at OUT stays as it was (an empty directory is fine).
+sum_before=$(cat "$TMP_ROOT/hf/model.safetensors" "$TMP_ROOT/m.bin" 2>/dev/null | cksum)
+"$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null 2>"$TMP_ROOT/err.hf"; rc_hf=$?
+"$BIN" convert "$ck" "$TMP_ROOT/m.bin" --format llama2c >/dev/null 2>"$TMP_ROOT/err.bin"; rc_bin=$?
+mkdir -p "$TMP_ROOT/empty_out"
+if [ $rc_hf = 2 ] && [ $rc_bin = 2 ] && grep -q "hf already exists (a directory that is not empty).*remove it" "$TMP_ROOT/err.hf" &&
+    grep -q "m.bin already exists (a file)" "$TMP_ROOT/err.bin" &&
+    [ "$(cat "$TMP_ROOT/hf/model.safetensors" "$TMP_ROOT/m.bin" | cksum)" = "$sum_before" ] &&
+    "$BIN" convert "$ck" "$TMP_ROOT/empty_out" >/dev/null 2>&1 && [ -f "$TMP_ROOT/empty_out/model.safetensors" ]; then
+    ok "convert refuses an OUT that holds a model, and leaves it as it was; an empty directory is fine"
+else
+    not_ok "convert refuses an OUT that holds a model" "hf rc $rc_hf: $(cat "$TMP_ROOT/err.hf")" "bin rc $rc_bin: $(cat "$TMP_ROOT/err.bin")"
+fi
 # Checkpoints are read without a file lock: a process holding one (as on a filesystem without
 # locks, where taking one fails) does not make them unreadable.
 if command -v flock >/dev/null 2>&1; then
