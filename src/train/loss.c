@@ -70,8 +70,9 @@ static void gspo_sample(const LossConfig *lc, int a, int b, const float *logp, c
     int use_clipped = clipped * A < s * A;
     double per_token = -(use_clipped ? clipped : s) * A;
     st->loss += per_token * count / norm;
-    if (use_clipped) {
-        st->masked_high += count;
+    if (use_clipped) {  // s below 1 - clip_low (with A < 0) or above 1 + clip_high (with A > 0)
+        if (s < 1.0) st->masked_low += count;
+        else st->masked_high += count;
         return;
     }
     // d/dlogp_t of sum over the sample's tokens of -s*A, with d s/d logp_t = s / count.

@@ -33,8 +33,8 @@ typedef struct {
 typedef struct {
     double loss;            // sum of per-token losses / norm (so the sum over ranks is the loss)
     double tokens;          // loss tokens seen
-    double masked_low;      // tokens masked for a low ratio (icepop) or by dppo's rule
-    double masked_high;     // tokens masked for a high ratio (icepop) or clipped (gspo)
+    double masked_low;      // tokens masked for a low ratio (icepop), clipped below (gspo), or by dppo's rule
+    double masked_high;     // tokens masked for a high ratio (icepop) or clipped above (gspo)
     double masked_seq;      // tokens in samples masked as a whole
     double mismatch_kl;     // sum of r - log_r - 1
     double entropy;         // sum of per-token entropy (filled by the caller)

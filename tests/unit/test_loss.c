@@ -88,10 +88,30 @@ static void test_on_policy_icepop(void **state) {
     assert_true(fabs(st.loss - (-0.5 - 0.5 + 1.0) / 3) < 1e-7);
 }
 
+// gspo counts a clipped sample's tokens on the side it was clipped: a sequence ratio below
+// 1 - clip_low with A < 0 in masked_low, above 1 + clip_high with A > 0 in masked_high; an
+// unclipped sample in neither.
+static void test_gspo_clip_sides(void **state) {
+    LossConfig lc = {.type = LOSS_GSPO, .gspo_clip_low = 0.2, .gspo_clip_high = 0.2};
+    // Three samples of two tokens: s = e^-1 with A = -1 (clipped low), s = e^1 with A = 1
+    // (clipped high), s = e^-1 with A = 1 (not clipped: the unclipped objective is smaller).
+    float logp_infer[6] = {-2, -2, -2, -2, -2, -2};
+    float logp[6] = {-3, -3, -1, -1, -3, -3};
+    float adv[6] = {-1, -1, 1, 1, 1, 1};
+    uint8_t mask[6] = {1, 1, 1, 1, 1, 1};
+    int32_t sample[6] = {0, 0, 1, 1, 2, 2};
+    float d[6] = {0};
+    LossStats st = {0};
+    loss_forward_backward(&lc, 6, logp, logp_infer, adv, mask, sample, 6.0, d, &st);
+    assert_true(st.masked_low == 2 && st.masked_high == 2 && st.tokens == 6);
+    assert_true(d[0] == 0 && d[2] == 0 && d[4] != 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_losses_match_pytorch),
         cmocka_unit_test(test_on_policy_icepop),
+        cmocka_unit_test(test_gspo_clip_sides),
     };
     return cmocka_run_group_tests_name("loss", tests, NULL, NULL);
 }
