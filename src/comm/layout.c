@@ -8,6 +8,7 @@
 #include "comm/mpi_check.h"
 #include "core/cli.h"
 #include "core/log.h"
+#include "core/signals.h"
 
 const char *role_name(Role role) {
     switch (role) {
@@ -102,6 +103,7 @@ static void init_mpi(int *argc, char ***argv) {
 }
 
 void job_start(int *argc, char ***argv, const char *command, Config *cfg, Layout *layout) {
+    signals_install();  // first: a stop signal during start-up stops the job cleanly, not a rank
     init_mpi(argc, argv);
     int rank, size;
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));

@@ -19,8 +19,18 @@ const char *msg_type_name(int type) {
         case MSG_SHUTDOWN: return "shutdown";
         case MSG_CONTROL: return "control";
         case MSG_BYE: return "bye";
+        case MSG_STOP: return "stop";
     }
     return "unknown";
+}
+
+int decode_stop(const void *data, size_t len, int *signal_number, ErrorBuf *err) {
+    int32_t sig;
+    if (len != sizeof sig) return error_set(err, "malformed stop message: %zu bytes, expected 4", len);
+    memcpy(&sig, data, sizeof sig);
+    if (sig <= 0 || sig > 64) return error_set(err, "malformed stop message: signal number %d", (int)sig);
+    *signal_number = sig;
+    return 0;
 }
 
 const char *finish_reason_name(int reason) {

@@ -13,6 +13,8 @@
 //   orchestrator -> everyone    MSG_SHUTDOWN      finish and exit
 //   everyone -> orchestrator    MSG_BYE           the rank's last message, after its other sends
 //                                                 completed (rank 0 receives until every bye)
+//   trainer/inference -> orch.  MSG_STOP          a stop signal reached this rank (i32: its number);
+//                                                 the orchestrator stops the job as for its own
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -31,9 +33,13 @@ typedef enum {
     MSG_SHUTDOWN = 108,
     MSG_CONTROL = 109,  // small role-to-role control values (checkpoint requests, state hand-over)
     MSG_BYE = 110,
+    MSG_STOP = 111,
 } MsgType;
 
 const char *msg_type_name(int type);
+
+// The signal number a MSG_STOP carries; -1 + err when the message is damaged.
+int decode_stop(const void *data, size_t len, int *signal_number, ErrorBuf *err);
 
 // Limits every decoder checks against; derived from the config so a message can never claim
 // more than the job was configured for.

@@ -6,6 +6,8 @@
 #include <time.h>
 
 #include "comm/mpi_check.h"
+#include "comm/protocol.h"
+#include "core/signals.h"
 
 #define BACKOFF_MIN_US 20
 #define BACKOFF_MAX_US 2000
@@ -109,4 +111,16 @@ void mpi_wait_sleeping(MPI_Request *request) {
         if (done) return;
         backoff_sleep(&b);
     }
+}
+
+void stop_signal_forward(void) {
+    static int forwarded = 0;
+    const int sig = signals_stop_requested();
+    if (!sig || forwarded) return;
+    forwarded = 1;
+    ByteWriter w;
+    bw_init(&w, 8);
+    bw_i32(&w, sig);
+    msg_send_now(&w, 0, MSG_STOP, MPI_COMM_WORLD);
+    bw_free(&w);
 }

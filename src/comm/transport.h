@@ -52,5 +52,10 @@ int msg_try_recv(MPI_Comm comm, int source, int tag, Received *out);
 void msg_recv_wait(MPI_Comm comm, int source, int tag, Received *out);
 void received_free(Received *r);
 
+// On a trainer or inference rank: once a stop signal (SIGTERM, SIGUSR1) has reached this rank,
+// passes it on to the orchestrator (MSG_STOP), which alone decides when the job stops; at most
+// once a process. Called from the rank's message loop.
+void stop_signal_forward(void);
+
 // Waits for a non-blocking MPI operation, sleeping between tests.
 void mpi_wait_sleeping(MPI_Request *request);

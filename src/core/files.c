@@ -32,12 +32,22 @@ int make_dirs(const char *path, ErrorBuf *err) {
     return 0;
 }
 
+// The lock file this process holds (run_dir_lock) and its path, for run_dir_check.
+static int g_lock_fd = -1;
+static char g_lock_path[CFG_STR_MAX + 32];
+
 int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/.asyncrl.lock", dir);
     *unsupported = 0;
     const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return error_set(err, "cannot create %s: %s", path, strerror(errno));
+    if (fd < 0) {
+        const int e = errno;
+        return error_set(err, "cannot create %s: %s%s", path, strerror(e),
+                         e == EROFS || e == EACCES || e == EPERM ? " (run.output_dir must be writable by this job)"
+                         : e == ENOSPC || e == EDQUOT           ? " (the filesystem or your quota is full)"
+                                                                : "");
+    }
     int locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
     for (int waited = 0; !locked && errno == EWOULDBLOCK && waited < wait_s; waited++) {
         sleep(1);
@@ -47,7 +57,8 @@ int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
         const int e = errno;
         if (e == ENOLCK || e == ENOSYS || e == EOPNOTSUPP) {  // a filesystem without locks
             *unsupported = 1;
-            close(fd);
+            g_lock_fd = fd;  // kept for run_dir_check
+            snprintf(g_lock_path, sizeof g_lock_path, "%s", path);
             return 0;
         }
         char holder[128] = "";
@@ -66,9 +77,23 @@ int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
         const int e = errno;
         close(fd);
-        return error_set(err, "cannot write %s: %s", path, strerror(e));
+        return error_set(err, "cannot write %s: %s%s", path, strerror(e),
+                         e == ENOSPC || e == EDQUOT ? " (the filesystem or your quota is full)" : "");
     }
+    g_lock_fd = fd;
+    snprintf(g_lock_path, sizeof g_lock_path, "%s", path);
     return 0;  // fd stays open (close-on-exec): the lock lasts until this process ends
+}
+
+int run_dir_check(ErrorBuf *err) {
+    if (g_lock_fd < 0) return 0;
+    struct stat held, now;
+    if (fstat(g_lock_fd, &held) != 0) return error_set(err, "cannot stat the lock %s: %s", g_lock_path, strerror(errno));
+    if (stat(g_lock_path, &now) != 0 || now.st_dev != held.st_dev || now.st_ino != held.st_ino)
+        return error_set(err, "%s is gone or is another file: the run directory was deleted, moved or replaced while "
+                              "this job ran",
+                         g_lock_path);
+    return 0;
 }
 
 char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *err) {

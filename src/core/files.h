@@ -20,6 +20,11 @@ int make_dirs(const char *path, ErrorBuf *err);
 // has it after wait_s seconds of retrying once a second (0: no retry).
 int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err);
 
+// 0 while the lock file run_dir_lock took is still there as the same file; -1 + err when the
+// run directory was deleted, moved or replaced under the job (whose metrics would then go to a
+// deleted file while another job could take the directory). 0 when no lock was taken.
+int run_dir_check(ErrorBuf *err);
+
 // The whole of regular file `path`, NUL-terminated (*len bytes before the NUL), in a buffer
 // the caller frees. NULL + err (naming the file and why) when it cannot be opened, is not a
 // regular file, is larger than max_bytes, or cannot be read whole.

@@ -197,6 +197,7 @@ int inference_run(const Config *cfg, const Layout *L) {
     int running = 1;
     while (running) {
         int progressed = 0;
+        stop_signal_forward();
         Received msg;
         while (msg_try_recv(MPI_COMM_WORLD, 0, MPI_ANY_TAG, &msg)) {
             progressed = 1;

@@ -255,6 +255,10 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
                      size_t path_size, ErrorBuf *err) {
     char dir[CFG_STR_MAX + 32], tmp[CFG_STR_MAX + 64], final[CFG_STR_MAX + 64];
     snprintf(dir, sizeof dir, "%s/checkpoints", out_dir);
+    // The run directory is never made here: one that is gone was deleted or moved under the job.
+    struct stat run_dir;
+    if (stat(out_dir, &run_dir) != 0 || !S_ISDIR(run_dir.st_mode))
+        return error_set(err, "the run directory %s is gone (deleted or moved while the job ran?)", out_dir);
     if (make_dirs(dir, err) != 0) return -1;
     checkpoint_name(tmp, sizeof tmp, out_dir, st->step, ".tmp");
     checkpoint_name(final, sizeof final, out_dir, st->step, "");

@@ -118,6 +118,9 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "");
     H5_CHECK(H5Pset_fapl_sec2(fapl), "");
     int reopen = resume_steps >= 0 && access(path, F_OK) == 0;
+    if (resume_steps > 0 && resume_steps != METRICS_APPEND && !reopen)
+        LOG_WARN("%s is not there: this resumed run starts a new one, whose rows of the %lld steps before the "
+                 "checkpoint are NaN", path, (long long)resume_steps);
     if (reopen) {
         m->file = H5Fopen(path, H5F_ACC_RDWR, fapl);
         if (m->file < 0 && h5_lock_failed()) FATAL(H5_LOCK_HINT, "cannot reopen metrics file %s for resume", path);

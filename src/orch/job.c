@@ -9,7 +9,6 @@
 #include "comm/mpi_check.h"
 #include "core/cli.h"
 #include "core/log.h"
-#include "core/signals.h"
 #include "io/checkpoint.h"
 #include "infer/service.h"
 #include "orch/orchestrator.h"
@@ -49,7 +48,6 @@ static void resolve_resume(const Config *cfg, const Layout *L, const char *comma
 static int run_roles(const Config *cfg, Layout *L, const char *command) {
     char resume[CFG_STR_MAX + 96] = "";
     resolve_resume(cfg, L, command, resume, sizeof resume);
-    signals_install();
     int status = 0;
     switch (L->role) {
         case ROLE_ORCHESTRATOR: status = orchestrator_run(cfg, L, resume); break;

@@ -8,7 +8,6 @@
 #include "comm/transport.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "core/signals.h"
 #include "orch/orch_state.h"
 #include "orch/packing.h"
 
@@ -184,7 +183,7 @@ int orch_sft(Orch *o) {
     Backoff b;
     backoff_reset(&b);
     while (o->sft_done < sent || (!sig && o->sft_done < cfg->sft.steps)) {
-        if (!sig) sig = signals_stop_requested();
+        if (!sig) sig = orch_stop_signal(o);
         while (!sig && sent < cfg->sft.steps && sent < o->sft_done + 2) send_sft_batch(o, data, sent++);
         if (orch_poll(o)) backoff_reset(&b);
         else backoff_sleep(&b);

@@ -109,6 +109,9 @@ typedef struct {
     int64_t *reissue;        // problem indices to hand out before the cursor (from a checkpoint)
     int n_reissue, reissue_head;
     int ckpt_acked;          // step of the last checkpoint acknowledged by the trainer root (-1 none)
+    int ckpt_requested;      // step of the last checkpoint this job asked the trainer for (-1 none)
+    double run_dir_checked_at;  // MPI_Wtime of the last check that run.output_dir is still in place
+    int forwarded_signal;       // a stop signal a trainer or inference rank passed on (0 none)
     int ckpt_ok;             // whether it was written
     int det_marked;          // deterministic mode: the step det_mark belongs to (-1 none)
     DetMark det_mark;
@@ -147,6 +150,8 @@ const char *const *orch_step_metric_names(const Orch *o, int *n);
 // Sends the trainer root a checkpoint request for the boundary after `step` steps, with the
 // orchestrator's state at that boundary (call right after sending batch step-1).
 void orch_request_checkpoint(Orch *o, int step);
+// The stop signal this job received, on rank 0 or passed on by another rank; 0 when none.
+int orch_stop_signal(const Orch *o);
 // Waits (sleeping, handling messages) until the checkpoint of `step` is acknowledged; returns ok.
 int orch_wait_checkpoint(Orch *o, int step);
 

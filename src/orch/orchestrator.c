@@ -370,6 +370,24 @@ static void handle_control(Orch *o, const Received *msg) {
     control_free(&c);
 }
 
+// A stop signal that reached a trainer or inference rank: the job stops as for rank 0's own.
+static void handle_stop(Orch *o, const Received *msg) {
+    int sig;
+    ErrorBuf err;
+    if (decode_stop(msg->data, msg->len, &sig, &err) != 0) FATAL("a bug or mismatched binaries", "%s", err.msg);
+    if (o->forwarded_signal == 0) {
+        // (Usually every rank gets the signal, rank 0 too; say so only when rank 0 did not.)
+        if (!signals_stop_requested())
+            LOG_WARN("rank %d received signal %d: the job stops as for a signal to rank 0", msg->source, sig);
+        o->forwarded_signal = sig;
+    }
+}
+
+int orch_stop_signal(const Orch *o) {
+    const int sig = signals_stop_requested();
+    return sig ? sig : o->forwarded_signal;
+}
+
 // Problem indices handed out but not trained: every RL group still ready or in flight.
 static int64_t *pending_problems(const Orch *o, uint32_t *n) {
     int64_t *p = xmalloc(sizeof(int64_t) * (size_t)(o->ready.count + o->active.count + o->scoring.count + o->n_reissue + 1));
@@ -385,6 +403,7 @@ static int64_t *pending_problems(const Orch *o, uint32_t *n) {
 }
 
 void orch_request_checkpoint(Orch *o, int step) {
+    o->ckpt_requested = step;
     Control c = {.kind = CONTROL_CHECKPOINT, .step = step, .cursor = (int64_t)o->cursor,
                  .sft_cursor = (int64_t)o->sft_cursor, .next_group = (int64_t)o->next_group,
                  .next_request = (int64_t)o->next_request, .rr_rank = o->rr_rank};
@@ -434,6 +453,7 @@ int orch_poll(Orch *o) {
             case MSG_WEIGHTS_LOADED: handle_weights_loaded(o, &msg); break;
             case MSG_STEP_DONE: handle_step_done(o, &msg); break;
             case MSG_CONTROL: handle_control(o, &msg); break;
+            case MSG_STOP: handle_stop(o, &msg); break;
             default:
                 FATAL("ranks of different versions, or a bug", "orchestrator got an unexpected %s message (tag %d) "
                       "from rank %d", msg_type_name(msg.tag), msg.tag, msg.source);
@@ -659,6 +679,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->trainer_version = 0;  // v0: the initial (or warmed-up) policy the trainer publishes
     o->steps_done = 0;
     o->ckpt_acked = -1;
+    o->ckpt_requested = -1;
     o->det_marked = -1;
     if (resume_path[0]) load_resume_state(o, resume_path);
 
@@ -674,7 +695,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
                  cfg->run.output_dir);
     int no_locks = 0;
     if (run_dir_lock(cfg->run.output_dir, lock_wait_s, &no_locks, &dir_err) != 0)
-        FATAL("two jobs in one directory would overwrite each other's metrics and checkpoints", "%s", dir_err.msg);
+        FATAL("each job needs a run.output_dir of its own that it can write", "%s", dir_err.msg);
     if (no_locks)
         LOG_WARN("%s: the filesystem does not support file locks, so nothing stops a second job from writing to this "
                  "run.output_dir", cfg->run.output_dir);
@@ -795,6 +816,20 @@ static void drop_rl_groups(Orch *o) {
     }
 }
 
+// Stops the job when its run directory was deleted, moved or replaced under it: its metrics
+// would go on into a deleted file, and another job could take the directory. Checked at most
+// once a second.
+static void check_run_dir(Orch *o) {
+    const double now = MPI_Wtime();
+    if (now - o->run_dir_checked_at < 1.0) return;
+    o->run_dir_checked_at = now;
+    ErrorBuf err;
+    if (run_dir_check(&err) != 0)
+        FATAL("keep run.output_dir in place while the job runs; resume from a copy of its checkpoints with "
+              "--set checkpoint.resume=PATH",
+              "%s (after %d steps)", err.msg, o->steps_done);
+}
+
 // Runs RL steps until max_steps, or until a stop signal or the trainer's stop flag. Returns the
 // signal number that stopped it, or 0.
 static int rl_loop(Orch *o) {
@@ -803,8 +838,9 @@ static int rl_loop(Orch *o) {
     backoff_reset(&b);
     o->trainer_idle_since = orch_now(o);
     while (o->steps_done < cfg->run.max_steps && !o->stop) {
-        int sig = signals_stop_requested();
+        int sig = orch_stop_signal(o);
         if (sig) return sig;
+        check_run_dir(o);
         double t0 = MPI_Wtime();
         schedule(o);
         int progressed = orch_poll(o);
@@ -839,7 +875,8 @@ static int stop_for_signal(Orch *o, int sig) {
     else snprintf(done, sizeof done, "after %d step%s", boundary, boundary == 1 ? "" : "s");
     LOG_WARN("signal %d: the steps already handed to the trainer finish, then a checkpoint is written and the job "
              "exits", sig);
-    orch_request_checkpoint(o, boundary);
+    // The periodic checkpoint of this boundary may be asked for already: it is not written twice.
+    if (o->ckpt_requested < boundary) orch_request_checkpoint(o, boundary);
     drop_rl_groups(o);
     int ok = orch_wait_checkpoint(o, boundary);
     if (ok)

@@ -256,6 +256,7 @@ int trainer_run(const Config *cfg, const Layout *L, const char *resume_path) {
     double idle_since = MPI_Wtime();
     for (;;) {
         Received msg;
+        stop_signal_forward();
         if (!msg_try_recv(MPI_COMM_WORLD, 0, MPI_ANY_TAG, &msg)) {
             if (t.is_root) weights_sender_progress(&t.sender);
             backoff_sleep(&b);

@@ -105,3 +105,83 @@ for i in 1 2 3; do
 done
 [ $hung = 0 ] && ok "a job stopping with completions in flight shuts down (exits:$codes)" ||
     not_ok "a job stopping with completions in flight shuts down" "exits:$codes (124: hung)"
+
+# Stop signals and the run directory, with ranks found by their MPI rank in /proc (a tag in the
+# environment keeps other jobs' processes out).
+rank_pid() {  # TAG RANK: the pid of that rank of the job started with ASYNCRL_TEST_TAG=TAG
+    for e in $(grep -lzx "ASYNCRL_TEST_TAG=$1" /proc/[0-9]*/environ 2>/dev/null); do
+        if grep -qzx "OMPI_COMM_WORLD_RANK=$2" "$e" 2>/dev/null; then
+            p=${e#/proc/}; echo "${p%/environ}"; return
+        fi
+    done
+}
+wait_for() {  # FILE PATTERN: up to 60 s for a line matching PATTERN in FILE
+    i=0
+    while ! grep -q "$2" "$1" 2>/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+}
+SIG_ARGS="--set sft.steps=0 --set orchestrator.batch_size=32 --set run.max_steps=100000 --set checkpoint.keep=0"
+
+# A SIGUSR1 to one trainer rank alone stops the job as one to rank 0 would: the trainer passes
+# it on. Before, the trainer's handler swallowed it and the run went on.
+s=$TMP_ROOT/sig_trainer
+ASYNCRL_TEST_TAG=trainer$$ sh scripts/mpirun.sh 3 "$BIN" rl $CFG $SIG_ARGS --set run.output_dir="$s" >"$s.log" 2>&1 &
+pid=$!
+wait_for "$s.log" "^step *3 "
+kill -USR1 "$(rank_pid trainer$$ 1)"
+timeout 60 tail --pid=$pid -f /dev/null; kill $pid 2>/dev/null
+wait $pid
+rc=$?
+if [ $rc = 0 ] && grep -q "rank 1 received signal 10: the job stops" "$s.log" &&
+    grep -q "stopped by signal 10 after [0-9]* steps; checkpoint step_[0-9]*.h5 written" "$s.log"; then
+    ok "a stop signal to a trainer rank alone stops the job with a checkpoint"
+else
+    not_ok "a stop signal to a trainer rank alone stops the job with a checkpoint" "exit $rc" "$(tail -4 "$s.log")"
+fi
+
+# A stop at a boundary whose periodic checkpoint was already asked for writes it once.
+s=$TMP_ROOT/sig_boundary
+sh scripts/mpirun.sh 3 "$BIN" rl $CFG $SIG_ARGS --set checkpoint.interval=1 --set run.output_dir="$s" >"$s.log" 2>&1 &
+pid=$!
+wait_for "$s.log" "^step *3 "
+kill -USR1 $pid
+wait $pid
+rc=$?
+dups=$(grep -o "checkpoint of step [0-9]* written" "$s.log" | sort | uniq -d | tr '\n' ' ')
+if [ $rc = 0 ] && [ -z "$dups" ] && grep -q "stopped by signal 10 after" "$s.log"; then
+    ok "a stop signal at a checkpoint boundary writes that checkpoint once"
+else
+    not_ok "a stop signal at a checkpoint boundary writes that checkpoint once" "exit $rc, twice: $dups" "$(tail -3 "$s.log")"
+fi
+
+# A stop signal to every rank as soon as rank 0 has read the config stops the job cleanly (the
+# handlers are installed before MPI starts; before, a rank still starting up was killed).
+s=$TMP_ROOT/sig_start
+ASYNCRL_TEST_TAG=start$$ sh scripts/mpirun.sh 3 "$BIN" rl $CFG $SIG_ARGS --set sft.steps=5 --set run.output_dir="$s" \
+    >"$s.log" 2>&1 &
+pid=$!
+wait_for "$s.log" "^# asyncrl rl: resolved config"
+for r in 0 1 2; do kill -USR1 "$(rank_pid start$$ $r)" 2>/dev/null; done
+timeout 60 tail --pid=$pid -f /dev/null; kill $pid 2>/dev/null
+wait $pid
+rc=$?
+[ $rc = 0 ] && grep -q "stopped by signal 10 \(during the warm-up\|after 0 steps\)" "$s.log" &&
+    ok "a stop signal during start-up stops the job cleanly" ||
+    not_ok "a stop signal during start-up stops the job cleanly" "exit $rc" "$(tail -4 "$s.log")"
+
+# The run directory moved away (or deleted) under a running job: the job stops with an error
+# naming it, and does not make the directory again (its metrics would go on into the moved
+# file, and another job could take the directory).
+s=$TMP_ROOT/sig_gone
+sh scripts/mpirun.sh 3 "$BIN" rl $CFG $SIG_ARGS --set checkpoint.interval=2 --set run.output_dir="$s" >"$s.log" 2>&1 &
+pid=$!
+wait_for "$s.log" "^step *3 "
+mv "$s" "$s.moved"
+timeout 60 tail --pid=$pid -f /dev/null; kill $pid 2>/dev/null
+wait $pid
+rc=$?
+if [ $rc != 0 ] && [ ! -e "$s" ] && grep -q "$s/.asyncrl.lock is gone or is another file: the run directory was deleted" "$s.log"; then
+    ok "a run directory moved away under the job stops it with an error, and is not made again"
+else
+    not_ok "a run directory moved away under the job stops it with an error" "exit $rc, $(ls -d "$s" 2>&1)" \
+        "$(grep -iE 'error|hint' "$s.log" | head -3)"
+fi
