@@ -83,7 +83,7 @@ static const ConfigKey CORE_KEYS[] = {
     KEY("loss.seq_mask_low", CFG_FLOAT, loss.seq_mask_low, "0.0", 0, 1, NULL,
         "mask a whole sample when its smallest token ratio is below this (0 = off)"),
     KEY("loss.kl_tau", CFG_FLOAT, loss.kl_tau, "0.0", 0, 1e3, NULL,
-        "weight of the log-ratio penalty (icepop: tau*log r; dppo: tau*(log r)^2)"),
+        "weight of the KL penalty toward the sampling policy (icepop: tau*(r log r - r + 1); dppo: tau*(log r)^2)"),
     KEY("loss.gspo_clip_low", CFG_FLOAT, loss.gspo_clip_low, "3e-4", 0, 1, NULL,
         "gspo: clip the sequence ratio below 1 - clip_low"),
     KEY("loss.gspo_clip_high", CFG_FLOAT, loss.gspo_clip_high, "4e-4", 0, 1e3, NULL,

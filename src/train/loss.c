@@ -44,8 +44,8 @@ static void icepop_sample(const LossConfig *lc, int a, int b, const float *logp,
         if (seq_masked) { st->masked_seq += 1; continue; }
         if (r < lc->mask_low) { st->masked_low += 1; continue; }
         if (r > lc->mask_high) { st->masked_high += 1; continue; }
-        st->loss += (-r * adv[i] + lc->kl_tau * log_r) / norm;
-        d[i] = (float)((-r * adv[i] + lc->kl_tau) / norm);
+        st->loss += (-r * adv[i] + lc->kl_tau * (r * log_r - r + 1.0)) / norm;
+        d[i] = (float)((-r * adv[i] + lc->kl_tau * r * log_r) / norm);
     }
 }
 

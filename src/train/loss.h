@@ -4,7 +4,10 @@
 //
 //   icepop  log_r = logp_train - logp_infer, r = exp(log_r); a token is masked when
 //           r < mask_low or r > mask_high, a whole sample when its smallest r < seq_mask_low;
-//           per-token loss -r*A (gradient through r) + kl_tau*log_r.
+//           per-token loss -r*A (gradient through r) + kl_tau*(r*log_r - r + 1), an estimate
+//           of KL(pi_train || pi_infer) from pi_infer's samples: 0 on-policy, and its gradient
+//           kl_tau*r*log_r pulls the policy back toward the one that sampled (as prime-rl's
+//           coefficient r*(A - kl_tau*log_r)).
 //   gspo    sequence ratio s = exp(mean log_r over the sample's tokens); per-token loss
 //           -min(s*A, clip(s, 1-clip_low, 1+clip_high)*A), the same for each token of a sample.
 //   dppo    a token is masked when its probability already moved more than dppo_delta in the

@@ -73,9 +73,10 @@ static void test_losses_match_pytorch(void **state) {
     free(text);
 }
 
-// With r = 1 everywhere (on-policy), icepop's gradient is -A/norm per token and mismatch_kl is 0.
+// With r = 1 everywhere (on-policy), icepop's gradient is -A/norm per token and mismatch_kl is 0;
+// the KL penalty adds neither loss nor gradient there.
 static void test_on_policy_icepop(void **state) {
-    LossConfig lc = {.type = LOSS_ICEPOP, .mask_low = 0.125, .mask_high = 8};
+    LossConfig lc = {.type = LOSS_ICEPOP, .mask_low = 0.125, .mask_high = 8, .kl_tau = 0.5};
     float logp[4] = {-1, -2, -0.5f, -3}, adv[4] = {0, 0.5f, 0.5f, -1};
     uint8_t mask[4] = {0, 1, 1, 1};
     int32_t sample[4] = {0, 0, 0, 1};
