@@ -339,6 +339,11 @@ int checkpoint_write(const char *out_dir, const Model *m, const Optimizer *opt, 
     "cannot be read: the file is damaged (a checksum failed or it is corrupt); use another checkpoint " \
     "(to resume from an earlier one: --set checkpoint.resume=STEP)"
 
+// What a value out of range in a checkpoint means.
+#define OUT_OF_RANGE                                                                                 \
+    "is out of range: the file is damaged or was written by another program; use another checkpoint " \
+    "(--set checkpoint.resume=STEP)"
+
 // The newest complete checkpoint in out_dir/checkpoints (its step, -1 when none), with a
 // warning for each newer one skipped when `warn`.
 static int64_t newest_complete(const char *out_dir, int warn) {
@@ -465,6 +470,10 @@ int checkpoint_read_config(const char *path, ModelConfig *c, ErrorBuf *err) {
 static int read_ids(hid_t f, const char *path, const char *name, int64_t **out, int64_t *n_out, ErrorBuf *err) {
     hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
     if (ds < 0) return error_set(err, "checkpoint %s lacks /%s", path, name);
+    if (!h5_is_1d(ds)) {
+        H5Dclose(ds);
+        return error_set(err, "checkpoint %s: /%s is not a 1-D list %s", path, name, DAMAGED);
+    }
     hsize_t n = h5_length(ds);
     *n_out = (int64_t)n;
     *out = xmalloc(sizeof(int64_t) * (n ? n : 1));
@@ -473,6 +482,27 @@ static int read_ids(hid_t f, const char *path, const char *name, int64_t **out, 
         rc = error_set(err, "checkpoint %s: /%s %s", path, name, DAMAGED);
     H5Dclose(ds);
     return rc;
+}
+
+// The counters of a checkpoint are never negative, and its step is the one in its file name
+// (a checkpoint renamed or copied to another step's name would be resumed as that step).
+static int check_state_ranges(const char *path, const CheckpointState *st, ErrorBuf *err) {
+    const int64_t values[] = {st->step, st->optimizer_step, st->sft_done, st->bad_in_row, st->cursor,
+                              st->sft_cursor, st->next_group, st->next_request, st->rr_rank};
+    const char *names[] = {"step", "optimizer_step", "sft_done", "bad_in_row", "cursor",
+                           "sft_cursor", "next_group", "next_request", "rr_rank"};
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
+        if (values[i] < 0)
+            return error_set(err, "checkpoint %s: %s = %lld %s", path, names[i], (long long)values[i], OUT_OF_RANGE);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    long long named;
+    char tail[8];
+    if (sscanf(base, "step_%lld.h5%7s", &named, tail) == 1 && named != st->step)
+        return error_set(err, "checkpoint %s holds step %lld, not the step %lld its name says: it was renamed or copied "
+                         "there; give it back its name step_%06lld.h5",
+                         path, (long long)st->step, named, (long long)st->step);
+    return 0;
 }
 
 int checkpoint_read_state(const char *path, CheckpointState *st, char **config_text, ErrorBuf *err) {
@@ -486,9 +516,16 @@ int checkpoint_read_state(const char *path, CheckpointState *st, char **config_t
              r_attr_i64(f, path, "next_request", &st->next_request, err) ||
              r_attr_i64(f, path, "rr_rank", &st->rr_rank, err) || r_attr_i64(f, path, "seed", &st->seed, err)
                  ? -1 : 0;
+    if (rc == 0) rc = check_state_ranges(path, st, err);
     if (rc == 0) rc = read_ids(f, path, "orchestrator/pending", &st->pending, &st->n_pending, err);
     if (rc == 0) rc = read_ids(f, path, "orchestrator/easy", &st->easy, &st->n_easy, err);
     if (rc == 0) rc = read_ids(f, path, "orchestrator/hard", &st->hard, &st->n_hard, err);
+    for (int64_t i = 0; rc == 0 && i < st->n_pending + st->n_easy + st->n_hard; i++) {
+        const int64_t id = i < st->n_pending ? st->pending[i]
+                         : i < st->n_pending + st->n_easy ? st->easy[i - st->n_pending]
+                                                          : st->hard[i - st->n_pending - st->n_easy];
+        if (id < 0) rc = error_set(err, "checkpoint %s: a problem index %lld in /orchestrator %s", path, (long long)id, OUT_OF_RANGE);
+    }
     if (rc == 0 && config_text) {
         *config_text = h5_read_attr_string(f, "config");
         if (!*config_text) rc = error_set(err, "checkpoint %s lacks its config text", path);

@@ -59,7 +59,17 @@ hid_t h5_create_extendable(hid_t loc, const char *name, hid_t type, hsize_t chun
     return ds;
 }
 
+int h5_is_1d(hid_t dataset) {
+    hid_t space = H5Dget_space(dataset);
+    const int rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (space >= 0) H5Sclose(space);
+    return rank == 1;
+}
+
 hsize_t h5_length(hid_t dataset) {
+    if (!h5_is_1d(dataset))
+        FATAL("the file is damaged or was written by another program: move it away", "a dataset that should be "
+              "1-D is not");
     hid_t space = H5_CHECK(H5Dget_space(dataset), "");
     hsize_t dims[1] = {0};
     H5_CHECK(H5Sget_simple_extent_dims(space, dims, NULL), "");

@@ -40,6 +40,9 @@ int h5_lock_failed(void);
 
 // Creates a chunked, unlimited 1-D dataset of `type` (length 0) under `loc`.
 hid_t h5_create_extendable(hid_t loc, const char *name, hid_t type, hsize_t chunk);
+// 1 when the dataset is 1-D. h5_length: the length of a 1-D dataset (any other shape is fatal:
+// a damaged file, or one another program wrote).
+int h5_is_1d(hid_t dataset);
 hsize_t h5_length(hid_t dataset);
 // Appends n elements of `type` from buf at the end of a 1-D extendable dataset.
 void h5_append(hid_t dataset, hid_t type, const void *buf, hsize_t n);

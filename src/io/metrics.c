@@ -72,6 +72,10 @@ static void cut_back(MetricsWriter *m, int64_t steps) {
         if ((int64_t)h5_length(m->steps[i].ds) > steps) h5_set_length(m->steps[i].ds, (hsize_t)steps);
     // Rollouts and evals: keep rows whose step is below `steps` (rows are in step order).
     hsize_t n = h5_length(m->rollout[R_STEP]);
+    for (int c = 0; c < R_COUNT; c++)
+        CHECK(h5_length(m->rollout[c]) == n, "move the damaged metrics.h5 away to start a fresh one",
+              "metrics.h5 is damaged: its /rollouts columns differ in length (%llu rows of step, %llu of column %d)",
+              (unsigned long long)n, (unsigned long long)h5_length(m->rollout[c]), c);
     int32_t *step = xmalloc(sizeof(int32_t) * (n ? n : 1));
     if (n) H5_CHECK(H5Dread(m->rollout[R_STEP], H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, step), "");
     hsize_t keep = 0;

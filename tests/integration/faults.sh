@@ -185,3 +185,38 @@ else
     not_ok "a run directory moved away under the job stops it with an error" "exit $rc, $(ls -d "$s" 2>&1)" \
         "$(grep -iE 'error|hint' "$s.log" | head -3)"
 fi
+
+# A checkpoint copied to another step's name, or with a negative counter, is refused with a
+# clear error before anything in the run directory changes (it used to be resumed as the step
+# its name says, after moving itself aside as "newer").
+c=$TMP_ROOT/renamed
+job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=2 >"$c.log" 2>&1
+cp "$c/checkpoints/step_000001.h5" "$c/checkpoints/step_000005.h5"
+job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=6 --set checkpoint.resume=latest \
+    >"$c.resume.log" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q "step_000005.h5 holds step 1, not the step 5 its name says" "$c.resume.log" &&
+    [ -f "$c/checkpoints/step_000005.h5" ] && [ ! -d "$c/checkpoints/rolled_back_to_000001" ]; then
+    ok "a checkpoint under another step's name is refused, nothing moved"
+else
+    not_ok "a checkpoint under another step's name is refused" "exit $rc" "$(grep -A1 '^error' "$c.resume.log" | head -3)"
+fi
+rm "$c/checkpoints/step_000005.h5"
+$PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); f.attrs['rr_rank'] = -5" "$c/checkpoints/step_000002.h5"
+job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=6 --set checkpoint.resume=2 \
+    >"$c.neg.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "step_000002.h5: rr_rank = -5 is out of range: the file is damaged" "$c.neg.log" &&
+    ok "a checkpoint with a negative counter is refused as damaged" ||
+    not_ok "a checkpoint with a negative counter is refused as damaged" "exit $rc" "$(grep -A1 '^error' "$c.neg.log" | head -3)"
+# A metrics.h5 whose /rollouts columns differ in length (damaged) is a clear error on resume,
+# not a read past the end of a buffer.
+$PY -c "
+import h5py, sys
+f = h5py.File(sys.argv[1], 'r+'); d = f['rollouts/step']; d.resize((d.shape[0] // 2,))" "$c/metrics.h5"
+job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=6 --set checkpoint.resume=1 \
+    >"$c.metrics.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "metrics.h5 is damaged: its /rollouts columns differ in length" "$c.metrics.log" &&
+    ok "a damaged metrics.h5 (columns of different lengths) is a clear error on resume" ||
+    not_ok "a damaged metrics.h5 is a clear error on resume" "exit $rc" "$(grep -A1 '^error' "$c.metrics.log" | head -3)"
