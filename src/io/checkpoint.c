@@ -596,6 +596,7 @@ int checkpoint_read_model(const char *path, Model *m, ErrorBuf *err) {
     if (f < 0) return -1;
     int rc = read_tensors(f, path, m, m->params, "model", err);
     H5Fclose(f);
+    if (rc == 0) rc = model_check_finite(m, path, err);
     if (rc == 0) model_params_changed(m);
     return rc;
 }

@@ -2,6 +2,7 @@
 // params buffer), allocation of params / grads / activations, RoPE tables, random init.
 #include "model/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,4 +249,24 @@ void model_tensor_to_host(const float *buffer, const ModelTensor *t, float *host
 
 void model_tensor_from_host(float *buffer, const ModelTensor *t, const float *host) {
     ops_copy_to_device(buffer + t->offset, host, t->numel * sizeof(float));
+}
+
+int model_check_finite(const Model *m, const char *source, ErrorBuf *err) {
+    size_t max = 1;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].numel > max) max = m->tensors[i].numel;
+    float *host = xmalloc(max * sizeof(float));  // (numel)
+    int rc = 0;
+    for (int i = 0; i < m->n_tensors && rc == 0; i++) {
+        const ModelTensor *t = &m->tensors[i];
+        model_tensor_to_host(m->params, t, host);
+        for (size_t k = 0; k < t->numel; k++)
+            if (!isfinite(host[k])) {
+                rc = error_set(err, "%s: weight %s[%zu] is %g: the file is damaged, or the model was saved after "
+                               "it diverged; use another model or checkpoint", source, t->name, k, (double)host[k]);
+                break;
+            }
+    }
+    free(host);
+    return rc;
 }

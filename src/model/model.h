@@ -180,6 +180,9 @@ const ModelTensor *model_find_tensor(const Model *m, const char *name);  // NULL
 // m, v): host arrays of t->numel floats.
 void model_tensor_to_host(const float *buffer, const ModelTensor *t, float *host);
 void model_tensor_from_host(float *buffer, const ModelTensor *t, const float *host);
+// 0 when every weight of m is finite; -1 + err naming `source`, the first tensor with a NaN or
+// an infinity and where (a damaged file, or a model saved after it diverged).
+int model_check_finite(const Model *m, const char *source, ErrorBuf *err);
 // Layer pointers into a params-layout device buffer (used for params, grads, and by backends).
 void model_layer_pointers(const Model *m, float *buffer, int layer, LayerWeights *out);
 

@@ -3,7 +3,7 @@
   bad_model_files.py BIN MODELS_DIR FIXTURES_DIR WORK_DIR
 
 Variants (one TAP line per family): the llama2.c .bin truncated anywhere or with every header
-field set to 0, -1, odd or huge values; the tokenizer truncated or with bad lengths; config.json
+field set to 0, -1, odd or huge values, or a NaN / infinite weight; the tokenizer truncated or with bad lengths; config.json
 that is not JSON or has fields missing, of the wrong type or out of range; model.safetensors
 truncated, with a bad header length or header, and with each kind of bad tensor entry. A
 variant fails if the process dies of a signal, exits 0, or exits without saying "error".
@@ -65,6 +65,12 @@ def llama2c_cases(model, tok):
             h[i] = v
             f = put("%s/h_%s_%d.bin" % (WORK, field, v), struct.pack("7i", *h) + model[28:])
             cases.append(("%s = %d" % (field, v), generate(f, tok)))
+    # Non-finite weights: a NaN in the first embedding row, an infinity in the first layer's
+    # norm weights (just after the embedding table, vocab x dim floats).
+    nan, inf = struct.pack("<f", float("nan")), struct.pack("<f", float("inf"))
+    at = 28 + 4 * (header[5] * header[0] + 3)
+    cases.append(("a NaN weight", generate(put(WORK + "/nan.bin", model[:28] + nan + model[32:]), tok)))
+    cases.append(("an infinite weight", generate(put(WORK + "/inf.bin", model[:at] + inf + model[at + 4:]), tok)))
     return cases
 
 
