@@ -26,8 +26,9 @@ line (or the `--set`).
 `asyncrl check CONFIG [--set ...]` validates a config and prints the resolved one (every key,
 defaults included) and the rank layout; `asyncrl defaults` prints this list.
 
-Integers that do not fit 32 bits take an `L` suffix in files (`seed = 1234L;`). Allowed values
-are given as `[min..max]` or as the choices `a|b|c`.
+Integers that do not fit 32 bits take an `L` suffix in files (`seed = 12345678901L;`): without
+it libconfig 1.5 silently keeps the low 32 bits (`--set` values need no suffix). Allowed values
+are given as `min..max` or as the choices `a|b|c`.
 HEAD
 "$bin" defaults | awk '
     function esc(s) { gsub(/\|/, "\\|", s); return s }

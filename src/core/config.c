@@ -63,7 +63,7 @@ static const ConfigKey CORE_KEYS[] = {
         "AdamW weight decay (not applied to norm weights)"),
     KEY("trainer.beta1", CFG_FLOAT, trainer.beta1, "0.9", 0, 0.999999, NULL, "AdamW beta1"),
     KEY("trainer.beta2", CFG_FLOAT, trainer.beta2, "0.999", 0, 0.999999999, NULL, "AdamW beta2"),
-    KEY("trainer.adam_eps", CFG_FLOAT, trainer.adam_eps, "1e-8", 0, 1, NULL, "AdamW epsilon"),
+    KEY("trainer.adam_eps", CFG_FLOAT, trainer.adam_eps, "1e-8", 1e-30, 1, NULL, "AdamW epsilon"),
     KEY("trainer.grad_clip", CFG_FLOAT, trainer.grad_clip, "1.0", 0, 1e9, NULL,
         "clip the global gradient norm to this (0 = no clipping)"),
     KEY("trainer.seq_len", CFG_INT, trainer.seq_len, "256", 8, 1 << 20, NULL,
@@ -97,8 +97,8 @@ static const ConfigKey CORE_KEYS[] = {
 
     KEY("orchestrator.batch_size", CFG_INT, orchestrator.batch_size, "64", 1, 1 << 20, NULL,
         "samples trained per step (a multiple of group_size)"),
-    KEY("orchestrator.group_size", CFG_INT, orchestrator.group_size, "8", 1, 4096, NULL,
-        "samples per problem; advantages are relative to the group"),
+    KEY("orchestrator.group_size", CFG_INT, orchestrator.group_size, "8", 2, 4096, NULL,
+        "samples per problem; advantages are relative to the group (so at least 2)"),
     KEY("orchestrator.max_off_policy_steps", CFG_INT, orchestrator.max_off_policy_steps, "8", 0, 1000, NULL,
         "a rollout that lived through more weight updates than this is cancelled and its group rescheduled"),
     KEY("orchestrator.in_flight_updates", CFG_BOOL, orchestrator.in_flight_updates, "true", 0, 0, NULL,
@@ -268,8 +268,8 @@ static int check_number(const ConfigKey *key, double v, const char *where, Error
         if (key->type == CFG_INT || key->type == CFG_INT64)
             return error_set(err, "%s: %s = %.17g is out of range: expected an integer in [%.0f, %.0f]", where,
                              key->path, v, key->min, key->max);
-        return error_set(err, "%s: %s = %.17g is out of range: expected a number in [%g, %g]", where, key->path, v,
-                         key->min, key->max);
+        return error_set(err, "%s: %s = %.17g is out of range: expected a number in [%.10g, %.10g]", where, key->path,
+                         v, key->min, key->max);
     }
     return 0;
 }
@@ -859,7 +859,7 @@ void config_print_defaults(FILE *out) {
             else if (key->type == CFG_INT || key->type == CFG_INT64)
                 fprintf(out, " [%.0f..%.0f]", key->min, key->max);
             else if (key->type == CFG_FLOAT || key->type == CFG_FLOAT_LIST)
-                fprintf(out, " [%g..%g]", key->min, key->max);
+                fprintf(out, " [%.10g..%.10g]", key->min, key->max);
             fputc('\n', out);
         }
     }

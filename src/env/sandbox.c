@@ -140,9 +140,13 @@ int sandbox_config_check(const SandboxConfig *cfg, ErrorBuf *err) {
     if (argv[0][0] != '/')
         return error_set(err, "sandbox: interpreter \"%s\" is not an absolute path: give one like /usr/bin/python3",
                          argv[0]);
-    if (access(argv[0], X_OK) != 0)
+    struct stat interp;
+    if (access(argv[0], X_OK) != 0 || stat(argv[0], &interp) != 0)
         return error_set(err, "sandbox: interpreter %s is not executable: %s (install it, e.g. apt-get install python3)",
                          argv[0], strerror(errno));
+    if (!S_ISREG(interp.st_mode))
+        return error_set(err, "sandbox: interpreter %s is not a program file (a directory?): give one like "
+                         "/usr/bin/python3", argv[0]);
     if (!cfg->program_name[0] || strchr(cfg->program_name, '/') || cfg->program_name[0] == '.')
         return error_set(err, "sandbox: program file name \"%s\" must be a plain file name like main.py",
                          cfg->program_name);

@@ -70,7 +70,8 @@ static int check_output_free(const char *out, const char *format) {
 #define CONVERT_USAGE                                                                      \
     "usage: asyncrl convert IN OUT [--format hf|llama2c]\n"                               \
     "  IN: a checkpoint (.h5), a Hugging Face directory or a llama2.c .bin\n"             \
-    "  OUT: a Hugging Face directory (hf, the default) or a llama2.c .bin file, not there yet\n"
+    "  OUT: a Hugging Face directory (hf) or a llama2.c .bin file (llama2c), not there yet; without\n" \
+    "       --format, an OUT ending in .bin is llama2c, anything else hf\n"
 
 // A usage error: the message, then the usage; exit status 2.
 static int convert_usage_error(const char *msg, const char *arg) {
@@ -81,7 +82,7 @@ static int convert_usage_error(const char *msg, const char *arg) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *format = "hf";
+    const char *in = NULL, *out = NULL, *format = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -104,6 +105,10 @@ int cmd_convert(int argc, char **argv) {
     }
     if (!in || !out) return convert_usage_error("%s", !in ? "give the model to convert (IN) and where to write it (OUT)"
                                                           : "give where to write the model (OUT)");
+    if (!format) {  // an OUT named *.bin is a llama2.c file, anything else a Hugging Face directory
+        const size_t n = strlen(out);
+        format = n > 4 && strcmp(out + n - 4, ".bin") == 0 ? "llama2c" : "hf";
+    }
     if (check_output_free(out, format) != 0) return 2;
     ops_init(1);
     ErrorBuf err;

@@ -43,8 +43,8 @@ static int read_header(FILE *fp, const char *path, ModelConfig *c, uint64_t *fil
     c->vocab_size = h[5] < 0 ? (h[5] == INT32_MIN ? -1 : -h[5]) : h[5];
     c->tied_embeddings = h[5] > 0;
     c->max_seq_len = h[6];
-    c->rope_theta = 10000.0;
-    c->norm_eps = 1e-5;
+    c->rope_theta = LLAMA2C_ROPE_THETA;
+    c->norm_eps = LLAMA2C_NORM_EPS;
     if (h[1] <= 0 || h[4] <= 0)
         return error_set(err, "%s: header has hidden_dim = %d, n_kv_heads = %d: both must be positive (not a "
                               "llama2.c model file?)", path, h[1], h[4]);
@@ -127,6 +127,11 @@ int llama2c_save(const Model *m, const char *path, ErrorBuf *err) {
     const ModelConfig *c = &m->config;
     if (c->qkv_bias || c->head_dim * c->n_heads != c->dim)
         return error_set(err, "llama2.c files cannot hold q/k/v biases or head_dim != dim / n_heads");
+    // The format has no field for them: a reader assumes llama2.c's values.
+    if (c->rope_theta != LLAMA2C_ROPE_THETA || c->norm_eps != LLAMA2C_NORM_EPS)
+        return error_set(err, "llama2.c files cannot hold rope_theta = %g / norm_eps = %g (readers assume %g and %g), "
+                         "so the model would compute another function: convert to a Hugging Face directory "
+                         "(--format hf)", c->rope_theta, c->norm_eps, LLAMA2C_ROPE_THETA, LLAMA2C_NORM_EPS);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *fp = fopen(tmp, "wb");

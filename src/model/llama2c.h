@@ -10,6 +10,10 @@
 #include "core/error.h"
 #include "model/model.h"
 
+// What a llama2.c file cannot store and every reader assumes.
+#define LLAMA2C_ROPE_THETA 10000.0
+#define LLAMA2C_NORM_EPS 1e-5
+
 // Reads and checks the header (the file size must match it exactly). 0 or -1 + err.
 int llama2c_read_config(const char *path, ModelConfig *out, ErrorBuf *err);
 Model *llama2c_load(const char *path, ErrorBuf *err);

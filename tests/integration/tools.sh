@@ -44,8 +44,10 @@ mkdir -p "$TMP_ROOT/empty_out"
 if [ $rc_hf = 2 ] && [ $rc_bin = 2 ] && grep -q "hf already exists (a directory that is not empty).*remove it" "$TMP_ROOT/err.hf" &&
     grep -q "m.bin already exists (a file)" "$TMP_ROOT/err.bin" &&
     [ "$(cat "$TMP_ROOT/hf/model.safetensors" "$TMP_ROOT/m.bin" | cksum)" = "$sum_before" ] &&
-    "$BIN" convert "$ck" "$TMP_ROOT/empty_out" >/dev/null 2>&1 && [ -f "$TMP_ROOT/empty_out/model.safetensors" ]; then
-    ok "convert refuses an OUT that holds a model, and leaves it as it was; an empty directory is fine"
+    "$BIN" convert "$ck" "$TMP_ROOT/empty_out" >/dev/null 2>&1 && [ -f "$TMP_ROOT/empty_out/model.safetensors" ] &&
+    "$BIN" convert "$ck" "$TMP_ROOT/auto.bin" >/dev/null 2>&1 && [ -f "$TMP_ROOT/auto.bin" ] &&
+    cmp -s "$TMP_ROOT/auto.bin" "$TMP_ROOT/m.bin"; then
+    ok "convert refuses an OUT that holds a model, leaving it as it was; an empty directory is fine; OUT.bin is llama2c"
 else
     not_ok "convert refuses an OUT that holds a model" "hf rc $rc_hf: $(cat "$TMP_ROOT/err.hf")" "bin rc $rc_bin: $(cat "$TMP_ROOT/err.bin")"
 fi

@@ -56,9 +56,9 @@ static void write_file(const char *path, const void *data, size_t len) {
 
 static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
 
-static Model *random_model(int tied, int bias, int kv_heads) {
+static Model *random_model_rope(int tied, int bias, int kv_heads, double rope_theta, double norm_eps) {
     ModelConfig c = {.dim = 24, .n_layers = 2, .n_heads = 4, .n_kv_heads = kv_heads, .hidden_dim = 40,
-                     .vocab_size = 30, .max_seq_len = 16, .rope_theta = 5000, .norm_eps = 1e-6,
+                     .vocab_size = 30, .max_seq_len = 16, .rope_theta = rope_theta, .norm_eps = norm_eps,
                      .tied_embeddings = tied, .qkv_bias = bias};
     ErrorBuf err;
     Model *m = model_create(&c, &err);
@@ -73,6 +73,13 @@ static Model *random_model(int tied, int bias, int kv_heads) {
     ops_copy_to_device(m->params, h, m->n_params * sizeof(float));
     free(h);
     return m;
+}
+
+// A RoPE base and RMSNorm epsilon other than llama2.c's, so that a format that lost them shows.
+static Model *random_model(int tied, int bias, int kv_heads) { return random_model_rope(tied, bias, kv_heads, 5000, 1e-6); }
+// A model a llama2.c file can hold (its fixed RoPE base and epsilon).
+static Model *llama2c_model(int tied) {
+    return random_model_rope(tied, 0, 2, LLAMA2C_ROPE_THETA, LLAMA2C_NORM_EPS);
 }
 
 static void assert_same_params(const Model *a, const Model *b) {
@@ -134,7 +141,7 @@ static void test_hf_round_trip(void **state) {
 static void test_llama2c_round_trip(void **state) {
     (void)state;
     for (int tied = 0; tied < 2; tied++) {
-        Model *m = random_model(tied, 0, 2);
+        Model *m = llama2c_model(tied);
         ErrorBuf err;
         const char *path = tmp_path("m.bin");
         assert_int_equal(llama2c_save(m, path, &err), 0);
@@ -156,13 +163,17 @@ static void test_llama2c_round_trip(void **state) {
     assert_int_equal(llama2c_save(bias, tmp_path("b.bin"), &err), -1);
     assert_non_null(strstr(err.msg, "cannot hold q/k/v biases"));
     model_free(bias);
+    Model *rope = random_model(0, 0, 2);  // rope_theta 5000: a .bin would be read with 10000
+    assert_int_equal(llama2c_save(rope, tmp_path("r.bin"), &err), -1);
+    assert_non_null(strstr(err.msg, "cannot hold rope_theta = 5000 / norm_eps = 1e-06"));
+    model_free(rope);
 }
 
 // A write that fails part-way (a file-size limit, as a full disk): both writers report it, leave
 // no temporary file and keep the file that was there before.
 static void test_writers_on_full_disk(void **state) {
     (void)state;
-    Model *m = random_model(0, 0, 2);
+    Model *m = llama2c_model(0);
     ErrorBuf err;
     const char *bin = tmp_path("full.bin");
     char dir[512];
@@ -211,7 +222,7 @@ static void expect_bin_error(const void *data, size_t len, const char *needle) {
 
 static void test_bad_llama2c_files(void **state) {
     (void)state;
-    Model *m = random_model(0, 0, 2);
+    Model *m = llama2c_model(0);
     ErrorBuf err;
     const char *path = tmp_path("good.bin");
     assert_int_equal(llama2c_save(m, path, &err), 0);

@@ -589,6 +589,9 @@ static void test_setup_errors(void **state) {
     snprintf(cfg.interpreter, sizeof cfg.interpreter, "/nonexistent/python3");
     assert_int_equal(sandbox_run(&cfg, "print(1)", 8, NULL, 0, &r, &err), -1);
     assert_non_null(strstr(err.msg, "not executable"));
+    snprintf(cfg.interpreter, sizeof cfg.interpreter, "/tmp");  // a directory passes access(X_OK)
+    assert_int_equal(sandbox_run(&cfg, "print(1)", 8, NULL, 0, &r, &err), -1);
+    assert_non_null(strstr(err.msg, "not a program file"));
     config(&cfg, *state);
     snprintf(cfg.program_name, sizeof cfg.program_name, "../main.py");
     assert_int_equal(sandbox_run(&cfg, "print(1)", 8, NULL, 0, &r, &err), -1);
