@@ -14,16 +14,15 @@ import argparse
 import os
 import sys
 
-import matplotlib
-
+try:
+    import h5py
+    import matplotlib
+    import numpy as np
+except ImportError as e:
+    sys.exit(f"plot_runs.py needs h5py, numpy and matplotlib ({e}): apt-get install python3-h5py python3-matplotlib "
+             "(or make deps), and run it with /usr/bin/python3")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-try:
-    import h5py  # noqa: E402
-except ImportError:
-    sys.exit("plot_runs.py needs h5py: apt-get install python3-h5py (or make deps), and run it with /usr/bin/python3")
 
 # (file name suffix, title, y label, [(dataset under /steps, line label, line style)], log scale)
 PANELS = [

@@ -16,11 +16,13 @@
 
 static const ConfigKey CORE_KEYS[] = {
     KEY("run.output_dir", CFG_STRING, run.output_dir, "runs/default", 0, 0, NULL,
-        "directory for metrics.h5, checkpoints and the resolved config"),
+        "directory for metrics.h5 (which holds the resolved config as its `config` attribute) and checkpoints"),
     KEY("run.seed", CFG_INT64, run.seed, "1234", 0, 9.2e18, NULL, "seed of every random stream of the run"),
     KEY("run.max_steps", CFG_INT, run.max_steps, "100", 0, BIG, NULL, "RL optimizer steps to run"),
     KEY("run.async_level", CFG_INT, run.async_level, "1", 0, 64, NULL,
-        "k: step n trains on rollouts from policies no older than n-k (0 = synchronous on-policy)"),
+        "k: inference runs up to k steps ahead of the trainer, so step n trains mostly on policies n-k..n; "
+        "a rollout in flight or in a later turn may be up to orchestrator.max_off_policy_steps older "
+        "still (0 = synchronous on-policy)"),
     KEY("run.deterministic", CFG_BOOL, run.deterministic, "false", 0, 0, NULL,
         "bit-identical runs: no in-flight updates, fixed request order, samplers seeded per sample"),
     KEY("run.threads", CFG_INT, run.threads, "0", 0, 1024, NULL,
@@ -81,7 +83,7 @@ static const ConfigKey CORE_KEYS[] = {
     KEY("loss.mask_high", CFG_FLOAT, loss.mask_high, "8.0", 1, 1e9, NULL,
         "icepop: mask a token when its ratio r > mask_high"),
     KEY("loss.seq_mask_low", CFG_FLOAT, loss.seq_mask_low, "0.0", 0, 1, NULL,
-        "mask a whole sample when its smallest token ratio is below this (0 = off)"),
+        "icepop: mask a whole sample when its smallest token ratio is below this (0 = off)"),
     KEY("loss.kl_tau", CFG_FLOAT, loss.kl_tau, "0.0", 0, 1e3, NULL,
         "weight of the KL penalty toward the sampling policy (icepop: tau*(r log r - r + 1); dppo: tau*(log r)^2)"),
     KEY("loss.gspo_clip_low", CFG_FLOAT, loss.gspo_clip_low, "3e-4", 0, 1, NULL,
@@ -89,7 +91,8 @@ static const ConfigKey CORE_KEYS[] = {
     KEY("loss.gspo_clip_high", CFG_FLOAT, loss.gspo_clip_high, "4e-4", 0, 1e3, NULL,
         "gspo: clip the sequence ratio above 1 + clip_high"),
     KEY("loss.dppo_delta", CFG_FLOAT, loss.dppo_delta, "0.2", 0, 1, NULL,
-        "dppo: mask a token when its probability moved more than delta in the direction of its advantage"),
+        "dppo: mask a token when its probability moved more than delta in the direction of its advantage "
+        "(logged as masked_low, both directions)"),
     KEY("loss.std_normalize", CFG_BOOL, loss.std_normalize, "false", 0, 0, NULL,
         "divide advantages by the group's reward std (original GRPO)"),
     KEY("loss.length_weighted_mean", CFG_BOOL, loss.length_weighted_mean, "false", 0, 0, NULL,
@@ -315,6 +318,13 @@ static int store_number(const ConfigKey *key, void *dst, double v, const char *w
     return 0;
 }
 
+// An int64 key keeps every digit (through a double, seeds above 2^53 would collide).
+static int store_int64(const ConfigKey *key, void *dst, long long v, const char *where, ErrorBuf *err) {
+    if (check_number(key, (double)v, where, err)) return -1;
+    *(int64_t *)dst = (int64_t)v;
+    return 0;
+}
+
 static char *trim(char *s) {
     while (isspace((unsigned char)*s)) s++;
     char *e = s + strlen(s);
@@ -348,6 +358,12 @@ static int set_from_text(Config *cfg, const KeyRef *ref, const char *text, const
     strcpy(buf, text);
     char *s = trim(buf);
     double v;
+    if (key->type == CFG_INT64) {
+        char *end;
+        errno = 0;
+        const long long exact = strtoll(s, &end, 10);
+        if (*s && !*end && errno == 0) return store_int64(key, dst, exact, where, err);
+    }
     switch (key->type) {
         case CFG_INT: case CFG_INT64: case CFG_FLOAT:
             if (parse_double(s, &v))
@@ -427,6 +443,7 @@ static int set_from_setting(Config *cfg, const KeyRef *ref, const config_setting
     switch (key->type) {
         case CFG_INT: case CFG_INT64:
             if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) break;
+            if (key->type == CFG_INT64) return store_int64(key, dst, config_setting_get_int64(s), where, err);
             return store_number(key, dst, setting_number(s), where, err);
         case CFG_FLOAT:
             if (!is_number_type(type)) break;

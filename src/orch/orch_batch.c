@@ -117,7 +117,6 @@ void orch_send_batch(Orch *o) {
         batch_free(&batches[t]);
     }
     double now = orch_now(o);
-    st->sent_time = now;
     st->rollout_wait_s = now > o->trainer_idle_since && o->steps_done == o->step_fill ? now - o->trainer_idle_since : 0;
     metrics_write_rollouts(o->mw, recs, n);
     for (int gi = 0; gi < n_groups; gi++) {
@@ -170,7 +169,10 @@ void orch_step_done(Orch *o, const StepDone *s) {
     PUT("timing/inference_busy_frac", busy_frac);
     PUT("timing/inference_idle_s", secs > 0 ? secs - busy_s / o->n_inf : 0);
     PUT("timing/rollout_wait_s", st->rollout_wait_s);
-    PUT("timing/step_s", now - (s->step > 0 && o->stats[s->step - 1].valid ? o->stats[s->step - 1].sent_time : 0));
+    // Wall time since the previous step ended (the first step of a job: since RL began), so the
+    // step times add up to the run's time (from a batch's hand-out they overlap when async).
+    PUT("timing/step_s", now - o->step_done_at);
+    o->step_done_at = now;
     PUT("timing/elapsed_s", now);
     PUT("timing/job_started", o->job_started);
     PUT("timing/orchestrator_busy_s", o->busy_s - o->busy_at_step);

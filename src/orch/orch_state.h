@@ -46,7 +46,6 @@ typedef struct {
     double off_policy_sum, off_policy_n, off_policy_max;
     double dropped_groups, rescheduled_groups, samples;
     double skipped;          // problems the pools skipped for this step
-    double sent_time;        // when the batch went to the trainers
     double rollout_wait_s;   // how long the batch waited for rollouts after the previous one
 } StepStats;
 
@@ -112,6 +111,7 @@ typedef struct {
     int ckpt_requested;      // step of the last checkpoint this job asked the trainer for (-1 none)
     double run_dir_checked_at;  // MPI_Wtime of the last check that run.output_dir is still in place
     int forwarded_signal;       // a stop signal a trainer or inference rank passed on (0 none)
+    double step_done_at;        // orch_now() when the last RL step ended (or RL began)
     int ckpt_ok;             // whether it was written
     int det_marked;          // deterministic mode: the step det_mark belongs to (-1 none)
     DetMark det_mark;

@@ -836,7 +836,7 @@ static int rl_loop(Orch *o) {
     const Config *cfg = o->cfg;
     Backoff b;
     backoff_reset(&b);
-    o->trainer_idle_since = orch_now(o);
+    o->trainer_idle_since = o->step_done_at = orch_now(o);
     while (o->steps_done < cfg->run.max_steps && !o->stop) {
         int sig = orch_stop_signal(o);
         if (sig) return sig;

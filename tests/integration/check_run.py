@@ -3,7 +3,8 @@
   check_run.py METRICS MODE K MAX_OFF [LEARN_MARGIN]
     MODE: sync (async_level 0: every trained token has version n), deterministic (version
     max(0, n-k)), async (no token older than n-k-MAX_OFF, none newer than n).
-    Also: the logged off_policy_mean/max agree with the rollout table; with LEARN_MARGIN, the
+    Also: the logged off_policy_mean/max agree with the rollout table; step times do not
+    overlap; with LEARN_MARGIN, the
     mean reward of the last quarter of steps beats the first quarter by at least that margin.
 Prints TAP lines.
 """
@@ -48,6 +49,13 @@ table_mean = np.where(have, off_sum / np.maximum(off_n, 1), 0.0)
 ok = np.allclose(logged_mean[have], table_mean[have], atol=1e-9) and np.allclose(logged_max[have], off_max[have])
 report(ok, "logged off-policy levels agree with the rollout table",
        f"logged {logged_mean[:5]} / {logged_max[:5]}, table {table_mean[:5]} / {off_max[:5]}")
+# Step times are consecutive, not overlapping: after the first, each step's step_s is the
+# elapsed time since the step before it ended (one job: no restart in between).
+step_s, elapsed = f["steps/timing/step_s"][:], f["steps/timing/elapsed_s"][:]
+gaps = np.diff(elapsed)
+report(np.all(step_s >= 0) and np.allclose(step_s[1:], gaps, atol=1e-6),
+       "step times add up to the run's wall time (no overlap between steps)",
+       f"step_s {step_s[1:6]} vs elapsed gaps {gaps[:5]}")
 if margin is not None:
     reward = f["steps/reward_mean"][:]
     q = max(1, len(reward) // 4)

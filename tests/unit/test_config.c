@@ -198,9 +198,22 @@ static void test_defaults_listing(void **state) {
     free(buf);
 }
 
+// 64-bit seeds keep every digit, from a file (with L) and from --set (through a double,
+// 2^53 + 1 would become 2^53).
+static void test_int64_exact(void **state) {
+    Config cfg;
+    ErrorBuf err;
+    char *set[] = {"run.seed=9007199254740993"};
+    assert_int_equal(load("run = { seed = 1234567890123456789L; };", NULL, 0, &cfg, &err), 0);
+    assert_true(cfg.run.seed == 1234567890123456789LL);
+    assert_int_equal(load("", set, 1, &cfg, &err), 0);
+    assert_true(cfg.run.seed == 9007199254740993LL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),         cmocka_unit_test(test_good_file_and_origin),
+        cmocka_unit_test(test_int64_exact),
         cmocka_unit_test(test_unknown_key),      cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_out_of_range),     cmocka_unit_test(test_cross_checks),
         cmocka_unit_test(test_world_size),       cmocka_unit_test(test_syntax_error),
