@@ -31,14 +31,27 @@ static void usage(FILE *out) {
     fprintf(out, "\nMPI jobs run under mpirun, e.g.: mpirun -np 3 build/asyncrl rl inputs/reverse.cfg\n");
 }
 
+// The commands that parse --help themselves (with their own options).
+static int has_own_help(const char *command) {
+    return strcmp(command, "convert") == 0 || strcmp(command, "generate") == 0 || strcmp(command, "report") == 0;
+}
+
 int main(int argc, char **argv) {
     blas_use_processor_kernels(argv);  // first: it may run the program again
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+        if (strcmp(argv[1], COMMANDS[i].name) != 0) continue;
+        if (argc >= 3 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0) && !has_own_help(argv[1])) {
+            printf("usage: asyncrl %s\n\nConfig keys: `asyncrl defaults` or docs/CONFIG.md; ready configs in inputs/.\n"
+                   "MPI jobs run under mpirun, e.g.: mpirun -np 3 build/asyncrl rl inputs/reverse.cfg\n",
+                   COMMANDS[i].help);
+            return 0;
+        }
+        return COMMANDS[i].run(argc - 1, argv + 1);
+    }
     fprintf(stderr, "error: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -227,6 +227,12 @@ report --bogus|unknown option '--bogus'
 EOF
 [ $bad_args = 0 ] && ok "convert and report: bad command lines name the mistake (exit 2)" ||
     not_ok "convert and report: bad command lines name the mistake (exit 2)"
+help_bad=""
+for c in check defaults rl sft eval convert generate report; do
+    out=$("$BIN" $c --help 2>&1) && echo "$out" | grep -q "^usage: asyncrl $c" || help_bad="$help_bad $c"
+done
+[ -z "$help_bad" ] && ok "every command answers --help with its usage (exit 0)" ||
+    not_ok "every command answers --help with its usage (exit 0)" "no usage from:$help_bad"
 "$BIN" convert /nonexistent/model.bin "$TMP_ROOT/x" 2>"$TMP_ROOT/err"
 [ $? != 0 ] && grep -q "/nonexistent/model.bin" "$TMP_ROOT/err" && ok "convert: a missing input is a clear error" ||
     not_ok "convert: a missing input is a clear error" "$(cat "$TMP_ROOT/err")"
