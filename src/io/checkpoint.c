@@ -520,12 +520,6 @@ int checkpoint_read_state(const char *path, CheckpointState *st, char **config_t
     if (rc == 0) rc = read_ids(f, path, "orchestrator/pending", &st->pending, &st->n_pending, err);
     if (rc == 0) rc = read_ids(f, path, "orchestrator/easy", &st->easy, &st->n_easy, err);
     if (rc == 0) rc = read_ids(f, path, "orchestrator/hard", &st->hard, &st->n_hard, err);
-    for (int64_t i = 0; rc == 0 && i < st->n_pending + st->n_easy + st->n_hard; i++) {
-        const int64_t id = i < st->n_pending ? st->pending[i]
-                         : i < st->n_pending + st->n_easy ? st->easy[i - st->n_pending]
-                                                          : st->hard[i - st->n_pending - st->n_easy];
-        if (id < 0) rc = error_set(err, "checkpoint %s: a problem index %lld in /orchestrator %s", path, (long long)id, OUT_OF_RANGE);
-    }
     if (rc == 0 && config_text) {
         *config_text = h5_read_attr_string(f, "config");
         if (!*config_text) rc = error_set(err, "checkpoint %s lacks its config text", path);

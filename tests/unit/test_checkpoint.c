@@ -68,6 +68,15 @@ static void test_round_trip(void **state) {
     Model *m = make_model(16, 1);
     Optimizer *opt = make_optimizer(m);
     write_ok(m, opt, 12, 0);
+    // A run directory that is gone (deleted or moved under the job) is not made again.
+    CheckpointState gone_st = make_state(3);
+    ErrorBuf gone;
+    char gone_dir[300], gone_path[512];
+    snprintf(gone_dir, sizeof gone_dir, "%s/moved_away", g_dir);
+    assert_int_equal(checkpoint_write(gone_dir, m, opt, &gone_st, NULL, 0, "", 0, gone_path, sizeof gone_path, &gone), -1);
+    assert_non_null(strstr(gone.msg, "is gone"));
+    assert_int_equal(access(gone_dir, F_OK), -1);
+    checkpoint_state_free(&gone_st);
     char path[512];
     ErrorBuf err;
     assert_int_equal(checkpoint_resolve(g_dir, "latest", path, sizeof path, &err), 1);
@@ -347,13 +356,14 @@ static void test_full_disk(void **state) {
     model_free(m);
 }
 
-static int setup(void **state) {
+// A fresh run directory for each test (checkpoint_write never makes the run directory).
+static int teardown(void **state) {
     snprintf(g_dir, sizeof g_dir, "/tmp/asyncrl-test-ckpt-%d", (int)getpid());
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     return system(cmd);
 }
-static int teardown(void **state) { return setup(state); }
+static int setup(void **state) { return teardown(state) || mkdir(g_dir, 0755); }
 
 int main(void) {
     ops_init(1);
