@@ -202,21 +202,19 @@ else
     not_ok "a checkpoint under another step's name is refused" "exit $rc" "$(grep -A1 '^error' "$c.resume.log" | head -3)"
 fi
 rm "$c/checkpoints/step_000005.h5"
+refused_resume() {  # STEP LOG PATTERN NAME: a resume from STEP exits non-zero with PATTERN in LOG
+    job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=6 \
+        --set checkpoint.resume="$1" >"$2" 2>&1
+    rc=$?
+    [ $rc != 0 ] && grep -q "$3" "$2" && ok "$4" || not_ok "$4" "exit $rc" "$(grep -A1 '^error' "$2" | head -3)"
+}
 $PY -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); f.attrs['rr_rank'] = -5" "$c/checkpoints/step_000002.h5"
-job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=6 --set checkpoint.resume=2 \
-    >"$c.neg.log" 2>&1
-rc=$?
-[ $rc != 0 ] && grep -q "step_000002.h5: rr_rank = -5 is out of range: the file is damaged" "$c.neg.log" &&
-    ok "a checkpoint with a negative counter is refused as damaged" ||
-    not_ok "a checkpoint with a negative counter is refused as damaged" "exit $rc" "$(grep -A1 '^error' "$c.neg.log" | head -3)"
+refused_resume 2 "$c.neg.log" "step_000002.h5: rr_rank = -5 is out of range: the file is damaged" \
+    "a checkpoint with a negative counter is refused as damaged"
 # A metrics.h5 whose /rollouts columns differ in length (damaged) is a clear error on resume,
 # not a read past the end of a buffer.
 $PY -c "
 import h5py, sys
 f = h5py.File(sys.argv[1], 'r+'); d = f['rollouts/step']; d.resize((d.shape[0] // 2,))" "$c/metrics.h5"
-job 3 rl $CFG $BASE --set sft.steps=0 --set run.output_dir="$c" --set run.max_steps=6 --set checkpoint.resume=1 \
-    >"$c.metrics.log" 2>&1
-rc=$?
-[ $rc != 0 ] && grep -q "metrics.h5 is damaged: its /rollouts columns differ in length" "$c.metrics.log" &&
-    ok "a damaged metrics.h5 (columns of different lengths) is a clear error on resume" ||
-    not_ok "a damaged metrics.h5 is a clear error on resume" "exit $rc" "$(grep -A1 '^error' "$c.metrics.log" | head -3)"
+refused_resume 1 "$c.metrics.log" "metrics.h5 is damaged: its /rollouts columns differ in length" \
+    "a damaged metrics.h5 (columns of different lengths) is a clear error on resume"
