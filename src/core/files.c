@@ -32,6 +32,13 @@ int make_dirs(const char *path, ErrorBuf *err) {
     return 0;
 }
 
+// What an errno of a failed create or write of a run directory's file says to do ("" none).
+static const char *storage_hint(int e) {
+    if (e == EROFS || e == EACCES || e == EPERM) return " (run.output_dir must be writable by this job)";
+    if (e == ENOSPC || e == EDQUOT) return " (the filesystem or your quota is full)";
+    return "";
+}
+
 // The lock file this process holds (run_dir_lock) and its path, for run_dir_check.
 static int g_lock_fd = -1;
 static char g_lock_path[CFG_STR_MAX + 32];
@@ -43,10 +50,7 @@ int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
     const int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         const int e = errno;
-        return error_set(err, "cannot create %s: %s%s", path, strerror(e),
-                         e == EROFS || e == EACCES || e == EPERM ? " (run.output_dir must be writable by this job)"
-                         : e == ENOSPC || e == EDQUOT           ? " (the filesystem or your quota is full)"
-                                                                : "");
+        return error_set(err, "cannot create %s: %s%s", path, strerror(e), storage_hint(e));
     }
     int locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
     for (int waited = 0; !locked && errno == EWOULDBLOCK && waited < wait_s; waited++) {
@@ -77,8 +81,7 @@ int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
     if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) {
         const int e = errno;
         close(fd);
-        return error_set(err, "cannot write %s: %s%s", path, strerror(e),
-                         e == ENOSPC || e == EDQUOT ? " (the filesystem or your quota is full)" : "");
+        return error_set(err, "cannot write %s: %s%s", path, strerror(e), storage_hint(e));
     }
     g_lock_fd = fd;
     snprintf(g_lock_path, sizeof g_lock_path, "%s", path);

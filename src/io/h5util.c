@@ -67,9 +67,12 @@ int h5_is_1d(hid_t dataset) {
 }
 
 hsize_t h5_length(hid_t dataset) {
-    if (!h5_is_1d(dataset))
-        FATAL("the file is damaged or was written by another program: move it away", "a dataset that should be "
-              "1-D is not");
+    if (!h5_is_1d(dataset)) {
+        char name[256] = "?";
+        H5Iget_name(dataset, name, sizeof name);
+        FATAL("the file is damaged or was written by another program: move it away", "dataset %s should be 1-D "
+              "and is not", name);
+    }
     hid_t space = H5_CHECK(H5Dget_space(dataset), "");
     hsize_t dims[1] = {0};
     H5_CHECK(H5Sget_simple_extent_dims(space, dims, NULL), "");

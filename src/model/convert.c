@@ -63,7 +63,7 @@ static int check_output_free(const char *out, const char *format) {
     }
     if (empty_dir) return 0;
     fprintf(stderr, "error: %s already exists (%s): convert does not overwrite; remove it or give another OUT\n", out,
-            S_ISDIR(st.st_mode) ? "a directory that is not empty" : "a file");
+            !S_ISDIR(st.st_mode) ? "a file" : strcmp(format, "hf") == 0 ? "a directory that is not empty" : "a directory");
     return 1;
 }
 

@@ -321,7 +321,7 @@ Model *hf_load(const char *dir, ErrorBuf *err) {
     Shards s;
     if (shards_open(dir, &s, err) != 0) return NULL;
     Model *m = model_create(&c, err);
-    if (m && load_weights(m, &s, dir, err) != 0) {
+    if (m && (load_weights(m, &s, dir, err) != 0 || model_check_finite(m, dir, err) != 0)) {
         model_free(m);
         m = NULL;
     }

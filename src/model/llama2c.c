@@ -119,6 +119,10 @@ Model *llama2c_load(const char *path, ErrorBuf *err) {
         model_free(m);
         return error_set(err, "%s: read error (file changed while loading?)", path), NULL;
     }
+    if (model_check_finite(m, path, err) != 0) {
+        model_free(m);
+        return NULL;
+    }
     model_params_changed(m);
     return m;
 }

@@ -29,8 +29,7 @@ int model_load_from_config(const Config *cfg, Model **model_out, Tokenizer **tok
     } else {
         error_set(err, "model.source = \"%s\" is not one of init, llama2c, hf, checkpoint", source);
     }
-    if (m && ((strcmp(source, "init") != 0 && model_check_finite(m, cfg->model.path, err) != 0) ||
-              tokenizer_check_model(tok, m->config.vocab_size, err) != 0)) {
+    if (m && tokenizer_check_model(tok, m->config.vocab_size, err) != 0) {
         model_free(m);
         m = NULL;
     }
@@ -63,15 +62,9 @@ ModelFileKind model_file_kind(const char *path) {
 }
 
 Model *model_load_file(const char *path, ErrorBuf *err) {
-    Model *m;
     switch (model_file_kind(path)) {
-        case MODEL_FILE_HF_DIR: m = hf_load(path, err); break;
-        case MODEL_FILE_CHECKPOINT: m = checkpoint_load_model(path, err); break;
-        default: m = llama2c_load(path, err); break;
+        case MODEL_FILE_HF_DIR: return hf_load(path, err);
+        case MODEL_FILE_CHECKPOINT: return checkpoint_load_model(path, err);
+        default: return llama2c_load(path, err);
     }
-    if (m && model_check_finite(m, path, err) != 0) {
-        model_free(m);
-        return NULL;
-    }
-    return m;
 }

@@ -825,8 +825,8 @@ static void check_run_dir(Orch *o) {
     o->run_dir_checked_at = now;
     ErrorBuf err;
     if (run_dir_check(&err) != 0)
-        FATAL("keep run.output_dir in place while the job runs; resume from a copy of its checkpoints with "
-              "--set checkpoint.resume=PATH",
+        FATAL("keep run.output_dir in place while the job runs; put it back (or set run.output_dir to where it "
+              "went) and resume with --set checkpoint.resume=latest",
               "%s (after %d steps)", err.msg, o->steps_done);
 }
 

@@ -218,3 +218,14 @@ import h5py, sys
 f = h5py.File(sys.argv[1], 'r+'); d = f['rollouts/step']; d.resize((d.shape[0] // 2,))" "$c/metrics.h5"
 refused_resume 1 "$c.metrics.log" "metrics.h5 is damaged: its /rollouts columns differ in length" \
     "a damaged metrics.h5 (columns of different lengths) is a clear error on resume"
+# A checkpoint whose weights hold a NaN is refused when loaded, naming the tensor.
+cp "$c/checkpoints/step_000001.h5" "$TMP_ROOT/nan.h5"
+$PY -c "
+import h5py, sys
+f = h5py.File(sys.argv[1], 'r+'); d = f['model'][sorted(f['model'])[0]]; a = d[()]; a.flat[0] = float('nan'); d[...] = a" \
+    "$TMP_ROOT/nan.h5"
+"$BIN" generate --model "$TMP_ROOT/nan.h5" --tokenizer byte -n 2 >/dev/null 2>"$TMP_ROOT/nan.err"
+rc=$?
+[ $rc != 0 ] && grep -q "nan.h5: weight .*\[0\] is nan: the file is damaged" "$TMP_ROOT/nan.err" &&
+    ok "a checkpoint with a NaN weight is refused at load, naming the tensor" ||
+    not_ok "a checkpoint with a NaN weight is refused at load" "exit $rc" "$(cat "$TMP_ROOT/nan.err")"

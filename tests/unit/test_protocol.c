@@ -136,6 +136,19 @@ static void test_batch_round_trip(void **state) {
     bw_free(&w);
 }
 
+// MSG_STOP carries one signal number: 4 bytes, 1..64; anything else is a damaged message.
+static void test_stop_message(void **state) {
+    ErrorBuf err;
+    int sig = 0;
+    const int32_t usr1 = 10, zero = 0;
+    assert_int_equal(decode_stop(&usr1, sizeof usr1, &sig, &err), 0);
+    assert_int_equal(sig, 10);
+    assert_int_equal(decode_stop(&usr1, 3, &sig, &err), -1);
+    assert_non_null(strstr(err.msg, "3 bytes"));
+    assert_int_equal(decode_stop(&zero, sizeof zero, &sig, &err), -1);
+    assert_non_null(strstr(err.msg, "signal number 0"));
+}
+
 static void test_small_messages_round_trip(void **state) {
     ProtoLimits lim = limits();
     ErrorBuf err;
@@ -326,6 +339,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_requests_round_trip),  cmocka_unit_test(test_completions_round_trip),
         cmocka_unit_test(test_batch_round_trip),     cmocka_unit_test(test_small_messages_round_trip),
+        cmocka_unit_test(test_stop_message),
         cmocka_unit_test(test_truncated_buffers),    cmocka_unit_test(test_corrupted_buffers),
         cmocka_unit_test(test_hostile_counts),       cmocka_unit_test(test_random_buffers),
     };
