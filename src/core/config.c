@@ -145,11 +145,12 @@ static const ConfigKey CORE_KEYS[] = {
     KEY("sft.lr", CFG_FLOAT, sft.lr, "1e-3", 0, 10, NULL, "learning rate of the warm-up"),
     KEY("sft.batch_size", CFG_INT, sft.batch_size, "32", 1, 1 << 20, NULL, "samples per warm-up step"),
     KEY("sft.data", CFG_STRING, sft.data, "env", 0, 0, NULL,
-        "\"env\": the environments' reference answers; or a JSONL file of {\"prompt\", \"completion\"}"),
+        "\"env\": the environments' reference answers; or a JSONL file of {\"prompt\", \"completion\"} lines "
+        "(\"question\", \"answer\" also read), each checked to fit a sample before the warm-up starts"),
 
     KEY("eval.interval", CFG_INT, eval.interval, "0", 0, BIG, NULL,
         "evaluate every this many steps (0 = only before and after RL)"),
-    KEY("eval.problems", CFG_INT, eval.problems, "64", 0, 1 << 20, NULL, "held-out problems per evaluation"),
+    KEY("eval.problems", CFG_INT, eval.problems, "64", 0, 1 << 20, NULL, "held-out problems per evaluation (at most once each: an eval file with fewer gives fewer)"),
     KEY("eval.samples", CFG_INT, eval.samples, "4", 0, 1024, NULL,
         "sampled completions per problem (a greedy one is always made)"),
     KEY("eval.pass_threshold", CFG_FLOAT, eval.pass_threshold, "1.0", 0, 1, NULL,

@@ -102,10 +102,18 @@ int run_dir_check(ErrorBuf *err) {
 char *file_read_all(const char *path, size_t max_bytes, size_t *len, ErrorBuf *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return error_set(err, "cannot open %s: %s", path, strerror(errno)), NULL;
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (unsigned long long)st.st_size > max_bytes) {
+    struct stat st = {0};
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
-        return error_set(err, "%s is not a regular file of at most %zu bytes", path, max_bytes), NULL;
+        return error_set(err, "%s is %s", path,
+                         S_ISDIR(st.st_mode) ? "a directory, not a file" : "not a regular file"),
+               NULL;
+    }
+    if ((unsigned long long)st.st_size > max_bytes) {
+        fclose(f);
+        return error_set(err, "%s is %lld bytes, more than the %zu this reader takes", path, (long long)st.st_size,
+                         max_bytes),
+               NULL;
     }
     const size_t size = (size_t)st.st_size;
     char *buf = xmalloc(size + 1);

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/files.h"
 #include "core/json.h"
+#include "core/json_lines.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "env/env_config.h"
@@ -220,36 +220,34 @@ static int parse_problem(const char *path, int line, const char *text, size_t le
     return rc;
 }
 
-static int load_problems(CodeState *s, const char *path, double eval_fraction, ErrorBuf *err) {
-    size_t len;
-    ErrorBuf ferr;
-    char *buf = file_read_all(path, CODE_MAX_FILE_BYTES, &len, &ferr);
-    if (!buf) return error_set(err, "env.code.path: %s", ferr.msg);
-    int line = 0, cap = 0;
-    size_t at = 0;
-    while (at < len) {
-        line++;
-        const char *start = buf + at;
-        const char *nl = memchr(start, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - start) : len - at;
-        at += n + (nl != NULL);
-        size_t k = 0;
-        while (k < n && (start[k] == ' ' || start[k] == '\t' || start[k] == '\r')) k++;
-        if (k == n) continue;  // blank
-        if (s->n_problems == cap) {
-            cap = cap ? cap * 2 : 64;
-            s->problems = xrealloc(s->problems, sizeof(CodeProblem) * (size_t)cap);
-        }
-        int split = -1;
-        if (parse_problem(path, line, start, n, &s->problems[s->n_problems], &split, err)) {
-            free(buf);
-            return -1;
-        }
-        CodeProblem *p = &s->problems[s->n_problems];
-        p->split = split >= 0 ? split : is_eval_hash(p->hash, eval_fraction) ? ENV_SPLIT_EVAL : ENV_SPLIT_TRAIN;
-        s->n_problems++;
+typedef struct {
+    CodeState *s;
+    int cap;
+    double eval_fraction;
+} LoadCtx;
+
+static int load_line(void *ctx, const char *path, int line, const char *text, size_t len, ErrorBuf *err) {
+    LoadCtx *c = ctx;
+    CodeState *s = c->s;
+    if (s->n_problems == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 64;
+        s->problems = xrealloc(s->problems, sizeof(CodeProblem) * (size_t)c->cap);
     }
-    free(buf);
+    int split = -1;
+    if (parse_problem(path, line, text, len, &s->problems[s->n_problems], &split, err)) return -1;
+    CodeProblem *p = &s->problems[s->n_problems];
+    p->split = split >= 0 ? split : is_eval_hash(p->hash, c->eval_fraction) ? ENV_SPLIT_EVAL : ENV_SPLIT_TRAIN;
+    s->n_problems++;
+    return 0;
+}
+
+static int load_problems(CodeState *s, const char *path, double eval_fraction, ErrorBuf *err) {
+    LoadCtx c = {s, 0, eval_fraction};
+    ErrorBuf ferr;
+    // (no limit on a line but the file's: a problem's tests may be long)
+    if (json_lines_read(path, CODE_MAX_FILE_BYTES, CODE_MAX_FILE_BYTES, "the file size limit", load_line, &c, &ferr) <
+        0)
+        return error_set(err, "env.code.path: %s", ferr.msg);
     if (s->n_problems == 0) return error_set(err, "env.code.path: %s holds no problems", path);
     return 0;
 }
@@ -283,8 +281,15 @@ static int code_problem(Env *env, EnvSplit split, uint64_t index, Problem *out, 
     char info[32];
     snprintf(info, sizeof info, "%d", (int)(p - s->problems));
     out->info = xstrdup(info);
+    out->where = xmalloc(strlen(s->path) + 16);
+    sprintf(out->where, "%s:%d", s->path, p->line);
     out->id = p->hash;
     return 0;
+}
+
+static int code_problem_count(const Env *env, EnvSplit split) {
+    const CodeState *s = env->state;
+    return s->split_n[split == ENV_SPLIT_EVAL];
 }
 
 // The problem a Problem refers to (by its info, checked against its id), or -1.
@@ -518,6 +523,7 @@ Env *env_code_create(const struct EnvConfig *cfg, uint64_t seed, ErrorBuf *err) 
     env->seed = seed;
     env->metric_names = METRIC_NAMES;
     env->problem = code_problem;
+    env->problem_count = code_problem_count;
     env->score = code_score;
     env->score_begin = code_score_begin;
     env->score_poll = code_score_poll;
@@ -562,7 +568,3 @@ void code_env_pool_stats(Env *env, SandboxPoolStats *out) {
 }
 
 unsigned code_env_layers(Env *env) { return state_of(env)->layers; }
-
-int code_env_count(Env *env, EnvSplit split) {
-    return (split == ENV_SPLIT_TRAIN || split == ENV_SPLIT_EVAL) ? state_of(env)->split_n[split] : 0;
-}

@@ -62,5 +62,3 @@ int code_output_matches(const char *got, size_t got_len, const char *want, size_
 // For the orchestrator's logs: the sandbox pool's counters and the layers in force.
 void code_env_pool_stats(Env *env, SandboxPoolStats *out);
 unsigned code_env_layers(Env *env);
-// Problems per split (tests use it).
-int code_env_count(Env *env, EnvSplit split);

@@ -11,6 +11,7 @@ void problem_free(Problem *problem) {
     free(problem->prompt);
     free(problem->answer);
     free(problem->info);
+    free(problem->where);
     free(problem->answer_turns);
     memset(problem, 0, sizeof *problem);
 }

@@ -35,6 +35,8 @@ typedef struct {
                         // environment turns concatenated
     char *info;         // extra data the verifier needs (environment specific), may be NULL
     uint64_t id;        // stable id of the problem (for logs and dedup): a hash of its content
+    char *where;        // where a problem read from a file comes from, for messages ("data.jsonl:12");
+                        // NULL for generated problems
     // Multi-turn environments only (else 0 / NULL): the reference conversation as turns whose
     // texts point into `answer`, so that SFT can end each model turn with EOS and give the
     // environment's turns loss mask 0, exactly as in an RL rollout.
@@ -68,6 +70,10 @@ struct Env {
     // Fills *out with problem `index` of `split`. Returns 0, or -1 with err set (for example a
     // JSONL file with fewer lines than needed is not an error: indices wrap around).
     int (*problem)(Env *env, EnvSplit split, uint64_t index, Problem *out, ErrorBuf *err);
+    // Environments whose problems come from a file (may be NULL for generated ones): the number
+    // of distinct problems of the split; indices 0 .. count-1 give each of them once. Lets the
+    // orchestrator check every prompt at start-up and evaluate each eval problem at most once.
+    int (*problem_count)(const Env *env, EnvSplit split);
     // Multi-turn only (may be NULL): after a model turn, writes the environment's reply into a
     // new heap string *reply (with *reply_len) and returns 1 to continue the episode, or
     // returns 0 when the episode is over.

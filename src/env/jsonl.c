@@ -4,11 +4,13 @@
 //   {"prompt": "What is 7 plus 5?", "answer": "12"}
 //
 // "question" is accepted for "prompt" and "completion" for "answer" (the first of each pair
-// present is used); the answer may also be a JSON number. Other members are ignored. Blank
-// lines are skipped. A line that is not valid JSON, is not an object, lacks a field, holds a
+// present is used); the answer may also be a JSON number. Other members are ignored. The file
+// is read as core/json_lines.h reads JSON Lines (blank lines skipped, a byte-order mark and
+// "\r\n" line ends accepted). A line that is not valid JSON, is not an object, lacks a field, holds a
 // field of the wrong type, an empty prompt or a NUL character, is longer than
 // env.jsonl.max_line_bytes, or (match = numeric) whose answer holds no number, is a load error
-// naming the file and line.
+// naming the file and line. Each problem carries its FILE:LINE (Problem.where), so that the
+// orchestrator's start-up check of prompt lengths names the line of a prompt too long.
 //
 //   prompt  the line's prompt, as it is        answer  the line's answer, as it is
 //
@@ -25,15 +27,13 @@
 // output scores 0.
 // Metrics: exact (= the reward), format_ok (exact: the output passed the guard; numeric: it
 // holds a number).
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "core/files.h"
 #include "core/json.h"
+#include "core/json_lines.h"
 #include "core/log.h"
 #include "env/builtin.h"
 #include "env/env_impl.h"
@@ -44,6 +44,7 @@
 typedef struct {
     int count;
     char **prompts, **answers;  // (count)
+    char **where;               // (count) "path:line" of each
     int *order;                 // (count) a seeded permutation
 } Split;
 
@@ -55,11 +56,14 @@ typedef struct {
 
 static const char *const METRICS[] = {"exact", "format_ok", NULL};
 
-static void split_push(Split *s, char *prompt, char *answer) {
+static void split_push(Split *s, char *prompt, char *answer, const char *path, int line) {
     s->prompts = xrealloc(s->prompts, sizeof(char *) * (size_t)(s->count + 1));
     s->answers = xrealloc(s->answers, sizeof(char *) * (size_t)(s->count + 1));
+    s->where = xrealloc(s->where, sizeof(char *) * (size_t)(s->count + 1));
     s->prompts[s->count] = prompt;
     s->answers[s->count] = answer;
+    s->where[s->count] = xmalloc(strlen(path) + 16);
+    sprintf(s->where[s->count], "%s:%d", path, line);
     s->count++;
 }
 
@@ -67,9 +71,11 @@ static void split_free(Split *s) {
     for (int i = 0; i < s->count; i++) {
         free(s->prompts[i]);
         free(s->answers[i]);
+        free(s->where[i]);
     }
     free(s->prompts);
     free(s->answers);
+    free(s->where);
     free(s->order);
     memset(s, 0, sizeof *s);
 }
@@ -154,36 +160,29 @@ static int parse_line(const char *path, int line, const char *text, size_t len, 
     return rc;
 }
 
-// Reads every line of path; calls keep(line's prompt) to decide which split it goes to.
+typedef struct {
+    Jsonl *j;
+    int numeric;
+    int (*pick)(const char *prompt, void *ctx);  // the split a prompt goes to
+    void *pick_ctx;
+} LoadCtx;
+
+static int load_line(void *ctx, const char *path, int line, const char *text, size_t len, ErrorBuf *err) {
+    LoadCtx *c = ctx;
+    char *prompt = NULL, *answer = NULL;
+    if (parse_line(path, line, text, len, c->numeric, &prompt, &answer, err)) return -1;
+    split_push(&c->j->split[c->pick(prompt, c->pick_ctx)], prompt, answer, path, line);
+    return 0;
+}
+
+// Reads every line of path; pick(prompt, ctx) decides which split each goes to.
 static int load_file(const char *path, int max_line, int numeric, Jsonl *j, int (*pick)(const char *, void *),
                      void *ctx, ErrorBuf *err) {
-    size_t len;
+    LoadCtx c = {j, numeric, pick, ctx};
     ErrorBuf ferr;
-    char *buf = file_read_all(path, JSONL_MAX_FILE_BYTES, &len, &ferr);
-    if (!buf) return error_set(err, "env.jsonl: %s", ferr.msg);
-    int line = 0;
-    size_t at = 0;
-    while (at < len) {
-        line++;
-        const char *start = buf + at;
-        const char *nl = memchr(start, '\n', len - at);
-        size_t n = nl ? (size_t)(nl - start) : len - at;
-        at += n + (nl != NULL);
-        if (n > 0 && start[n - 1] == '\r') n--;
-        if (n > (size_t)max_line) {
-            free(buf);
-            return error_set(err, "%s:%d: line is %zu bytes, longer than env.jsonl.max_line_bytes = %d", path, line, n,
-                             max_line);
-        }
-        if (text_trim(start, n).len == 0) continue;
-        char *prompt = NULL, *answer = NULL;
-        if (parse_line(path, line, start, n, numeric, &prompt, &answer, err)) {
-            free(buf);
-            return -1;
-        }
-        split_push(&j->split[pick(prompt, ctx)], prompt, answer);
-    }
-    free(buf);
+    if (json_lines_read(path, JSONL_MAX_FILE_BYTES, (size_t)max_line, "env.jsonl.max_line_bytes", load_line, &c,
+                        &ferr) < 0)
+        return error_set(err, "env.jsonl: %s", ferr.msg);
     return 0;
 }
 
@@ -213,10 +212,12 @@ static void drop_eval_prompts(Jsonl *j, const char *path) {
         if (in_eval) {
             free(train->prompts[i]);
             free(train->answers[i]);
+            free(train->where[i]);
             dropped++;
         } else {
             train->prompts[kept] = train->prompts[i];
             train->answers[kept] = train->answers[i];
+            train->where[kept] = train->where[i];
             kept++;
         }
     }
@@ -246,8 +247,14 @@ static int problem(Env *env, EnvSplit split, uint64_t index, Problem *out, Error
     int item = s->order[index % (uint64_t)s->count];
     out->prompt = xstrdup(s->prompts[item]);
     out->answer = xstrdup(s->answers[item]);
+    out->where = xstrdup(s->where[item]);
     out->id = env_content_hash(out->prompt, NULL);
     return 0;
+}
+
+static int problem_count(const Env *env, EnvSplit split) {
+    const Jsonl *j = env->state;
+    return j->split[split == ENV_SPLIT_EVAL].count;
 }
 
 static double score(Env *env, const Problem *p, const Transcript *t, EnvMetrics *metrics) {
@@ -288,6 +295,7 @@ Env *env_jsonl_create(const EnvConfig *cfg, uint64_t seed, ErrorBuf *err) {
     Env *env = env_alloc("jsonl", 1, seed, j, METRICS);
     env->destroy = jsonl_destroy;
     env->problem = problem;
+    env->problem_count = problem_count;
     env->score = score;
     double fraction = cfg->jsonl.eval_fraction;
     int rc = eval_path[0] ? load_file(path, cfg->jsonl.max_line_bytes, j->numeric, j, pick_train, NULL, err) ||

@@ -7,48 +7,67 @@
 
 #include "comm/transport.h"
 #include "core/json.h"
+#include "core/json_lines.h"
 #include "core/log.h"
 #include "orch/orch_state.h"
 #include "orch/packing.h"
+
+#define SFT_MAX_FILE_BYTES (1LL << 30)
 
 static const char *SFT_COLUMNS[] = {"step", "loss", "grad_norm", "lr", "trainer_tokens"};
 const MetricsTable ORCH_SFT_TABLE = {"sft", SFT_COLUMNS, 5, 0};  // warm-up steps, never cut on resume
 
 typedef struct {
     char **prompts, **answers;
+    int *lines;  // the line of each example in the file
     int count;
 } SftData;
 
-// Loads a JSONL file; every bad line is an error naming the file and line.
-static void load_jsonl(const char *path, SftData *d) {
-    FILE *f = fopen(path, "r");
-    if (!f) FATAL_ERRNO("sft.data is \"env\" or a JSONL file of {\"prompt\", \"completion\"} lines",
-                        "cannot open SFT data %s", path);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int lineno = 0;
-    memset(d, 0, sizeof *d);
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (len == 0) continue;
-        ErrorBuf err;
-        Json *j = json_parse(line, (size_t)len, &err);
-        if (!j) FATAL("each line must be one JSON object", "%s:%d: %s", path, lineno, err.msg);
-        const char *p = json_get_string(j, "prompt"), *c = json_get_string(j, "completion");
-        if (!p || !c) FATAL("each line needs string fields \"prompt\" and \"completion\"", "%s:%d: missing field %s",
-                            path, lineno, !p ? "\"prompt\"" : "\"completion\"");
+// The first present member of two names (NULL when neither is there); *used names it.
+static const Json *member(const Json *obj, const char *name, const char *alias, const char **used) {
+    const Json *v = json_get(obj, name);
+    *used = name;
+    if (!v) v = json_get(obj, alias), *used = alias;
+    return v;
+}
+
+static int load_line(void *ctx, const char *path, int line, const char *text, size_t len, ErrorBuf *err) {
+    SftData *d = ctx;
+    ErrorBuf jerr;
+    Json *j = json_parse(text, len, &jerr);
+    if (!j) return error_set(err, "%s:%d: %s", path, line, jerr.msg);
+    const char *pname, *cname;
+    const Json *p = member(j, "prompt", "question", &pname), *c = member(j, "completion", "answer", &cname);
+    int rc = 0;
+    if (j->type != JSON_OBJECT)
+        rc = error_set(err, "%s:%d: expected a JSON object like {\"prompt\": \"...\", \"completion\": \"...\"}", path,
+                       line);
+    else if (!p || !c)
+        rc = error_set(err, "%s:%d: no \"%s\" (or \"%s\") member", path, line, !p ? "prompt" : "completion",
+                       !p ? "question" : "answer");
+    else if (p->type != JSON_STRING || p->string_len == 0 || strlen(p->string) != p->string_len)
+        rc = error_set(err, "%s:%d: \"%s\" must be a non-empty string without NUL characters", path, line, pname);
+    else if (c->type != JSON_STRING || c->string_len == 0 || strlen(c->string) != c->string_len)
+        rc = error_set(err, "%s:%d: \"%s\" must be a non-empty string without NUL characters", path, line, cname);
+    if (rc == 0) {
         d->prompts = xrealloc(d->prompts, sizeof(char *) * (size_t)(d->count + 1));
         d->answers = xrealloc(d->answers, sizeof(char *) * (size_t)(d->count + 1));
-        d->prompts[d->count] = xstrdup(p);
-        d->answers[d->count] = xstrdup(c);
+        d->lines = xrealloc(d->lines, sizeof(int) * (size_t)(d->count + 1));
+        d->lines[d->count] = line;
+        d->prompts[d->count] = xstrdup(p->string);
+        d->answers[d->count] = xstrdup(c->string);
         d->count++;
-        json_free(j);
     }
-    free(line);
-    fclose(f);
-    if (d->count == 0) FATAL("give at least one {\"prompt\", \"completion\"} line", "SFT data %s is empty", path);
+    json_free(j);
+    return rc;
+}
+
+static void free_data(SftData *d) {
+    for (int i = 0; i < d->count; i++) free(d->prompts[i]), free(d->answers[i]);
+    free(d->prompts);
+    free(d->answers);
+    free(d->lines);
+    memset(d, 0, sizeof *d);
 }
 
 typedef struct {
@@ -103,6 +122,86 @@ static int make_sample(Orch *o, const char *prompt, const char *answer, const Tu
     return 0;
 }
 
+static void free_sample(SftSample *s) {
+    free(s->tokens);
+    free(s->mask);
+    free(s->logp);
+}
+
+// Whether an example fits in a sample, and if not its tokens (*tokens; -1 when it was not encoded:
+// an example of n bytes never needs more than n + 5 tokens, so short ones are not).
+static int example_fits(Orch *o, const char *prompt, const char *answer, const Turn *turns, int n_turns,
+                        int *tokens) {
+    *tokens = -1;
+    size_t bytes = strlen(prompt) + 3 * (size_t)(n_turns + 1);
+    if (n_turns == 0) bytes += strlen(answer);
+    for (int t = 0; t < n_turns; t++) bytes += turns[t].len;
+    if (bytes + 2 <= (size_t)o->sft_lim.max_total) return 1;
+    SftSample s;
+    const int saved = o->sft_lim.max_total;
+    o->sft_lim.max_total = (int)(bytes + 2 < INT32_MAX ? bytes + 2 : INT32_MAX);  // room to count them all
+    make_sample(o, prompt, answer, turns, n_turns, &s);
+    o->sft_lim.max_total = saved;
+    *tokens = s.n;
+    free_sample(&s);
+    return *tokens <= saved;
+}
+
+static void fail_too_long(const Orch *o, const char *source, int bad, int n, const char *examples) {
+    FATAL("shorten or remove those examples, or raise the limit named",
+          "%s: %d of %d warm-up examples do not fit in a sample of at most %d tokens (set by %s): %s%s", source, bad,
+          n, o->sft_lim.max_total, o->sft_lim.max_total_by, examples, bad > 3 ? ", ..." : "");
+}
+
+// Loads sft.data. A bad line, or an example too long for a sample, is an error naming the file
+// and line, found before the warm-up starts rather than when the example is first drawn.
+static void load_data(Orch *o, const char *path, SftData *d) {
+    memset(d, 0, sizeof *d);
+    ErrorBuf err;
+    if (json_lines_read(path, SFT_MAX_FILE_BYTES, SFT_MAX_FILE_BYTES, "the file size limit", load_line, d, &err) < 0)
+        FATAL("sft.data is \"env\" or a JSONL file of {\"prompt\": ..., \"completion\": ...} lines", "sft.data: %s",
+              err.msg);
+    if (d->count == 0)
+        FATAL("give at least one {\"prompt\": ..., \"completion\": ...} line", "sft.data: %s holds no examples", path);
+    int bad = 0;
+    char examples[512] = "";
+    for (int i = 0; i < d->count; i++) {
+        int tokens;
+        if (example_fits(o, d->prompts[i], d->answers[i], NULL, 0, &tokens)) continue;
+        char where[CFG_STR_MAX + 16];
+        snprintf(where, sizeof where, "%s:%d", path, d->lines[i]);
+        orch_list_example(examples, sizeof examples, ++bad, where, tokens);
+    }
+    if (bad) fail_too_long(o, "sft.data", bad, d->count, examples);
+}
+
+// The same check for the reference answers of environments that read their problems from a
+// file (sft.data = "env"); generated problems are short by construction.
+static void check_env_examples(Orch *o) {
+    for (int e = 0; e < o->n_envs; e++) {
+        Env *env = o->envs[e];
+        if (!env->problem_count) continue;
+        const int n = env->problem_count(env, ENV_SPLIT_TRAIN);
+        int bad = 0;
+        char examples[512] = "";
+        for (int i = 0; i < n; i++) {
+            Problem p;
+            ErrorBuf err;
+            if (env->problem(env, ENV_SPLIT_TRAIN, (uint64_t)i, &p, &err) != 0)
+                FATAL("check the env.* settings", "environment %s: %s", env->name, err.msg);
+            int tokens;
+            if (p.answer && !example_fits(o, p.prompt, p.answer, p.answer_turns, p.n_answer_turns, &tokens))
+                orch_list_example(examples, sizeof examples, ++bad, p.where ? p.where : "a problem", tokens);
+            problem_free(&p);
+        }
+        if (bad) {
+            char source[64];
+            snprintf(source, sizeof source, "environment %s", env->name);
+            fail_too_long(o, source, bad, n, examples);
+        }
+    }
+}
+
 static void send_sft_batch(Orch *o, const SftData *data, int step) {
     const Config *cfg = o->cfg;
     const int n = cfg->sft.batch_size, T = o->L->n_trainers;
@@ -142,11 +241,7 @@ static void send_sft_batch(Orch *o, const SftData *data, int step) {
         outbox_send(&o->out, &w, o->L->trainer_root + t, MSG_BATCH, MPI_COMM_WORLD);
         batch_free(&batches[t]);
     }
-    for (int i = 0; i < n; i++) {
-        free(samples[i].tokens);
-        free(samples[i].mask);
-        free(samples[i].logp);
-    }
+    for (int i = 0; i < n; i++) free_sample(&samples[i]);
     free(samples);
     free(ps);
     free(batches);
@@ -169,11 +264,12 @@ int orch_sft(Orch *o) {
     SftData jsonl;
     const SftData *data = NULL;
     if (strcmp(cfg->sft.data, "env") != 0) {
-        load_jsonl(cfg->sft.data, &jsonl);
+        load_data(o, cfg->sft.data, &jsonl);
         data = &jsonl;
         LOG_INFO("SFT warm-up: %d steps of %d samples from %s (%d examples)", cfg->sft.steps, cfg->sft.batch_size,
                  cfg->sft.data, jsonl.count);
     } else {
+        check_env_examples(o);
         LOG_INFO("SFT warm-up: %d steps of %d samples on the environments' reference answers", cfg->sft.steps,
                  cfg->sft.batch_size);
     }
@@ -188,10 +284,6 @@ int orch_sft(Orch *o) {
         if (orch_poll(o)) backoff_reset(&b);
         else backoff_sleep(&b);
     }
-    if (data) {
-        for (int i = 0; i < jsonl.count; i++) free(jsonl.prompts[i]), free(jsonl.answers[i]);
-        free(jsonl.prompts);
-        free(jsonl.answers);
-    }
+    if (data) free_data(&jsonl);
     return sig;
 }

@@ -122,15 +122,22 @@ typedef struct {
     double inference_time_at_step;  // when the last step was logged
     double busy_s, busy_at_step;    // the orchestrator's own work (not its sleeps)
 
-    // Evaluation in progress.
+    // Evaluation: its problems (made on first use, the same for every evaluation) ...
+    int n_eval_problems;     // at most eval.problems (fewer when the eval splits hold fewer)
+    int *eval_env;           // (n_eval_problems) environment of each
+    uint64_t *eval_index;    // (n_eval_problems) its index in that environment's eval split
+    // ... and the one in progress.
     int eval_pending;        // eval groups not yet scored
     int eval_step;           // step the running evaluation belongs to
     GroupList eval_done;
 } Orch;
 
 uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
-// Creates a group for problem `index` of `split` (from the environment the mix picks for it).
-Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
+// Adds "WHERE (N tokens)" to a message listing the first 3 examples too long (nth counts from 1).
+void orch_list_example(char *list, size_t size, int nth, const char *where, int tokens);
+// Creates a group for problem `index` of `split` of environment `env` (-1: the environment the
+// mix picks for the index).
+Group *orch_new_group(Orch *o, int env, EnvSplit split, uint64_t index, int n_samples, int step, int eval);
 // Queues every waiting sample of g for inference rank `rank` (with g->version); orch_flush
 // sends each rank's queue as one message.
 void orch_dispatch(Orch *o, Group *g, int rank);

@@ -91,12 +91,12 @@ uint64_t orch_request_seed(const Orch *o, const Group *g, int sample) {
     return rng_next(&r);
 }
 
-Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, int step, int eval) {
+Group *orch_new_group(Orch *o, int env, EnvSplit split, uint64_t index, int n_samples, int step, int eval) {
     Problem p;
     ErrorBuf err;
-    int env = 0;
     memset(&p, 0, sizeof p);
-    if (env_mix_problem(&o->mix, split, index, &env, &p, &err) != 0)
+    if (env < 0) env = env_mix_pick(&o->mix, split, index);
+    if (o->envs[env]->problem(o->envs[env], split, index, &p, &err) != 0)
         FATAL("check the environment's settings (env.*) and its data files", "%s problem %llu: %s",
               split == ENV_SPLIT_EVAL ? "eval" : "train", (unsigned long long)index, err.msg);
     Group *g = xcalloc(1, sizeof(Group));
@@ -105,7 +105,7 @@ Group *orch_new_group(Orch *o, EnvSplit split, uint64_t index, int n_samples, in
     // not depend on it in deterministic mode.
     const uint64_t id = eval ? EVAL_GROUP_IDS + ++o->next_eval_group : ++o->next_group;
     if (group_init(g, id, env, index, split, &p, n_samples, &o->codec, &o->lim, &err) != 0)
-        FATAL("shorten the environment's prompts or raise trainer.seq_len", "environment %s: %s", o->envs[env]->name,
+        FATAL("shorten the environment's prompts or raise the limit named", "environment %s: %s", o->envs[env]->name,
               err.msg);
     g->step = step;
     g->eval = eval;
@@ -513,7 +513,7 @@ static Group *next_group(Orch *o, int n_samples, int step) {
     const Config *cfg = o->cfg;
     for (int tries = 0; tries < 1000; tries++) {
         uint64_t index = next_problem(o);
-        Group *g = orch_new_group(o, ENV_SPLIT_TRAIN, index, n_samples, step, 0);
+        Group *g = orch_new_group(o, -1, ENV_SPLIT_TRAIN, index, n_samples, step, 0);
         if (!pools_skip(&o->pools, g->problem.id, index, (uint64_t)cfg->run.seed, cfg->orchestrator.easy_keep,
                         cfg->orchestrator.hard_keep)) {
             o->skipped_in_row = 0;
@@ -644,6 +644,47 @@ static void set_aside_newer_checkpoints(const Orch *o, const Config *cfg) {
                  o->steps_done, moved, moved == 1 ? "" : "s", where);
 }
 
+void orch_list_example(char *list, size_t size, int nth, const char *where, int tokens) {
+    if (nth > 3) return;
+    const size_t at = strlen(list);
+    const int most = (int)(size / 4);  // each of the 3 gets its share (long paths are cut)
+    snprintf(list + at, size - at, "%s%.*s (%d tokens)", nth > 1 ? ", " : "", most, where, tokens);
+}
+
+// Every prompt of the environments that read their problems from a file must leave room for a
+// completion: a prompt too long is found at start-up, with its FILE:LINE, rather than when it is
+// first drawn, hours into a run. (Generated problems are short by construction.)
+static void check_prompts(const Orch *o) {
+    for (int e = 0; e < o->n_envs; e++) {
+        Env *env = o->envs[e];
+        if (!env->problem_count) continue;
+        for (int split = ENV_SPLIT_TRAIN; split <= ENV_SPLIT_EVAL; split++) {
+            const int n = env->problem_count(env, (EnvSplit)split);
+            int bad = 0, longest = 0;
+            char examples[512] = "";
+            for (int i = 0; i < n; i++) {
+                Problem p;
+                ErrorBuf err;
+                if (env->problem(env, (EnvSplit)split, (uint64_t)i, &p, &err) != 0)
+                    FATAL("check the environment's settings (env.*) and its data files", "environment %s: %s",
+                          env->name, err.msg);
+                int tokens;
+                if (!prompt_fits(&o->codec, &o->lim, p.prompt ? p.prompt : "", &tokens)) {
+                    orch_list_example(examples, sizeof examples, ++bad, p.where ? p.where : "a problem", tokens);
+                    if (tokens > longest) longest = tokens;
+                }
+                problem_free(&p);
+            }
+            if (bad)
+                FATAL("shorten or remove those prompts, or raise the limit named",
+                      "environment %s: %d of its %d %s prompts leave no room for a completion in a sample of at most "
+                      "%d tokens (set by %s), the longest %d tokens: %s%s",
+                      env->name, bad, n, split == ENV_SPLIT_EVAL ? "eval" : "train", o->lim.max_total,
+                      o->lim.max_total_by, longest, examples, bad > 3 ? ", ..." : "");
+        }
+    }
+}
+
 static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resume_path) {
     memset(o, 0, sizeof *o);
     o->cfg = cfg;
@@ -664,6 +705,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     sample_limit(cfg, &shape, 1, &o->lim);
     sample_limit(cfg, &shape, 0, &o->sft_lim);
     o->lim.max_tokens = cfg->inference.max_tokens;
+    if (cfg->run.max_steps > 0 || cfg->eval.problems > 0) check_prompts(o);  // (not for a warm-up alone)
     proto_limits_from_config(cfg, codec_vocab_size(&o->codec), &o->plim);
     o->n_inf = L->n_inference;
     o->inf_version = xmalloc(sizeof(int) * (size_t)o->n_inf);
@@ -747,6 +789,8 @@ static void teardown(Orch *o) {
     free(o->reissue);
     free(o->step_names);
     free(o->eval_names);
+    free(o->eval_env);
+    free(o->eval_index);
     outbox_free(&o->out);
 }
 

@@ -42,6 +42,19 @@ static void add_turn(Sample *s, TurnRole role, char *text, size_t len) {
     if (role == TURN_MODEL) s->model_turns++;
 }
 
+// The prompt needs `count` tokens: a completion must still have 2 positions (a token and EOS).
+static int room_for_completion(const RolloutLimits *lim, int count) { return count >= 0 && count < lim->max_total - 1; }
+
+int prompt_fits(const TextCodec *codec, const RolloutLimits *lim, const char *prompt, int *tokens) {
+    const size_t len = strlen(prompt);
+    *tokens = -1;
+    if (len + 2 < (size_t)lim->max_total - 1) return 1;
+    int32_t *ids = xmalloc(sizeof(int32_t) * (len + 2));
+    *tokens = codec->encode(codec->ctx, prompt, len, 1, ids, (int)(len + 2 < INT32_MAX ? len + 2 : INT32_MAX));
+    free(ids);
+    return room_for_completion(lim, *tokens);
+}
+
 int group_init(Group *g, uint64_t id, int env, uint64_t problem_index, EnvSplit split, Problem *problem, int n,
                const TextCodec *codec, const RolloutLimits *lim, ErrorBuf *err) {
     memset(g, 0, sizeof *g);
@@ -56,7 +69,7 @@ int group_init(Group *g, uint64_t id, int env, uint64_t problem_index, EnvSplit 
     int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)lim->max_total);
     const char *prompt = g->problem.prompt ? g->problem.prompt : "";
     int count = codec->encode(codec->ctx, prompt, strlen(prompt), 1, ids, lim->max_total);
-    if (count < 0 || count >= lim->max_total - 1) {
+    if (!room_for_completion(lim, count)) {
         free(ids);
         int rc = error_set(err, "the prompt of problem %llu leaves no room for a completion in a sample of at most %d "
                            "tokens (set by %s): shorten the environment's prompts or raise that limit",

@@ -64,6 +64,11 @@ typedef struct {
     char max_total_by[96];  // the setting that sets max_total, for messages
 } RolloutLimits;
 
+// Whether BOS + prompt leaves room for a completion in a sample of lim->max_total tokens;
+// *tokens = the prompt's tokens with BOS when it had to be encoded to tell, else -1 (a prompt
+// of len bytes never needs more than len + 2, so short prompts are not encoded).
+int prompt_fits(const TextCodec *codec, const RolloutLimits *lim, const char *prompt, int *tokens);
+
 // Makes a group of n samples for `problem` (taken over by the group). The prompt is tokenized
 // with BOS. Returns -1 with err when the prompt leaves no room for a completion.
 int group_init(Group *g, uint64_t id, int env, uint64_t problem_index, EnvSplit split, Problem *problem, int n,

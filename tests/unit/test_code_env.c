@@ -95,7 +95,7 @@ static void test_load_errors(void **state) {
     cfg = make_config(g_dir);  // a directory
     snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/bin/sh");
     assert_null(env_code_create(&cfg->env, 1, &err));
-    assert_non_null(strstr(err.msg, "is not a regular file"));
+    assert_non_null(strstr(err.msg, "is a directory, not a file"));
     cfg = make_config(PROBLEMS);  // a bad interpreter is found at creation, not at the first score
     snprintf(cfg->env.code.interpreter, sizeof cfg->env.code.interpreter, "/no/such/python3");
     assert_null(env_code_create(&cfg->env, 1, &err));
@@ -175,11 +175,13 @@ static double score_text(Env *env, const Problem *p, const char *text, size_t le
 static void test_rewards(void **state) {
     if (!have_python()) skip();
     Env *env = small_env(1.0);
-    assert_int_equal(code_env_count(env, ENV_SPLIT_TRAIN), 1);
-    assert_int_equal(code_env_count(env, ENV_SPLIT_EVAL), 1);
+    assert_int_equal(env->problem_count(env, ENV_SPLIT_TRAIN), 1);
+    assert_int_equal(env->problem_count(env, ENV_SPLIT_EVAL), 1);
     Problem p;
     ErrorBuf err;
     assert_int_equal(env->problem(env, ENV_SPLIT_TRAIN, 5, &p, &err), 0);  // indices wrap around
+    assert_non_null(p.where);
+    assert_non_null(strstr(p.where, ".jsonl:"));  // FILE:LINE of the problem
     assert_non_null(strstr(p.prompt, "Print a + b."));
     assert_non_null(strstr(p.prompt, "```python"));
     assert_string_equal(p.answer, "```python\na, b = map(int, input().split())\nprint(a + b)\n```");
@@ -326,7 +328,7 @@ static void test_problem_set(void **state) {
     Env *env = env_code_create(&cfg->env, 3, &err);
     if (!env) print_error("%s\n", err.msg);
     assert_non_null(env);
-    int n_train = code_env_count(env, ENV_SPLIT_TRAIN), n_eval = code_env_count(env, ENV_SPLIT_EVAL);
+    int n_train = env->problem_count(env, ENV_SPLIT_TRAIN), n_eval = env->problem_count(env, ENV_SPLIT_EVAL);
     printf("# %s: %d train, %d eval problems\n", PROBLEMS, n_train, n_eval);
     assert_true(n_train >= 20 && n_eval >= 1);
     enum { MAX = 64 };
@@ -369,7 +371,7 @@ static void test_problem_set(void **state) {
     // Another seed orders the train split differently but holds the same problems.
     Env *other = env_code_create(&cfg->env, 4, &err);
     assert_non_null(other);
-    assert_int_equal(code_env_count(other, ENV_SPLIT_TRAIN), n_train);
+    assert_int_equal(other->problem_count(other, ENV_SPLIT_TRAIN), n_train);
     other->destroy(other);
 }
 

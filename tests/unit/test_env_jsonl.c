@@ -1,4 +1,5 @@
-// The JSONL dataset environment: loading (aliases, numbers as answers, blank and CRLF lines),
+// The JSONL dataset environment: loading (aliases, numbers as answers, blank and CRLF lines, a
+// byte-order mark), problem counts and each problem's FILE:LINE,
 // every load error naming the file and line, the hash split and the separate eval file, index
 // wrap-around, and exact and numeric matching.
 #include <stdio.h>
@@ -251,6 +252,50 @@ static void test_number_answers(void **state) {
     env_destroy(env);
 }
 
+// problem_count gives each split's size; indices 0 .. count-1 give every line of the split
+// once, each with its FILE:LINE (a byte-order mark and blank lines of spaces do not shift them).
+static void test_count_and_where(void **state) {
+    write_file(g_train, "\xEF\xBB\xBF{\"prompt\": \"q1\", \"answer\": \"1\"}\n  \t \n{\"prompt\": \"q3\", \"answer\": \"3\"}\r\n"
+                        "\n{\"prompt\": \"q5\", \"answer\": \"5\"}\n");
+    write_file(g_eval, "{\"prompt\": \"q0\", \"answer\": \"0\"}\n");
+    ErrorBuf err;
+    Env *env = load(NULL, NULL, 1, &err);
+    if (!env) {
+        print_error("%s\n", err.msg);
+        fail();
+    }
+    assert_non_null(env->problem_count);
+    assert_int_equal(env->problem_count(env, ENV_SPLIT_TRAIN), 3);
+    assert_int_equal(env->problem_count(env, ENV_SPLIT_EVAL), 1);
+    int seen = 0;
+    for (int i = 0; i < 3; i++) {
+        Problem p;
+        env_test_problem(env, ENV_SPLIT_TRAIN, (uint64_t)i, &p);
+        const int line = p.prompt[1] - '0';  // q<line>
+        seen |= 1 << line;
+        char where[200];
+        snprintf(where, sizeof where, "%s:%d", g_train, line);
+        assert_non_null(p.where);
+        assert_string_equal(p.where, where);
+        problem_free(&p);
+    }
+    assert_int_equal(seen, (1 << 1) | (1 << 3) | (1 << 5));
+    Problem p;
+    env_test_problem(env, ENV_SPLIT_EVAL, 0, &p);
+    char where[200];
+    snprintf(where, sizeof where, "%s:1", g_eval);
+    assert_string_equal(p.where, where);
+    problem_free(&p);
+    env_destroy(env);
+    // A directory in place of the file is named as one.
+    char set[200];
+    snprintf(set, sizeof set, "env.jsonl.path=%s", "/tmp");
+    Config cfg;
+    env_test_config(&cfg, (const char *const[]){set, NULL});
+    assert_null(env_create("jsonl", &cfg.env, 3, &err));
+    assert_non_null(strstr(err.msg, "/tmp is a directory, not a file"));
+}
+
 static void test_example_dataset(void **state) {
     Env *env = env_test_make("jsonl", (const char *const[]){"env.jsonl.path=inputs/data/qa.jsonl",
                                                             "env.jsonl.match=numeric", NULL}, 1);
@@ -268,6 +313,7 @@ int main(void) {
         cmocka_unit_test(test_load_errors), cmocka_unit_test(test_aliases_and_splits),
         cmocka_unit_test(test_eval_file),   cmocka_unit_test(test_matching),
         cmocka_unit_test(test_number_answers),      cmocka_unit_test(test_example_dataset),
+        cmocka_unit_test(test_count_and_where),
     };
     return cmocka_run_group_tests_name("env_jsonl", tests, setup, teardown);
 }
