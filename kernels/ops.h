@@ -63,6 +63,9 @@ void ops_copy_to_device(void *dst, const void *src_host, size_t bytes);  // host
 void ops_copy_to_host(void *dst_host, const void *src, size_t bytes);    // device -> host
 void ops_copy(void *dst, const void *src, size_t bytes);                 // device -> device
 void ops_zero(void *ptr, size_t bytes);
+// Total memory of the device in bytes (the CPU: the machine's physical memory), 0 if unknown;
+// for refusing, with a clear message, a buffer that could never fit (the KV cache).
+size_t ops_device_memory(void);
 
 // ---------------------------------------------------------------------------------------
 // Linear layers. weight (O, I), bias (O) or NULL.

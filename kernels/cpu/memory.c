@@ -123,10 +123,16 @@ void *ops_alloc(size_t bytes) {
     if (rounded == 0) rounded = 64;
     CHECK(rounded >= bytes, "the requested size overflows", "ops_alloc(%zu bytes)", bytes);
     void *p = aligned_alloc(64, rounded);
-    CHECK(p != NULL, "reduce the model size or trainer.seq_len / micro-batch tokens",
+    CHECK(p != NULL, "lower what the job holds in memory: the model, trainer.seq_len / micro-batch tokens, or "
+                     "the KV cache (inference.kv_blocks, max_seqs)",
           "out of memory allocating %zu bytes (%.1f MiB)", bytes, bytes / 1048576.0);
     memset(p, 0, rounded);
     return p;
+}
+
+size_t ops_device_memory(void) {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
 }
 
 void ops_free(void *ptr) {

@@ -371,6 +371,16 @@ void cuda_note_write(const void *ptr, size_t bytes) {
 // ---------------------------------------------------------------------------------------
 // Device memory.
 
+size_t ops_device_memory(void) {
+    ensure_context();
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return total_b;
+}
+
 void *ops_alloc(size_t bytes) {
     ensure_context();
     size_t rounded = (bytes + 255) / 256 * 256;

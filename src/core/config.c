@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define KEY(path, type, field, def, lo, hi, choices, doc) \
     {path, type, offsetof(Config, field), sizeof(((Config *)0)->field), def, lo, hi, choices, doc}
@@ -609,6 +610,11 @@ int config_load(Config *cfg, const char *path, char **overrides, int n_overrides
     snprintf(cfg->file, sizeof cfg->file, "%s", path);
     FILE *f = fopen(path, "r");
     if (!f) return error_set(err, "cannot open config file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return error_set(err, "config file %s is a directory: give a config file (inputs/ holds ready ones)", path);
+    }
     config_t lc;
     config_init(&lc);
     int ok = config_read(&lc, f) == CONFIG_TRUE;
@@ -710,6 +716,16 @@ static int validate_core(const Config *cfg, ErrorBuf *err) {
     if (cfg->loss.mask_low >= cfg->loss.mask_high)
         return error_set(err, "loss.mask_low = %g (%s) must be below loss.mask_high = %g (%s)", cfg->loss.mask_low,
                          config_origin(cfg, "loss.mask_low"), cfg->loss.mask_high, config_origin(cfg, "loss.mask_high"));
+    if (!cfg->run.output_dir[0])
+        return error_set(err, "run.output_dir (%s) is empty: give the directory the run writes to, e.g. runs/NAME",
+                         config_origin(cfg, "run.output_dir"));
+    if (cfg->inference.kv_blocks > 0 && cfg->inference.kv_blocks < cfg->inference.max_seqs)
+        return error_set(err,
+                         "inference.kv_blocks = %d (%s) is smaller than inference.max_seqs = %d (%s): every running "
+                         "sequence needs at least one block of the KV cache; raise kv_blocks (0 = enough for max_seqs "
+                         "full-length sequences) or lower max_seqs",
+                         cfg->inference.kv_blocks, config_origin(cfg, "inference.kv_blocks"), cfg->inference.max_seqs,
+                         config_origin(cfg, "inference.max_seqs"));
     if (cfg->inference.max_tokens >= cfg->trainer.seq_len)
         return error_set(err,
                          "inference.max_tokens = %d (%s) leaves no room for the prompt in trainer.seq_len = %d (%s): "

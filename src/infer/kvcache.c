@@ -20,6 +20,12 @@ int kvcache_init(KVCache *c, int n_layers, int kv_dim, int block_size, int n_blo
         return error_set(err, "a KV cache of %d blocks x %d tokens x %d layers x %d values is too large: lower "
                               "inference.kv_blocks or inference.kv_block_size",
                          n_blocks, block_size, n_layers, kv_dim);
+    const size_t memory = ops_device_memory();
+    if (memory && elems * elem > (double)memory)
+        return error_set(err, "a KV cache of %d blocks x %d tokens x %d layers needs %.1f GiB of keys and values, more "
+                              "than the device's %.1f GiB: lower inference.kv_blocks (0 = enough for max_seqs "
+                              "full-length sequences) or inference.max_seqs, or set inference.kv_cache_dtype = \"fp16\"",
+                         n_blocks, block_size, n_layers, elems * elem / 1073741824.0, memory / 1073741824.0);
     c->n_layers = n_layers;
     c->kv_dim = kv_dim;
     c->block_size = block_size;

@@ -23,6 +23,9 @@ expect_error "batch not divisible by group" 'orchestrator = { batch_size = 30; g
 expect_error "syntax error" 'run = { seed = ; };' "bad.cfg:1: syntax error near \`run = { seed = ; };\`"
 expect_error "syntax error: a quote left open" 'run = { output_dir = "x; };
 ranks = { trainers = 1; };' "bad.cfg:3: syntax error" "a quote or brace left open above"
+expect_error "KV cache smaller than max_seqs" 'inference = { kv_blocks = 8; max_seqs = 16; };' \
+    "inference.kv_blocks = 8 (" "bad.cfg:1) is smaller than inference.max_seqs = 16"
+expect_error "empty run directory" 'run = { output_dir = ""; };' "run.output_dir (" "bad.cfg:1) is empty"
 
 printf 'run = { seed = 5; };\n' >"$cfg"
 if "$BIN" check "$cfg" --set trainer.lr=abc >/dev/null 2>"$TMP_ROOT/err"; then
@@ -38,3 +41,6 @@ else
 fi
 "$BIN" check /nonexistent.cfg 2>"$TMP_ROOT/err"
 [ $? = 2 ] && grep -q "cannot open config file /nonexistent.cfg" "$TMP_ROOT/err" && ok "missing config file" || not_ok "missing config file"
+"$BIN" check "$TMP_ROOT" 2>"$TMP_ROOT/err"
+[ $? = 2 ] && grep -q "config file $TMP_ROOT is a directory" "$TMP_ROOT/err" && ok "a directory as the config file" ||
+    not_ok "a directory as the config file" "$(cat "$TMP_ROOT/err")"
