@@ -1,7 +1,8 @@
 // `asyncrl convert IN OUT [--format hf|llama2c]`: a model between formats. IN is a checkpoint
 // (step_NNNNNN.h5), a Hugging Face directory (config.json + safetensors) or a llama2.c .bin; OUT
-// is a Hugging Face directory (default; loads in transformers and vLLM; a checkpoint's llama2.c
-// tokenizer is copied in as tokenizer.bin) or a llama2.c .bin. OUT must not exist yet (or be an
+// is a Hugging Face directory (default; loads in transformers and vLLM; config.json names the
+// tokenizer's BOS and EOS ids; a checkpoint's llama2.c tokenizer is copied in as tokenizer.bin,
+// but no Hugging Face tokenizer is written) or a llama2.c .bin. OUT must not exist yet (or be an
 // empty directory): a model already there is never overwritten.
 #include <dirent.h>
 #include <errno.h>
@@ -13,10 +14,12 @@
 #include "core/cli.h"
 #include "core/config_types.h"
 #include "core/files.h"
+#include "core/json.h"
 #include "io/checkpoint.h"
 #include "model/hf.h"
 #include "model/llama2c.h"
 #include "model/model_load.h"
+#include "model/tokenizer.h"
 #include "ops.h"
 
 // A checkpoint's llama2.c tokenizer (model.tokenizer of its config) into DIR/tokenizer.bin, where
@@ -46,6 +49,34 @@ static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
     }
     printf("copied the tokenizer %s to %s\n", tok, path);
     return 0;
+}
+
+// The BOS and EOS ids of the model's tokenizer, for config.json (-1 when unknown): a checkpoint's
+// tokenizer (byte, or llama2.c's, whose ids are always 1 and 2), llama2.c's for a .bin, and what
+// a Hugging Face input's config.json says (a single id each).
+static void special_ids(const char *in, ModelFileKind kind, int *bos, int *eos) {
+    *bos = *eos = -1;
+    ErrorBuf err;
+    if (kind == MODEL_FILE_CHECKPOINT) {
+        char spec[CFG_STR_MAX];
+        if (checkpoint_read_tokenizer(in, spec, sizeof spec, &err) != 0) return;
+        Tokenizer *t = tokenizer_load(strcmp(spec, "byte") == 0 ? "byte" : spec, &err);
+        if (t) *bos = t->bos_id, *eos = t->eos_id, tokenizer_free(t);
+        else *bos = 1, *eos = 2;  // a llama2.c tokenizer not found from here: its ids are fixed
+    } else if (kind == MODEL_FILE_LLAMA2C) {
+        *bos = 1, *eos = 2;
+    } else {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/config.json", in);
+        size_t len;
+        char *text = file_read_all(path, (size_t)1 << 24, &len, &err);
+        Json *j = text ? json_parse(text, len, &err) : NULL;
+        const Json *b = j ? json_get(j, "bos_token_id") : NULL, *e = j ? json_get(j, "eos_token_id") : NULL;
+        if (b && b->type == JSON_NUMBER && b->number >= 0 && b->number < 1e9) *bos = (int)b->number;
+        if (e && e->type == JSON_NUMBER && e->number >= 0 && e->number < 1e9) *eos = (int)e->number;
+        json_free(j);
+        free(text);
+    }
 }
 
 // 0 when OUT is free to write: nothing there, or an empty directory (hf). Anything else is
@@ -117,7 +148,9 @@ int cmd_convert(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
     }
-    int rc = strcmp(format, "hf") == 0 ? hf_save(m, out, &err) : llama2c_save(m, out, &err);
+    int bos, eos;
+    special_ids(in, model_file_kind(in), &bos, &eos);
+    int rc = strcmp(format, "hf") == 0 ? hf_save(m, out, bos, eos, &err) : llama2c_save(m, out, &err);
     if (rc != 0) fprintf(stderr, "error: %s\n", err.msg);
     else {
         char shape[256];

@@ -330,7 +330,7 @@ Model *hf_load(const char *dir, ErrorBuf *err) {
     return m;
 }
 
-static int write_config(const Model *m, const char *dir, ErrorBuf *err) {
+static int write_config(const Model *m, const char *dir, int bos_id, int eos_id, ErrorBuf *err) {
     const ModelConfig *c = &m->config;
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -348,6 +348,8 @@ static int write_config(const Model *m, const char *dir, ErrorBuf *err) {
     fprintf(fp, "  \"rope_theta\": %.17g,\n  \"rms_norm_eps\": %.17g,\n", c->rope_theta, c->norm_eps);
     fprintf(fp, "  \"tie_word_embeddings\": %s,\n", c->tied_embeddings ? "true" : "false");
     fprintf(fp, "  \"hidden_act\": \"silu\",\n");
+    if (bos_id >= 0) fprintf(fp, "  \"bos_token_id\": %d,\n", bos_id);
+    if (eos_id >= 0) fprintf(fp, "  \"eos_token_id\": %d,\n", eos_id);
     if (qwen2) fprintf(fp, "  \"use_sliding_window\": false,\n");
     else fprintf(fp, "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n");
     fprintf(fp, "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"float32\"\n}\n");
@@ -376,9 +378,9 @@ static void fetch_tensor(void *vctx, int i, float *out) {
     hf_rows_to_halves(out, ctx->scratch, heads, m->config.head_dim, t->ndim == 2 ? t->shape[1] : 1);
 }
 
-int hf_save(const Model *m, const char *dir, ErrorBuf *err) {
+int hf_save(const Model *m, const char *dir, int bos_id, int eos_id, ErrorBuf *err) {
     if (make_dirs(dir, err) != 0) return -1;
-    if (write_config(m, dir, err) != 0) return -1;
+    if (write_config(m, dir, bos_id, eos_id, err) != 0) return -1;
     const int n = m->n_tensors;
     const char **names = xcalloc((size_t)n, sizeof(char *));
     int *ndims = xcalloc((size_t)n, sizeof(int));

@@ -18,8 +18,10 @@
 int hf_read_config(const char *dir, ModelConfig *out, ErrorBuf *err);
 // Creates the model of dir/config.json and loads its weights (F32, BF16 or F16 -> fp32).
 Model *hf_load(const char *dir, ErrorBuf *err);
-// Writes dir/config.json and dir/model.safetensors (F32); creates dir if needed.
-int hf_save(const Model *m, const char *dir, ErrorBuf *err);
+// Writes dir/config.json and dir/model.safetensors (F32); creates dir if needed. bos_id and
+// eos_id (the tokenizer's; -1 when unknown) go into config.json as bos_token_id and
+// eos_token_id, so that transformers' generate stops at the end of a sequence.
+int hf_save(const Model *m, const char *dir, int bos_id, int eos_id, ErrorBuf *err);
 
 // The row permutations, exposed for tests. rows = n_heads * head_dim rows of `cols` floats.
 void hf_rows_to_interleaved(float *dst, const float *src, int n_heads, int head_dim, int cols);

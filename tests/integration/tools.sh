@@ -33,6 +33,11 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
     c=$("$BIN" generate --model "$ck" --prompt "rev hello=" --greedy -n 12 2>"$TMP_ROOT/err")
     [ -n "$c" ] && [ "$c" = "$a" ] && ok "generate from the checkpoint itself gives the same text" ||
         not_ok "generate from the checkpoint itself gives the same text" "checkpoint: $c" "hf: $a" "$(cat "$TMP_ROOT/err")"
+    # config.json names the tokenizer's BOS and EOS (the byte tokenizer's 256 and 257), so that
+    # transformers' generate stops at EOS.
+    grep -q '"bos_token_id": 256,' "$TMP_ROOT/hf/config.json" && grep -q '"eos_token_id": 257,' "$TMP_ROOT/hf/config.json" &&
+        ok "convert writes the tokenizer's BOS and EOS ids into config.json" ||
+        not_ok "convert writes the tokenizer's BOS and EOS ids into config.json" "$(grep token_id "$TMP_ROOT/hf/config.json")"
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
@@ -91,6 +96,7 @@ if have_models; then
     e=$("$BIN" generate --model "$TMP_ROOT/stories_hf" --prompt "Once upon a time" --greedy -n 12 2>>"$TMP_ROOT/err")
     case "$d" in "Once upon a time, "*) started=1 ;; *) started=0 ;; esac
     [ $started = 1 ] && [ "$d" = "$e" ] && cmp -s "$TMP_ROOT/stories_hf/tokenizer.bin" "$MODELS/tok512.bin" &&
+        grep -q '"eos_token_id": 2,' "$TMP_ROOT/stories_hf/config.json" &&
         ok "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it ($d)" ||
         not_ok "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it" "checkpoint: $d" \
             "hf: $e" "$(cat "$TMP_ROOT/err" "$TMP_ROOT/convert.log")" "$(tail -3 "$TMP_ROOT/stories.log")"

@@ -103,7 +103,7 @@ static void test_hf_round_trip(void **state) {
         char dir[64];
         snprintf(dir, sizeof dir, "hf%d", v);
         ErrorBuf err;
-        assert_int_equal(hf_save(m, tmp_path(dir), &err), 0);
+        assert_int_equal(hf_save(m, tmp_path(dir), -1, -1, &err), 0);
         Model *back = hf_load(tmp_path(dir), &err);
         if (!back) print_error("%s\n", err.msg);
         assert_non_null(back);
@@ -132,7 +132,7 @@ static void test_hf_round_trip(void **state) {
         ErrorBuf err;
         Model *m = hf_load(test_fixture("model/llama"), &err);
         assert_non_null(m);
-        assert_int_equal(hf_save(m, dir, &err), 0);
+        assert_int_equal(hf_save(m, dir, -1, -1, &err), 0);
         printf("# wrote the llama fixture through hf_save to %s\n", dir);
         model_free(m);
     }
@@ -189,7 +189,7 @@ static void test_writers_on_full_disk(void **state) {
     const int rc_bin = llama2c_save(m, bin, &err);
     char bin_msg[sizeof err.msg];
     snprintf(bin_msg, sizeof bin_msg, "%s", err.msg);
-    const int rc_hf = hf_save(m, dir, &err);
+    const int rc_hf = hf_save(m, dir, -1, -1, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     assert_int_equal(rc_bin, -1);
     assert_non_null(strstr(bin_msg, "cannot write"));
@@ -352,7 +352,7 @@ static void expect_hf_error(const char *from, const char *to, const char *needle
     Model *m = random_model(0, 0, 2);
     ErrorBuf err = {{0}};
     const char *dir = tmp_path("hfbad");
-    assert_int_equal(hf_save(m, dir, &err), 0);
+    assert_int_equal(hf_save(m, dir, -1, -1, &err), 0);
     model_free(m);
     char cfg_path[300];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
@@ -429,7 +429,7 @@ static void test_hf_sharded(void **state) {
     Model *m = random_model(1, 0, 2);
     ErrorBuf err;
     const char *dir = tmp_path("sharded");
-    assert_int_equal(hf_save(m, dir, &err), 0);
+    assert_int_equal(hf_save(m, dir, -1, -1, &err), 0);
     char from[300], to[300], index[300];
     snprintf(from, sizeof from, "%s/model.safetensors", dir);
     snprintf(to, sizeof to, "%s/part-1.safetensors", dir);
