@@ -131,6 +131,25 @@ void orch_send_batch(Orch *o) {
     o->step_fill++;
 }
 
+// Every inference rank whose totals moved on since the last step is measured between the two
+// (its tokens/s and busy share over the time between their arrivals); the others keep their last
+// measure. *tokens_per_s sums the ranks, *busy_frac averages them (NaN until each is measured).
+static void measure_inference(Orch *o, double *tokens_per_s, double *busy_frac) {
+    *tokens_per_s = *busy_frac = 0;
+    for (int r = 0; r < o->n_inf; r++) {
+        InferenceMeter *m = &o->inf_meter[r];
+        const double dt = m->latest_at - m->marked_at;
+        if (m->latest_at >= 0 && m->marked_at >= 0 && dt > 0) {
+            m->tokens_per_s = (m->latest.decode_tokens - m->marked.decode_tokens) / dt;
+            m->busy_frac = (m->latest.busy_s - m->marked.busy_s) / dt;
+        }
+        m->marked = m->latest;
+        m->marked_at = m->latest_at;
+        *tokens_per_s += m->tokens_per_s;
+        *busy_frac += m->busy_frac / o->n_inf;
+    }
+}
+
 void orch_step_done(Orch *o, const StepDone *s) {
     const Config *cfg = o->cfg;
     CHECK(s->step >= 0 && s->step < cfg->run.max_steps, "", "step-done for step %d outside the run", s->step);
@@ -159,28 +178,23 @@ void orch_step_done(Orch *o, const StepDone *s) {
     for (int e = 0; e < o->n_envs && e < 16; e++)
         PUT(o->step_names[COUNT(ORCH_METRICS) + e], st->env_reward_n[e] ? st->env_reward_sum[e] / st->env_reward_n[e] : NAN);
     for (int i = 0; i < s->n_metrics; i++) PUT(s->metrics[i].name, s->metrics[i].value);
-    // Inference throughput from the engines' own counters (reported with each weight ack).
-    double now = orch_now(o), decode = 0, busy = 0;
-    for (int r = 0; r < o->n_inf; r++) decode += o->inf_stats[r].decode_tokens, busy += o->inf_stats[r].busy_s;
-    double tokens = decode - o->inf_decode_at_step, busy_s = busy - o->inf_busy_at_step;
-    double secs = now - o->inference_time_at_step;
-    double busy_frac = secs > 0 ? busy_s / (secs * o->n_inf) : 0;
-    PUT("timing/inference_tokens_per_s", secs > 0 ? tokens / secs : 0);
+    // Inference throughput from the engines' own counters (see InferenceMeter).
+    const double now = orch_now(o), step_s = now - o->step_done_at;
+    double tokens_per_s, busy_frac;
+    measure_inference(o, &tokens_per_s, &busy_frac);
+    PUT("timing/inference_tokens_per_s", tokens_per_s);
     PUT("timing/inference_busy_frac", busy_frac);
-    PUT("timing/inference_idle_s", secs > 0 ? secs - busy_s / o->n_inf : 0);
+    PUT("timing/inference_idle_s", step_s * (1 - busy_frac));
     PUT("timing/rollout_wait_s", st->rollout_wait_s);
     // Wall time since the previous step ended (the first step of a job: since RL began), so the
     // step times add up to the run's time (from a batch's hand-out they overlap when async).
-    PUT("timing/step_s", now - o->step_done_at);
+    PUT("timing/step_s", step_s);
     o->step_done_at = now;
     PUT("timing/elapsed_s", now);
     PUT("timing/job_started", o->job_started);
     PUT("timing/orchestrator_busy_s", o->busy_s - o->busy_at_step);
     o->busy_at_step = o->busy_s;
 #undef PUT
-    o->inf_decode_at_step = decode;
-    o->inf_busy_at_step = busy;
-    o->inference_time_at_step = now;
     metrics_write_step(o->mw, s->step, names, values, k);
 
     if (s->step % cfg->log.print_every == 0 || s->step + 1 == cfg->run.max_steps) {
@@ -200,8 +214,9 @@ void orch_step_done(Orch *o, const StepDone *s) {
                step_done_get(s, "masked_high", NAN), step_done_get(s, "masked_seq", NAN),
                step_done_get(s, "grad_norm", NAN), step_done_get(s, "lr", NAN), off_mean, st->off_policy_max,
                st->reward_n ? st->completion_len_sum / st->reward_n : 0, st->reward_n ? st->truncated / st->reward_n : 0,
-               secs > 0 ? tokens / secs : 0, step_done_get(s, "timing/trainer_tokens_per_s", 0),
-               step_done_get(s, "timing/trainer_wait_s", 0), secs > 0 ? secs - busy_s / o->n_inf : 0, (s->flags & STEP_SKIPPED) ? " | SKIPPED (non-finite)" : "");
+               tokens_per_s, step_done_get(s, "timing/trainer_tokens_per_s", 0),
+               step_done_get(s, "timing/trainer_wait_s", 0), step_s * (1 - busy_frac),
+               (s->flags & STEP_SKIPPED) ? " | SKIPPED (non-finite)" : "");
         fflush(stdout);
     }
     free(names);

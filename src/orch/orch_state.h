@@ -60,6 +60,19 @@ typedef struct {
     int rr_rank;
 } DetMark;
 
+// An inference rank's throughput, from the engine totals that come with its completions. The
+// totals are as of when they were sent, so rates are taken between two of them, over the time
+// between their arrivals (not over the step, which would alias: counters move only when
+// completions arrive).
+typedef struct {
+    EngineTotals latest;     // the newest totals ...
+    double latest_at;        // ... and orch_now() when they arrived (< 0: none yet)
+    EngineTotals marked;     // the totals the last logged step measured up to ...
+    double marked_at;        // ... and when they arrived (< 0: none yet)
+    double tokens_per_s;     // decode tokens/s between the last two marks (NaN: not measured yet)
+    double busy_frac;        // the share of that time spent in engine steps (NaN: not yet)
+} InferenceMeter;
+
 typedef struct {
     const Config *cfg;
     const Layout *L;
@@ -89,8 +102,7 @@ typedef struct {
     int *inf_version;        // policy version each inference rank holds
     int *inf_load;           // requests outstanding per inference rank
     RequestList *outgoing;   // (n_inf) requests collected, not yet sent
-    EngineTotals *inf_stats;     // the latest engine totals of each inference rank
-    double inf_decode_at_step, inf_busy_at_step;  // their sums when the last step was logged
+    InferenceMeter *inf_meter;   // (n_inf) throughput of each inference rank, from its engine totals
     int capacity;            // requests kept outstanding per inference rank
     int rr_rank;             // round-robin rank for deterministic mode
 
@@ -119,7 +131,6 @@ typedef struct {
     double trainer_idle_since;  // when the trainer finished its last step (waiting for a batch)
     const char **step_names, **eval_names;
     int n_step_names, n_eval_names;
-    double inference_time_at_step;  // when the last step was logged
     double busy_s, busy_at_step;    // the orchestrator's own work (not its sleeps)
 
     // Evaluation: its problems (made on first use, the same for every evaluation) ...

@@ -308,7 +308,8 @@ static void handle_completions(Orch *o, const Received *msg) {
               msg->source, err.msg);
     int rank = msg->source - o->L->first_inference;
     CHECK(rank >= 0 && rank < o->n_inf, "", "completions from rank %d, which is not an inference rank", msg->source);
-    o->inf_stats[rank] = totals;
+    o->inf_meter[rank].latest = totals;
+    o->inf_meter[rank].latest_at = orch_now(o);
     for (int i = 0; i < n; i++) {
         const Completion *c = &comps[i];
         o->inf_load[rank]--;
@@ -711,7 +712,9 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->inf_version = xmalloc(sizeof(int) * (size_t)o->n_inf);
     for (int r = 0; r < o->n_inf; r++) o->inf_version[r] = -1;
     o->inf_load = xcalloc((size_t)o->n_inf, sizeof(int));
-    o->inf_stats = xcalloc((size_t)o->n_inf, sizeof(EngineTotals));
+    o->inf_meter = xcalloc((size_t)o->n_inf, sizeof(InferenceMeter));
+    for (int r = 0; r < o->n_inf; r++)
+        o->inf_meter[r] = (InferenceMeter){.latest_at = -1, .marked_at = -1, .tokens_per_s = NAN, .busy_frac = NAN};
     o->outgoing = xcalloc((size_t)o->n_inf, sizeof(RequestList));
     const int G = cfg->orchestrator.group_size;
     o->capacity = cfg->orchestrator.groups_per_rank ? cfg->orchestrator.groups_per_rank * G
@@ -782,7 +785,7 @@ static void teardown(Orch *o) {
     codec_close(&o->codec);
     free(o->inf_version);
     free(o->inf_load);
-    free(o->inf_stats);
+    free(o->inf_meter);
     for (int r = 0; r < o->n_inf; r++) free(o->outgoing[r].items);
     free(o->outgoing);
     free(o->stats);

@@ -56,6 +56,14 @@ gaps = np.diff(elapsed)
 report(np.all(step_s >= 0) and np.allclose(step_s[1:], gaps, atol=1e-6),
        "step times add up to the run's wall time (no overlap between steps)",
        f"step_s {step_s[1:6]} vs elapsed gaps {gaps[:5]}")
+# Inference throughput is measured between engine reports: never a 0 from a window with no
+# report, and an engine is never busy more than the whole time (the old per-step differences of
+# counters gave both). NaN only until each engine has reported twice.
+tps, busy = f["steps/timing/inference_tokens_per_s"][:], f["steps/timing/inference_busy_frac"][:]
+measured = np.isfinite(tps)
+report(measured[len(tps) // 4:].all() and np.all(tps[measured] > 0) and np.all(busy[measured] <= 1.02),
+       "inference tokens/s and busy share are measured, positive and at most the whole time",
+       f"tokens/s {tps[:6]}, busy {busy[:6]}, max busy {np.nanmax(busy) if measured.any() else 'none'}")
 if margin is not None:
     reward = f["steps/reward_mean"][:]
     q = max(1, len(reward) // 4)
