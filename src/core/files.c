@@ -43,6 +43,27 @@ static const char *storage_hint(int e) {
 static int g_lock_fd = -1;
 static char g_lock_path[CFG_STR_MAX + 32];
 
+// The error for a lock another process holds, naming it from the lock file; closes fd.
+static int held_elsewhere(int fd, const char *dir, const char *path, ErrorBuf *err) {
+    char holder[128] = "";
+    const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+    holder[n > 0 ? n : 0] = '\0';
+    holder[strcspn(holder, "\n")] = '\0';
+    close(fd);
+    return error_set(err, "another job is writing to %s (%s holds %s): give this job its own run.output_dir, "
+                          "or stop the other one first", dir, holder[0] ? holder : "a process", path);
+}
+
+int run_dir_busy(const char *dir, ErrorBuf *err) {
+    char path[CFG_STR_MAX + 32];
+    snprintf(path, sizeof path, "%s/.asyncrl.lock", dir);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) return held_elsewhere(fd, dir, path, err);
+    close(fd);  // (releases the shared lock, if taken)
+    return 0;
+}
+
 int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
     char path[CFG_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/.asyncrl.lock", dir);
@@ -65,14 +86,11 @@ int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err) {
             snprintf(g_lock_path, sizeof g_lock_path, "%s", path);
             return 0;
         }
-        char holder[128] = "";
-        const ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
-        holder[n > 0 ? n : 0] = '\0';
-        holder[strcspn(holder, "\n")] = '\0';
-        close(fd);
-        if (e != EWOULDBLOCK) return error_set(err, "cannot lock %s: %s", path, strerror(e));
-        return error_set(err, "another job is writing to %s (%s holds %s): give this job its own run.output_dir, "
-                              "or stop the other one first", dir, holder[0] ? holder : "a process", path);
+        if (e != EWOULDBLOCK) {
+            close(fd);
+            return error_set(err, "cannot lock %s: %s", path, strerror(e));
+        }
+        return held_elsewhere(fd, dir, path, err);
     }
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
@@ -137,4 +155,13 @@ int file_commit(FILE *fp, int ok, const char *tmp, const char *path, ErrorBuf *e
         return error_set(err, "cannot write %s: %s (disk full?)", path, strerror(saved));
     }
     return 0;
+}
+
+int file_is_hdf5(const char *path) {
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    const int ok = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, HDF5_SIGNATURE, 8) == 0;
+    fclose(f);
+    return ok;
 }

@@ -8,6 +8,9 @@
 
 // The 8 bytes every HDF5 file starts with (checkpoints are HDF5: model loaders tell them apart).
 #define HDF5_SIGNATURE "\x89HDF\r\n\x1a\n"
+// Whether path is a readable file that starts with HDF5_SIGNATURE (as asyncrl's checkpoints and
+// metrics files do).
+int file_is_hdf5(const char *path);
 
 // Creates directory `path` and any missing parents (mkdir -p), mode 0755. An existing
 // directory is fine; -1 + err names the component that could not be created and why.
@@ -19,6 +22,10 @@ int make_dirs(const char *path, ErrorBuf *err);
 // *unsupported = 1, the caller warns); -1 + err naming the holder when another process still
 // has it after wait_s seconds of retrying once a second (0: no retry).
 int run_dir_lock(const char *dir, int wait_s, int *unsupported, ErrorBuf *err);
+
+// -1 + err (run_dir_lock's, naming the holder) when another process holds DIR's lock now; 0
+// otherwise (no lock file, a free lock, or a filesystem without locks). Takes nothing.
+int run_dir_busy(const char *dir, ErrorBuf *err);
 
 // 0 while the lock file run_dir_lock took is still there as the same file; -1 + err when the
 // run directory was deleted, moved or replaced under the job (whose metrics would then go to a

@@ -430,12 +430,25 @@ static hid_t open_checkpoint(const char *path, ErrorBuf *err) {
     hid_t fapl = h5_fapl_read();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (f < 0 && h5_lock_failed()) error_set(err, "cannot open checkpoint %s: %s", path, H5_LOCK_HINT);
-    else if (f < 0) error_set(err, "cannot open checkpoint %s: not a readable HDF5 file (truncated or damaged?)", path);
-    else if (H5Aexists(f, "complete") <= 0) {
-        error_set(err, "checkpoint %s is incomplete (no `complete` attribute)", path);
-        H5Fclose(f);
-        f = -1;
+    struct stat st;
+    if (f >= 0) {
+        if (H5Aexists(f, "complete") <= 0) {
+            error_set(err, "checkpoint %s is incomplete (no `complete` attribute)", path);
+            H5Fclose(f);
+            f = -1;
+        }
+    } else if (h5_lock_failed()) {
+        error_set(err, "cannot open checkpoint %s: %s", path, H5_LOCK_HINT);
+    } else if (stat(path, &st) != 0) {
+        error_set(err, "cannot open checkpoint %s: %s", path, strerror(errno));
+    } else if (S_ISDIR(st.st_mode)) {
+        error_set(err, "checkpoint %s is a directory: a checkpoint is a file such as runs/NAME/checkpoints/"
+                       "step_NNNNNN.h5 (a Hugging Face model directory is model.source = \"hf\")", path);
+    } else if (!file_is_hdf5(path)) {
+        error_set(err, "%s is not a checkpoint (not an HDF5 file): a checkpoint is runs/NAME/checkpoints/"
+                       "step_NNNNNN.h5 (a llama2.c .bin is model.source = \"llama2c\")", path);
+    } else {
+        error_set(err, "cannot open checkpoint %s: not a readable HDF5 file (truncated or damaged?)", path);
     }
     return f;
 }
@@ -604,15 +617,6 @@ Model *checkpoint_load_model(const char *path, ErrorBuf *err) {
         return NULL;
     }
     return m;
-}
-
-int checkpoint_is_hdf5(const char *path) {
-    unsigned char head[8];
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    const int ok = fread(head, 1, sizeof head, f) == sizeof head && memcmp(head, HDF5_SIGNATURE, 8) == 0;
-    fclose(f);
-    return ok;
 }
 
 int checkpoint_read_tokenizer(const char *path, char *buf, size_t size, ErrorBuf *err) {

@@ -74,8 +74,6 @@ int checkpoint_read_config(const char *path, ModelConfig *mc, ErrorBuf *err);
 int checkpoint_read_model(const char *path, Model *m, ErrorBuf *err);
 // A new model of the checkpoint's shape with its /model weights (NULL + err on failure).
 Model *checkpoint_load_model(const char *path, ErrorBuf *err);
-// 1 when path is a file that starts with the HDF5 signature (a checkpoint, whatever its name).
-int checkpoint_is_hdf5(const char *path);
 // model.tokenizer of the config the checkpoint was written with ("byte" or a path, relative to
 // the directory the job ran in), into buf.
 int checkpoint_read_tokenizer(const char *path, char *buf, size_t size, ErrorBuf *err);

@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/files.h"
 #include "core/log.h"
 #include "io/h5util.h"
 
@@ -121,7 +123,14 @@ MetricsWriter *metrics_open(const char *path, const char *const *step_names, int
     hid_t fapl = h5_fapl_write();
     H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST), "");
     H5_CHECK(H5Pset_fapl_sec2(fapl), "");
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        FATAL("move it away: a run keeps its metrics in this file", "%s is %s, not the run's metrics file", path,
+              S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
     int reopen = resume_steps >= 0 && access(path, F_OK) == 0;
+    if (reopen && !file_is_hdf5(path))
+        FATAL("move it away to start a fresh metrics file (the steps before the checkpoint are then NaN)",
+              "%s is not an HDF5 file (damaged, or another file by that name): cannot resume its metrics", path);
     if (resume_steps > 0 && resume_steps != METRICS_APPEND && !reopen)
         LOG_WARN("%s is not there: this resumed run starts a new one, whose rows of the %lld steps before the "
                  "checkpoint are NaN", path, (long long)resume_steps);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "core/config.h"
+#include "core/files.h"
 #include "io/checkpoint.h"
 #include "model/hf.h"
 #include "model/llama2c.h"
@@ -57,7 +58,7 @@ ModelFileKind model_file_kind(const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return MODEL_FILE_HF_DIR;
     const size_t n = strlen(path);
-    if (checkpoint_is_hdf5(path) || (n > 3 && strcmp(path + n - 3, ".h5") == 0)) return MODEL_FILE_CHECKPOINT;
+    if (file_is_hdf5(path) || (n > 3 && strcmp(path + n - 3, ".h5") == 0)) return MODEL_FILE_CHECKPOINT;
     return MODEL_FILE_LLAMA2C;
 }
 

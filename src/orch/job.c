@@ -8,6 +8,7 @@
 #include "comm/layout.h"
 #include "comm/mpi_check.h"
 #include "core/cli.h"
+#include "core/files.h"
 #include "core/log.h"
 #include "io/checkpoint.h"
 #include "infer/service.h"
@@ -33,6 +34,8 @@ static void resolve_resume(const Config *cfg, const Layout *L, const char *comma
                                      "evaluate its newest checkpoint with --set checkpoint.resume=latest (or a step), "
                                      "or give the evaluation its own run.output_dir",
                                cfg->run.output_dir, (long long)earlier, cfg->checkpoint.resume);
+        else if (earlier >= 0 && run_dir_busy(cfg->run.output_dir, &err) != 0)
+            status = -1;  // (the checkpoints are those of a job running now)
         else if (earlier >= 0)
             status = error_set(&err, "%s/checkpoints holds the checkpoints of an earlier run (the newest: step %lld), "
                                      "and checkpoint.resume = \"%s\" would start a new run over them: continue that "

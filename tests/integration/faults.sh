@@ -229,3 +229,27 @@ rc=$?
 [ $rc != 0 ] && grep -q "nan.h5: weight .*\[0\] is nan: the file is damaged" "$TMP_ROOT/nan.err" &&
     ok "a checkpoint with a NaN weight is refused at load, naming the tensor" ||
     not_ok "a checkpoint with a NaN weight is refused at load" "exit $rc" "$(cat "$TMP_ROOT/nan.err")"
+# A metrics.h5 that is not HDF5 (replaced by something else) is refused on resume as such, with
+# no "not closed cleanly" on the way; a directory in its place is named as one, even for a fresh
+# run; a llama2.c .bin given as model.source = checkpoint is named as not a checkpoint.
+echo "not hdf5" >"$c/metrics.h5"
+refused_resume 1 "$c.junk.log" "metrics.h5 is not an HDF5 file (damaged, or another file by that name)" \
+    "a metrics.h5 that is not HDF5 is refused on resume as such"
+grep -q "not closed cleanly" "$c.junk.log" && not_ok "no 'not closed cleanly' warning for a file that is not HDF5" ||
+    ok "no 'not closed cleanly' warning for a file that is not HDF5"
+m=$TMP_ROOT/metrics_dir
+mkdir -p "$m/metrics.h5"
+job 3 rl $CFG $BASE --set run.output_dir="$m" --set run.max_steps=2 >"$m.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "metrics.h5 is a directory, not the run's metrics file" "$m.log" &&
+    ok "a directory named metrics.h5 is refused by name" ||
+    not_ok "a directory named metrics.h5 is refused by name" "exit $rc" "$(grep -A1 '^error' "$m.log" | head -2)"
+printf 'llama2.c header, not HDF5' >"$TMP_ROOT/model.bin"
+job 3 rl $CFG --set model.source=checkpoint --set model.path="$TMP_ROOT/model.bin" \
+    --set run.output_dir="$TMP_ROOT/from_bin" >"$TMP_ROOT/from_bin.log" 2>&1
+rc=$?
+[ $rc != 0 ] && grep -q "model.bin is not a checkpoint (not an HDF5 file)" "$TMP_ROOT/from_bin.log" &&
+    grep -q 'model.source = "llama2c"' "$TMP_ROOT/from_bin.log" &&
+    ok "a .bin given as a checkpoint is named as not a checkpoint" ||
+    not_ok "a .bin given as a checkpoint is named as not a checkpoint" "exit $rc" \
+        "$(grep -A1 '^error' "$TMP_ROOT/from_bin.log" | head -2)"

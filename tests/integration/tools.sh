@@ -159,13 +159,14 @@ rc=$?
     not_ok "a new run over an earlier run's checkpoints is refused, its metrics untouched" "exit $rc" \
         "$(grep -A1 '^error' "$TMP_ROOT/over.log")"
 # Two jobs in one run.output_dir: the second stops at once, naming the first (host and pid),
-# and leaves the first one's metrics alone; the first goes on.
+# and leaves the first one's metrics alone; the first goes on. (The first has written
+# checkpoints by then: the second is not told they are an earlier run's.)
 busy=$TMP_ROOT/busy
 sh scripts/mpirun.sh 3 "$BIN" rl $CFG --set run.output_dir="$busy" --set sft.steps=0 --set run.max_steps=100000 \
-    >"$TMP_ROOT/busy_a.log" 2>&1 &
+    --set checkpoint.interval=5 --set checkpoint.keep=1 >"$TMP_ROOT/busy_a.log" 2>&1 &
 first=$!
 i=0
-while ! grep -q "^step " "$TMP_ROOT/busy_a.log" && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+while ! ls "$busy"/checkpoints/step_*.h5 >/dev/null 2>&1 && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 job 3 rl $CFG --set run.output_dir="$busy" --set run.max_steps=2 >"$TMP_ROOT/busy_b.log" 2>&1
 rc=$?
 size=$(stat -c %s "$busy/metrics.h5" 2>/dev/null || echo 0)

@@ -11,6 +11,7 @@
 
 #include "common/test_util.h"
 #include "core/rng.h"
+#include "core/files.h"
 #include "io/checkpoint.h"
 #include "ops.h"
 
@@ -281,14 +282,14 @@ static void test_model_and_tokenizer_for_generate(void **state) {
     assert_int_equal(checkpoint_write(g_dir, m, NULL, &st, NULL, 0, "model = { tokenizer = \"some/tok.bin\"; };", 0,
                                       path, sizeof path, &err), 0);
     checkpoint_state_free(&st);
-    assert_true(checkpoint_is_hdf5(path));
+    assert_true(file_is_hdf5(path));
     char text_file[600];
     snprintf(text_file, sizeof text_file, "%s/not_hdf5.bin", g_dir);
     FILE *f = fopen(text_file, "wb");
     fputs("\x89HDF but not quite", f);
     fclose(f);
-    assert_false(checkpoint_is_hdf5(text_file));
-    assert_false(checkpoint_is_hdf5("/nonexistent.h5"));
+    assert_false(file_is_hdf5(text_file));
+    assert_false(file_is_hdf5("/nonexistent.h5"));
     char tok[256];
     assert_int_equal(checkpoint_read_tokenizer(path, tok, sizeof tok, &err), 0);
     assert_string_equal(tok, "some/tok.bin");
