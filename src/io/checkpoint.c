@@ -444,6 +444,11 @@ static hid_t open_checkpoint(const char *path, ErrorBuf *err) {
     } else if (S_ISDIR(st.st_mode)) {
         error_set(err, "checkpoint %s is a directory: a checkpoint is a file such as runs/NAME/checkpoints/"
                        "step_NNNNNN.h5 (a Hugging Face model directory is model.source = \"hf\")", path);
+    } else if (access(path, R_OK) != 0) {
+        error_set(err, "cannot open checkpoint %s: %s", path, strerror(errno));
+    } else if (st.st_size < 8) {
+        error_set(err, "checkpoint %s is truncated (%lld bytes): its write was cut short, or the file was damaged",
+                  path, (long long)st.st_size);
     } else if (!file_is_hdf5(path)) {
         error_set(err, "%s is not a checkpoint (not an HDF5 file): a checkpoint is runs/NAME/checkpoints/"
                        "step_NNNNNN.h5 (a llama2.c .bin is model.source = \"llama2c\")", path);

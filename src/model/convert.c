@@ -52,9 +52,10 @@ static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
 }
 
 // The BOS and EOS ids of the model's tokenizer, for config.json (-1 when unknown): a checkpoint's
-// tokenizer (byte, or llama2.c's, whose ids are always 1 and 2), llama2.c's for a .bin, and what
-// a Hugging Face input's config.json says (a single id each).
-static void special_ids(const char *in, ModelFileKind kind, int *bos, int *eos) {
+// tokenizer (byte, or llama2.c's, whose ids are always 1 and 2); for a .bin, the byte
+// tokenizer's when the vocabulary is its size (a model trained here with it), else llama2.c's;
+// what a Hugging Face input's config.json says (a single id each; a list is left out).
+static void special_ids(const char *in, ModelFileKind kind, int vocab_size, int *bos, int *eos) {
     *bos = *eos = -1;
     ErrorBuf err;
     if (kind == MODEL_FILE_CHECKPOINT) {
@@ -64,7 +65,10 @@ static void special_ids(const char *in, ModelFileKind kind, int *bos, int *eos) 
         if (t) *bos = t->bos_id, *eos = t->eos_id, tokenizer_free(t);
         else *bos = 1, *eos = 2;  // a llama2.c tokenizer not found from here: its ids are fixed
     } else if (kind == MODEL_FILE_LLAMA2C) {
-        *bos = 1, *eos = 2;
+        Tokenizer *byte = tokenizer_load("byte", &err);
+        if (byte && byte->vocab_size == vocab_size) *bos = byte->bos_id, *eos = byte->eos_id;
+        else *bos = 1, *eos = 2;
+        tokenizer_free(byte);
     } else {
         char path[4096];
         snprintf(path, sizeof path, "%s/config.json", in);
@@ -149,7 +153,7 @@ int cmd_convert(int argc, char **argv) {
         return 2;
     }
     int bos, eos;
-    special_ids(in, model_file_kind(in), &bos, &eos);
+    special_ids(in, model_file_kind(in), m->config.vocab_size, &bos, &eos);
     int rc = strcmp(format, "hf") == 0 ? hf_save(m, out, bos, eos, &err) : llama2c_save(m, out, &err);
     if (rc != 0) fprintf(stderr, "error: %s\n", err.msg);
     else {

@@ -133,21 +133,32 @@ void orch_send_batch(Orch *o) {
 
 // Every inference rank whose totals moved on since the last step is measured between the two
 // (its tokens/s and busy share over the time between their arrivals); the others keep their last
-// measure. *tokens_per_s sums the ranks, *busy_frac averages them (NaN until each is measured).
+// measure. *tokens_per_s sums the measured ranks, *busy_frac averages them (NaN while none is).
+// The share is capped at 1: a report's transit time can make the time between arrivals a little
+// shorter than the time between sends.
 static void measure_inference(Orch *o, double *tokens_per_s, double *busy_frac) {
-    *tokens_per_s = *busy_frac = 0;
+    double tokens = 0, busy = 0;
+    int measured = 0;
     for (int r = 0; r < o->n_inf; r++) {
         InferenceMeter *m = &o->inf_meter[r];
         const double dt = m->latest_at - m->marked_at;
         if (m->latest_at >= 0 && m->marked_at >= 0 && dt > 0) {
             m->tokens_per_s = (m->latest.decode_tokens - m->marked.decode_tokens) / dt;
-            m->busy_frac = (m->latest.busy_s - m->marked.busy_s) / dt;
+            m->busy_frac = fmin(1.0, (m->latest.busy_s - m->marked.busy_s) / dt);
         }
         m->marked = m->latest;
         m->marked_at = m->latest_at;
-        *tokens_per_s += m->tokens_per_s;
-        *busy_frac += m->busy_frac / o->n_inf;
+        if (isfinite(m->tokens_per_s)) tokens += m->tokens_per_s, busy += m->busy_frac, measured++;
     }
+    *tokens_per_s = measured ? tokens : NAN;
+    *busy_frac = measured ? busy / measured : NAN;
+}
+
+// "%.0f" of a rate, or "-" while it is not measured.
+static const char *rate_text(char *buf, size_t size, double v) {
+    if (isfinite(v)) snprintf(buf, size, "%.0f", v);
+    else snprintf(buf, size, "-");
+    return buf;
 }
 
 void orch_step_done(Orch *o, const StepDone *s) {
@@ -206,16 +217,19 @@ void orch_step_done(Orch *o, const StepDone *s) {
                                          st->env_reward_n[e] ? st->env_reward_sum[e] / st->env_reward_n[e] : NAN);
             if (used < sizeof envs - 2) strcat(envs, ")");
         }
+        char rate[32], idle[32];
+        const char *idle_text = isfinite(busy_frac) ? (snprintf(idle, sizeof idle, "%.2fs", step_s * (1 - busy_frac)), idle)
+                                                    : "-";
         printf("step %4d | reward %.3f%s | loss %+.4f | entropy %.3f | mismatch_kl %.2e | masked %.3f/%.3f/%.3f | "
-               "grad_norm %.3f | lr %.2e | off-policy %.2f/%.0f | len %.1f | trunc %.2f | inference %.0f tok/s | "
-               "trainer %.0f tok/s | waits: trainer %.2fs inference %.2fs%s\n",
+               "grad_norm %.3f | lr %.2e | off-policy %.2f/%.0f | len %.1f | trunc %.2f | inference %s tok/s | "
+               "trainer %.0f tok/s | waits: trainer %.2fs inference %s%s\n",
                s->step, reward, envs, step_done_get(s, "loss", NAN), step_done_get(s, "entropy", NAN),
                step_done_get(s, "mismatch_kl", NAN), step_done_get(s, "masked_low", NAN),
                step_done_get(s, "masked_high", NAN), step_done_get(s, "masked_seq", NAN),
                step_done_get(s, "grad_norm", NAN), step_done_get(s, "lr", NAN), off_mean, st->off_policy_max,
                st->reward_n ? st->completion_len_sum / st->reward_n : 0, st->reward_n ? st->truncated / st->reward_n : 0,
-               tokens_per_s, step_done_get(s, "timing/trainer_tokens_per_s", 0),
-               step_done_get(s, "timing/trainer_wait_s", 0), step_s * (1 - busy_frac),
+               rate_text(rate, sizeof rate, tokens_per_s), step_done_get(s, "timing/trainer_tokens_per_s", 0),
+               step_done_get(s, "timing/trainer_wait_s", 0), idle_text,
                (s->flags & STEP_SKIPPED) ? " | SKIPPED (non-finite)" : "");
         fflush(stdout);
     }

@@ -34,30 +34,40 @@ const char *const *orch_eval_metric_names(const Orch *o, int *n) {
     return o->eval_names;
 }
 
-// The evaluation's problems: problem p comes from the environment the mix picks for p, as that
-// environment's k-th eval problem, k counting the earlier problems it was picked for; so each
-// environment's eval problems are its indices 0, 1, 2, ... and, for an environment that reads
-// them from a file, distinct. One picked more often than its eval split holds problems gives
-// each of them once (an evaluation never scores a problem twice): the rest are left out.
-static void plan_eval(Orch *o, int problems) {
+// The evaluation's problems: problem p comes from the environment the mix picks for p. A
+// generated environment gives its eval problem p; one that reads its problems from a file gives
+// its k-th, k counting the earlier problems it was picked for, so its problems are distinct, and
+// one picked more often than its eval split holds problems gives each of them once (an
+// evaluation never scores a problem twice): the rest are left out. (A group's problem_index
+// stays p, which its samples' seeds key on: unique across environments.)
+void orch_plan_eval(Orch *o) {
+    const int problems = o->cfg->eval.problems;
+    if (o->eval_env || problems <= 0) return;
     o->eval_env = xmalloc(sizeof(int) * (size_t)problems);
     o->eval_index = xmalloc(sizeof(uint64_t) * (size_t)problems);
-    uint64_t next[CFG_LIST_MAX] = {0};  // per environment: its next eval index
+    o->eval_position = xmalloc(sizeof(uint64_t) * (size_t)problems);
+    uint64_t next[CFG_LIST_MAX] = {0};  // per file environment: its next eval index
     int left_out[CFG_LIST_MAX] = {0};
     for (int p = 0; p < problems; p++) {
         const int e = env_mix_pick(&o->mix, ENV_SPLIT_EVAL, (uint64_t)p);
         const Env *env = o->envs[e];
-        if (env->problem_count && next[e] >= (uint64_t)env->problem_count(env, ENV_SPLIT_EVAL)) {
-            left_out[e]++;
-            continue;
+        uint64_t index = (uint64_t)p;
+        if (env->problem_count) {
+            if (next[e] >= (uint64_t)env->problem_count(env, ENV_SPLIT_EVAL)) {
+                left_out[e]++;
+                continue;
+            }
+            index = next[e]++;
         }
         o->eval_env[o->n_eval_problems] = e;
-        o->eval_index[o->n_eval_problems++] = next[e]++;
+        o->eval_index[o->n_eval_problems] = index;
+        o->eval_position[o->n_eval_problems++] = (uint64_t)p;
     }
     for (int e = 0; e < o->n_envs; e++)
         if (left_out[e])
             LOG_WARN("eval.problems = %d picks environment %s %d times, but its eval split holds %d problems: each "
-                     "evaluation scores those %d once (%d problems in all); lower eval.problems or add eval data",
+                     "evaluation scores those %d once (%d problems in all, so the overall eval reward weighs the "
+                     "environments by the problems each gave); lower eval.problems or add eval data",
                      problems, o->envs[e]->name, (int)next[e] + left_out[e], (int)next[e], (int)next[e],
                      o->n_eval_problems);
 }
@@ -66,7 +76,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     const Config *cfg = o->cfg;
     const int per = 1 + cfg->eval.samples;
     if (cfg->eval.problems <= 0) return NAN;
-    if (!o->eval_env) plan_eval(o, cfg->eval.problems);
+    orch_plan_eval(o);
     const int problems = o->n_eval_problems;
     // Deterministic mode names the exact policy (the trainer's newest); otherwise inference
     // uses the newest it holds (at least the one waited for before calling).
@@ -78,6 +88,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     o->eval_pending = problems;
     for (int p = 0; p < problems; p++) {
         Group *g = orch_new_group(o, o->eval_env[p], ENV_SPLIT_EVAL, o->eval_index[p], per, step, 1);
+        g->problem_index = o->eval_position[p];
         g->version = cfg->run.deterministic ? version : -1;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, p % o->n_inf);

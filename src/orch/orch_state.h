@@ -137,6 +137,7 @@ typedef struct {
     int n_eval_problems;     // at most eval.problems (fewer when the eval splits hold fewer)
     int *eval_env;           // (n_eval_problems) environment of each
     uint64_t *eval_index;    // (n_eval_problems) its index in that environment's eval split
+    uint64_t *eval_position; // (n_eval_problems) its position p among the eval.problems asked for
     // ... and the one in progress.
     int eval_pending;        // eval groups not yet scored
     int eval_step;           // step the running evaluation belongs to
@@ -144,6 +145,8 @@ typedef struct {
 } Orch;
 
 uint64_t orch_request_seed(const Orch *o, const Group *g, int sample);
+// Makes the evaluation's list of problems (once; see orch_eval.c).
+void orch_plan_eval(Orch *o);
 // Adds "WHERE (N tokens)" to a message listing the first 3 examples too long (nth counts from 1).
 void orch_list_example(char *list, size_t size, int nth, const char *where, int tokens);
 // Creates a group for problem `index` of `split` of environment `env` (-1: the environment the

@@ -652,37 +652,55 @@ void orch_list_example(char *list, size_t size, int nth, const char *where, int 
     snprintf(list + at, size - at, "%s%.*s (%d tokens)", nth > 1 ? ", " : "", most, where, tokens);
 }
 
-// Every prompt of the environments that read their problems from a file must leave room for a
-// completion: a prompt too long is found at start-up, with its FILE:LINE, rather than when it is
-// first drawn, hours into a run. (Generated problems are short by construction.)
-static void check_prompts(const Orch *o) {
+// Checks one problem's prompt; adds it to the list of those too long.
+static void check_prompt(const Orch *o, Env *env, EnvSplit split, uint64_t index, int *bad, int *longest,
+                         char *examples, size_t size) {
+    Problem p;
+    ErrorBuf err;
+    if (env->problem(env, split, index, &p, &err) != 0)
+        FATAL("check the environment's settings (env.*) and its data files", "environment %s: %s", env->name, err.msg);
+    int tokens;
+    if (!prompt_fits(&o->codec, &o->lim, p.prompt ? p.prompt : "", &tokens)) {
+        orch_list_example(examples, size, ++*bad, p.where ? p.where : "a problem", tokens);
+        if (tokens > *longest) *longest = tokens;
+    }
+    problem_free(&p);
+}
+
+static void fail_prompts(const Orch *o, const Env *env, int bad, int n, const char *what, int longest,
+                         const char *examples) {
+    FATAL("shorten or remove those prompts, or raise the limit named",
+          "environment %s: %d of its %d %s prompts leave no room for a completion in a sample of at most %d tokens "
+          "(set by %s), the longest %d tokens: %s%s",
+          env->name, bad, n, what, o->lim.max_total, o->lim.max_total_by, longest, examples, bad > 3 ? ", ..." : "");
+}
+
+// Every prompt this job can draw from the environments that read their problems from a file
+// must leave room for a completion: a prompt too long is found at start-up, with its FILE:LINE,
+// rather than when it is first drawn, hours into a run. That is every train prompt when RL steps
+// are to run, and the evaluation's. (Generated problems are short by construction.)
+static void check_prompts(Orch *o) {
+    if (o->cfg->run.max_steps > 0)
+        for (int e = 0; e < o->n_envs; e++) {
+            Env *env = o->envs[e];
+            if (!env->problem_count) continue;
+            const int n = env->problem_count(env, ENV_SPLIT_TRAIN);
+            int bad = 0, longest = 0;
+            char examples[512] = "";
+            for (int i = 0; i < n; i++) check_prompt(o, env, ENV_SPLIT_TRAIN, (uint64_t)i, &bad, &longest, examples,
+                                                     sizeof examples);
+            if (bad) fail_prompts(o, env, bad, n, "train", longest, examples);
+        }
+    orch_plan_eval(o);
     for (int e = 0; e < o->n_envs; e++) {
         Env *env = o->envs[e];
         if (!env->problem_count) continue;
-        for (int split = ENV_SPLIT_TRAIN; split <= ENV_SPLIT_EVAL; split++) {
-            const int n = env->problem_count(env, (EnvSplit)split);
-            int bad = 0, longest = 0;
-            char examples[512] = "";
-            for (int i = 0; i < n; i++) {
-                Problem p;
-                ErrorBuf err;
-                if (env->problem(env, (EnvSplit)split, (uint64_t)i, &p, &err) != 0)
-                    FATAL("check the environment's settings (env.*) and its data files", "environment %s: %s",
-                          env->name, err.msg);
-                int tokens;
-                if (!prompt_fits(&o->codec, &o->lim, p.prompt ? p.prompt : "", &tokens)) {
-                    orch_list_example(examples, sizeof examples, ++bad, p.where ? p.where : "a problem", tokens);
-                    if (tokens > longest) longest = tokens;
-                }
-                problem_free(&p);
-            }
-            if (bad)
-                FATAL("shorten or remove those prompts, or raise the limit named",
-                      "environment %s: %d of its %d %s prompts leave no room for a completion in a sample of at most "
-                      "%d tokens (set by %s), the longest %d tokens: %s%s",
-                      env->name, bad, n, split == ENV_SPLIT_EVAL ? "eval" : "train", o->lim.max_total,
-                      o->lim.max_total_by, longest, examples, bad > 3 ? ", ..." : "");
-        }
+        int bad = 0, longest = 0, n = 0;
+        char examples[512] = "";
+        for (int p = 0; p < o->n_eval_problems; p++)
+            if (o->eval_env[p] == e)
+                n++, check_prompt(o, env, ENV_SPLIT_EVAL, o->eval_index[p], &bad, &longest, examples, sizeof examples);
+        if (bad) fail_prompts(o, env, bad, n, "eval", longest, examples);
     }
 }
 
@@ -706,7 +724,7 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     sample_limit(cfg, &shape, 1, &o->lim);
     sample_limit(cfg, &shape, 0, &o->sft_lim);
     o->lim.max_tokens = cfg->inference.max_tokens;
-    if (cfg->run.max_steps > 0 || cfg->eval.problems > 0) check_prompts(o);  // (not for a warm-up alone)
+    check_prompts(o);
     proto_limits_from_config(cfg, codec_vocab_size(&o->codec), &o->plim);
     o->n_inf = L->n_inference;
     o->inf_version = xmalloc(sizeof(int) * (size_t)o->n_inf);
@@ -794,6 +812,7 @@ static void teardown(Orch *o) {
     free(o->eval_names);
     free(o->eval_env);
     free(o->eval_index);
+    free(o->eval_position);
     outbox_free(&o->out);
 }
 
@@ -996,7 +1015,7 @@ int orchestrator_run(const Config *cfg, const Layout *L, const char *resume_path
         }
         if (isfinite(before)) {
             LOG_INFO("eval reward before RL: %.4f   after RL: %.4f   (greedy, %d held-out problems)", before, after,
-                     cfg->eval.problems);
+                     o.n_eval_problems);
             printf("eval reward before RL: %.4f\n", before);
         }
         printf("eval reward after RL:  %.4f\n", after);

@@ -45,6 +45,17 @@ else
     not_ok "an evaluation scores each eval problem once" "exit $rc, eval problems '$n_eval'" "$(grep -iE 'warn|error|^eval' "$run.log" | head -3)"
 fi
 
+# 2b. A job that only evaluates (run.max_steps = 0) does not draw train prompts: the long one
+# of line 18 does not stop it when the eval split is a file of its own.
+head -n 5 "$data.ok" >"$data.eval"
+run=$TMP_ROOT/eval_only
+job 3 rl $CFG $JSONL --set env.jsonl.eval_path="$data.eval" --set run.output_dir="$run" --set run.max_steps=0 \
+    --set eval.problems=4 --set eval.samples=0 >"$run.log" 2>&1
+rc=$?
+[ $rc = 0 ] && grep -q "^eval (final.*| 4 problems$" "$run.log" &&
+    ok "an evaluation alone is not stopped by a train prompt too long" ||
+    not_ok "an evaluation alone is not stopped by a train prompt too long" "exit $rc" "$(grep -A1 error "$run.log" | head -3)"
+
 # 3. sft.data: an example too long is found before the warm-up, named by FILE:LINE.
 sft=$TMP_ROOT/sft.jsonl
 printf '\357\273\277{"prompt": "a b", "completion": "b a"}\n   \n{"question": "c d", "answer": "d c"}\r\n' >"$sft"

@@ -35,9 +35,13 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
         not_ok "generate from the checkpoint itself gives the same text" "checkpoint: $c" "hf: $a" "$(cat "$TMP_ROOT/err")"
     # config.json names the tokenizer's BOS and EOS (the byte tokenizer's 256 and 257), so that
     # transformers' generate stops at EOS.
+    # (also from the .bin, which does not name its tokenizer: a byte-tokenizer vocabulary says it)
+    "$BIN" convert "$TMP_ROOT/m.bin" "$TMP_ROOT/hf_from_bin" >/dev/null
     grep -q '"bos_token_id": 256,' "$TMP_ROOT/hf/config.json" && grep -q '"eos_token_id": 257,' "$TMP_ROOT/hf/config.json" &&
+        grep -q '"eos_token_id": 257,' "$TMP_ROOT/hf_from_bin/config.json" &&
         ok "convert writes the tokenizer's BOS and EOS ids into config.json" ||
-        not_ok "convert writes the tokenizer's BOS and EOS ids into config.json" "$(grep token_id "$TMP_ROOT/hf/config.json")"
+        not_ok "convert writes the tokenizer's BOS and EOS ids into config.json" "$(grep token_id "$TMP_ROOT/hf/config.json")" \
+            "from the .bin: $(grep token_id "$TMP_ROOT/hf_from_bin/config.json")"
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi

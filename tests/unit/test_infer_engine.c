@@ -683,11 +683,17 @@ static void test_bad_settings_and_requests(void **state) {
     expect_create_error(&mc, bad_dtype, "unknown KV cache element type 7");
     // A cache larger than the device's memory is refused before it is allocated (on the CPU a
     // huge allocation may succeed, and the machine swaps or kills the job when it is touched).
+    // Blocks of 64 MiB (64 layers x 16 tokens x 4096 values, keys and values, fp32): one more
+    // than the memory holds stays far below the 2^31 slots of a cache on any machine.
     const size_t memory = ops_device_memory();
     assert_true(memory > 0);
-    const double kv_dim = (double)mc.n_kv_heads * (mc.dim / mc.n_heads);
-    const double blocks = (double)memory / (2.0 * mc.n_layers * 4 * kv_dim * 4) + 1000;  // k and v, 4 tokens, fp32
-    if (blocks < INT32_MAX / 8) expect_create_error(&mc, engine_config(4, 4, (int)blocks, 8), "more than the device's");
+    const double block_bytes = 2.0 * 64 * 16 * 4096 * 4;
+    const int too_many = (int)((double)memory / block_bytes) + 1;
+    KVCache big;
+    ErrorBuf kv_err;
+    assert_int_equal(kvcache_init(&big, 64, 4096, 16, too_many, OPS_KV_F32, &kv_err), -1);
+    assert_non_null(strstr(kv_err.msg, "more than the device's"));
+    assert_non_null(strstr(kv_err.msg, "inference.kv_blocks"));
     ModelConfig bad_model = mc;
     bad_model.n_heads = 3;  // dim 32 not divisible, and n_kv_heads 2 does not divide 3
     expect_create_error(&bad_model, engine_config(4, 4, 0, 8), "");
