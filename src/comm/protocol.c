@@ -165,11 +165,12 @@ void requests_free(Request *reqs, int n) {
 
 void encode_completions(ByteWriter *w, const Completion *comps, int n, const EngineTotals *totals) {
     put_header(w, MSG_COMPLETIONS);
-    EngineTotals none = {0, 0, 0};
+    EngineTotals none = {0, 0, 0, 0};
     if (!totals) totals = &none;
     bw_f64(w, totals->decode_tokens);
     bw_f64(w, totals->prefill_tokens);
     bw_f64(w, totals->busy_s);
+    bw_f64(w, totals->clock_s);
     bw_u32(w, (uint32_t)n);
     for (int i = 0; i < n; i++) {
         const Completion *c = &comps[i];
@@ -224,9 +225,10 @@ int decode_completions(const void *buf, size_t len, const ProtoLimits *lim, Comp
     EngineTotals t;
     if (get_header(&r, MSG_COMPLETIONS) || br_f64(&r, &t.decode_tokens, "decode_tokens") ||
         br_f64(&r, &t.prefill_tokens, "prefill_tokens") || br_f64(&r, &t.busy_s, "busy_s") ||
-        br_count(&r, &count, lim->max_records, 17, "records"))
+        br_f64(&r, &t.clock_s, "clock_s") || br_count(&r, &count, lim->max_records, 17, "records"))
         return -1;
-    if (!(t.decode_tokens >= 0 && t.prefill_tokens >= 0 && t.busy_s >= 0))
+    if (!(t.decode_tokens >= 0 && t.prefill_tokens >= 0 && t.busy_s >= 0 && t.clock_s >= 0) ||
+        !isfinite(t.decode_tokens + t.prefill_tokens + t.busy_s + t.clock_s))
         return error_set(err, "malformed completions message: negative or NaN engine totals");
     if (totals) *totals = t;
     Completion *out = xcalloc(count ? count : 1, sizeof(Completion));

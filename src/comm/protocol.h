@@ -84,9 +84,11 @@ typedef enum { FINISH_STOP = 0, FINISH_LENGTH = 1, FINISH_REJECTED = 2, FINISH_C
 const char *finish_reason_name(int reason);
 
 // An inference rank's totals so far, sent with every completions message (for the inference
-// throughput and idle-time metrics).
+// throughput and idle-time metrics). clock_s is the time they were taken on the sender's own
+// clock (seconds since its service started): rates between two reports of one rank use the
+// difference of its clock, which no transit delay or clock offset between nodes distorts.
 typedef struct {
-    double decode_tokens, prefill_tokens, busy_s;
+    double decode_tokens, prefill_tokens, busy_s, clock_s;
 } EngineTotals;
 
 typedef struct {

@@ -23,6 +23,7 @@ typedef struct {
     int deterministic;
     int acked_version;
     double busy_s;           // time spent in engine steps that computed something
+    double started_at;       // MPI_Wtime() when the service started (EngineTotals.clock_s counts from it)
     // Requests held back until the engine samples with the version they name (deterministic).
     Request *held;
     int n_held, cap_held;
@@ -32,7 +33,7 @@ static void send_completions(Service *s, Completion *comps, int n) {
     if (n <= 0) return;
     EngineStats es;
     engine_stats(s->engine, &es);
-    EngineTotals totals = {es.decode_tokens, es.prefill_tokens, s->busy_s};
+    EngineTotals totals = {es.decode_tokens, es.prefill_tokens, s->busy_s, MPI_Wtime() - s->started_at};
     ByteWriter w;
     bw_init(&w, 4096);
     encode_completions(&w, comps, n, &totals);
@@ -176,6 +177,7 @@ static void release_held(Service *s) {
 int inference_run(const Config *cfg, const Layout *L) {
     Service s;
     memset(&s, 0, sizeof s);
+    s.started_at = MPI_Wtime();
     s.cfg = cfg;
     s.L = L;
     s.deterministic = cfg->run.deterministic;

@@ -132,22 +132,20 @@ void orch_send_batch(Orch *o) {
 }
 
 // Every inference rank whose totals moved on since the last step is measured between the two
-// (its tokens/s and busy share over the time between their arrivals); the others keep their last
-// measure. *tokens_per_s sums the measured ranks, *busy_frac averages them (NaN while none is).
-// The share is capped at 1: a report's transit time can make the time between arrivals a little
-// shorter than the time between sends.
+// (its tokens/s and busy share over the time between them on its own clock); the others keep
+// their last measure. *tokens_per_s sums the measured ranks, *busy_frac averages them (NaN while
+// none is).
 static void measure_inference(Orch *o, double *tokens_per_s, double *busy_frac) {
     double tokens = 0, busy = 0;
     int measured = 0;
     for (int r = 0; r < o->n_inf; r++) {
         InferenceMeter *m = &o->inf_meter[r];
-        const double dt = m->latest_at - m->marked_at;
-        if (m->latest_at >= 0 && m->marked_at >= 0 && dt > 0) {
+        const double dt = m->latest.clock_s - m->marked.clock_s;
+        if (m->latest.clock_s >= 0 && m->marked.clock_s >= 0 && dt > 0) {
             m->tokens_per_s = (m->latest.decode_tokens - m->marked.decode_tokens) / dt;
-            m->busy_frac = fmin(1.0, (m->latest.busy_s - m->marked.busy_s) / dt);
+            m->busy_frac = (m->latest.busy_s - m->marked.busy_s) / dt;
         }
         m->marked = m->latest;
-        m->marked_at = m->latest_at;
         if (isfinite(m->tokens_per_s)) tokens += m->tokens_per_s, busy += m->busy_frac, measured++;
     }
     *tokens_per_s = measured ? tokens : NAN;

@@ -62,13 +62,11 @@ typedef struct {
 
 // An inference rank's throughput, from the engine totals that come with its completions. The
 // totals are as of when they were sent, so rates are taken between two of them, over the time
-// between their arrivals (not over the step, which would alias: counters move only when
-// completions arrive).
+// between them on the rank's own clock (not over the step, which would alias: the totals move
+// only when completions arrive).
 typedef struct {
-    EngineTotals latest;     // the newest totals ...
-    double latest_at;        // ... and orch_now() when they arrived (< 0: none yet)
-    EngineTotals marked;     // the totals the last logged step measured up to ...
-    double marked_at;        // ... and when they arrived (< 0: none yet)
+    EngineTotals latest;     // the newest totals (clock_s < 0: none yet)
+    EngineTotals marked;     // the totals the last logged step measured up to (clock_s < 0: none)
     double tokens_per_s;     // decode tokens/s between the last two marks (NaN: not measured yet)
     double busy_frac;        // the share of that time spent in engine steps (NaN: not yet)
 } InferenceMeter;

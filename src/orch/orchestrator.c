@@ -309,7 +309,6 @@ static void handle_completions(Orch *o, const Received *msg) {
     int rank = msg->source - o->L->first_inference;
     CHECK(rank >= 0 && rank < o->n_inf, "", "completions from rank %d, which is not an inference rank", msg->source);
     o->inf_meter[rank].latest = totals;
-    o->inf_meter[rank].latest_at = orch_now(o);
     for (int i = 0; i < n; i++) {
         const Completion *c = &comps[i];
         o->inf_load[rank]--;
@@ -732,7 +731,8 @@ static void setup(Orch *o, const Config *cfg, const Layout *L, const char *resum
     o->inf_load = xcalloc((size_t)o->n_inf, sizeof(int));
     o->inf_meter = xcalloc((size_t)o->n_inf, sizeof(InferenceMeter));
     for (int r = 0; r < o->n_inf; r++)
-        o->inf_meter[r] = (InferenceMeter){.latest_at = -1, .marked_at = -1, .tokens_per_s = NAN, .busy_frac = NAN};
+        o->inf_meter[r] = (InferenceMeter){.latest.clock_s = -1, .marked.clock_s = -1, .tokens_per_s = NAN,
+                                           .busy_frac = NAN};
     o->outgoing = xcalloc((size_t)o->n_inf, sizeof(RequestList));
     const int G = cfg->orchestrator.group_size;
     o->capacity = cfg->orchestrator.groups_per_rank ? cfg->orchestrator.groups_per_rank * G

@@ -90,14 +90,14 @@ static void test_completions_round_trip(void **state) {
     Completion in[2] = {make_completion(9, 10), make_completion(10, 0)};
     ByteWriter w;
     bw_init(&w, 0);
-    EngineTotals tot = {123, 45, 6.5}, tot2;
+    EngineTotals tot = {123, 45, 6.5, 17.25}, tot2;
     encode_completions(&w, in, 2, &tot);
     ProtoLimits lim = limits();
     Completion *out;
     int n;
     ErrorBuf err;
     assert_int_equal(decode_completions(w.data, w.len, &lim, &out, &n, &tot2, &err), 0);
-    assert_true(tot2.decode_tokens == 123 && tot2.busy_s == 6.5);
+    assert_true(tot2.decode_tokens == 123 && tot2.busy_s == 6.5 && tot2.clock_s == 17.25);
     assert_int_equal(n, 2);
     assert_int_equal(out[0].n, 10);
     assert_memory_equal(out[0].tokens, in[0].tokens, 40);
