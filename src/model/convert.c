@@ -1,8 +1,9 @@
-// `asyncrl convert IN OUT [--format hf|llama2c]`: a model between formats. IN is a checkpoint
-// (step_NNNNNN.h5), a Hugging Face directory (config.json + safetensors) or a llama2.c .bin; OUT
-// is a Hugging Face directory (default; loads in transformers and vLLM; config.json names the
-// tokenizer's BOS and EOS ids; a checkpoint's llama2.c tokenizer is copied in as tokenizer.bin,
-// but no Hugging Face tokenizer is written) or a llama2.c .bin. OUT must not exist yet (or be an
+// `asyncrl convert IN OUT [--format hf|llama2c] [--tokenizer T]`: a model between formats. IN is
+// a checkpoint (step_NNNNNN.h5), a Hugging Face directory (config.json + safetensors) or a
+// llama2.c .bin; OUT is a Hugging Face directory (default; loads in transformers and vLLM:
+// config.json names the tokenizer's BOS and EOS ids, and the model's tokenizer is written as
+// tokenizer.json (model/hf_tokenizer.h), a llama2.c one also as tokenizer.bin; a Hugging Face
+// input's tokenizer files are copied) or a llama2.c .bin. OUT must not exist yet (or be an
 // empty directory): a model already there is never overwritten.
 #include <dirent.h>
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/cli.h"
 #include "core/config_types.h"
@@ -17,27 +19,23 @@
 #include "core/json.h"
 #include "io/checkpoint.h"
 #include "model/hf.h"
+#include "model/hf_tokenizer.h"
 #include "model/llama2c.h"
 #include "model/model_load.h"
 #include "model/tokenizer.h"
 #include "ops.h"
 
-// A checkpoint's llama2.c tokenizer (model.tokenizer of its config) into DIR/tokenizer.bin, where
-// `asyncrl generate --model DIR` looks for it. Nothing for the byte tokenizer; a note when the
-// file is not there from this directory. 0, or 1 when the copy failed.
-static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
-    char tok[CFG_STR_MAX];
+// Copies file src to dir/name (atomically). 0, or 1 after an error message.
+static int copy_file(const char *src, const char *dir, const char *name) {
     ErrorBuf err;
-    if (checkpoint_read_tokenizer(checkpoint, tok, sizeof tok, &err) != 0 || strcmp(tok, "byte") == 0) return 0;
     size_t len;
-    char *bytes = file_read_all(tok, (size_t)1 << 30, &len, &err);
+    char *bytes = file_read_all(src, (size_t)1 << 30, &len, &err);
     if (!bytes) {
-        printf("note: the checkpoint's tokenizer %s is not there from this directory; copy it to %s/tokenizer.bin "
-               "for `asyncrl generate --model %s`\n", tok, dir, dir);
-        return 0;
+        fprintf(stderr, "error: %s\n", err.msg);
+        return 1;
     }
     char path[4096], tmp[4100];
-    snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     const int ok = f && fwrite(bytes, 1, len, f) == len;
@@ -47,29 +45,36 @@ static int copy_checkpoint_tokenizer(const char *checkpoint, const char *dir) {
         else fprintf(stderr, "error: %s\n", err.msg);
         return 1;
     }
-    printf("copied the tokenizer %s to %s\n", tok, path);
     return 0;
 }
 
-// The BOS and EOS ids of the model's tokenizer, for config.json (-1 when unknown): a checkpoint's
-// tokenizer (byte, or llama2.c's, whose ids are always 1 and 2); for a .bin, the byte
-// tokenizer's when the vocabulary is its size (a model trained here with it), else llama2.c's;
-// what a Hugging Face input's config.json says (a single id each; a list is left out).
-static void special_ids(const char *in, ModelFileKind kind, int vocab_size, int *bos, int *eos) {
-    *bos = *eos = -1;
+// The model's tokenizer spec ("byte" or a llama2.c tokenizer.bin), "" when unknown: --tokenizer
+// when given; a checkpoint's model.tokenizer; for a .bin, the byte tokenizer when the vocabulary
+// is its size (a model trained here with it). (A Hugging Face input brings its own files.)
+static void find_tokenizer(const char *in, ModelFileKind kind, int vocab_size, const char *given, char *spec,
+                           size_t size) {
     ErrorBuf err;
-    if (kind == MODEL_FILE_CHECKPOINT) {
-        char spec[CFG_STR_MAX];
-        if (checkpoint_read_tokenizer(in, spec, sizeof spec, &err) != 0) return;
-        Tokenizer *t = tokenizer_load(strcmp(spec, "byte") == 0 ? "byte" : spec, &err);
-        if (t) *bos = t->bos_id, *eos = t->eos_id, tokenizer_free(t);
-        else *bos = 1, *eos = 2;  // a llama2.c tokenizer not found from here: its ids are fixed
-    } else if (kind == MODEL_FILE_LLAMA2C) {
+    spec[0] = '\0';
+    if (given) snprintf(spec, size, "%s", given);
+    else if (kind == MODEL_FILE_CHECKPOINT && checkpoint_read_tokenizer(in, spec, size, &err) != 0) spec[0] = '\0';
+    else if (kind == MODEL_FILE_LLAMA2C) {
         Tokenizer *byte = tokenizer_load("byte", &err);
-        if (byte && byte->vocab_size == vocab_size) *bos = byte->bos_id, *eos = byte->eos_id;
-        else *bos = 1, *eos = 2;
+        if (byte && byte->vocab_size == vocab_size) snprintf(spec, size, "byte");
         tokenizer_free(byte);
+    }
+}
+
+// The BOS and EOS ids for config.json (-1 when unknown): the tokenizer's; else llama2.c's 1 and 2
+// for a checkpoint or .bin (whatever llama2.c tokenizer it has, those are its ids); what a
+// Hugging Face input's config.json says (a single id each; a list is left out).
+static void special_ids(const char *in, ModelFileKind kind, const Tokenizer *t, int *bos, int *eos) {
+    *bos = *eos = -1;
+    if (t) {
+        *bos = t->bos_id, *eos = t->eos_id;
+    } else if (kind != MODEL_FILE_HF_DIR) {
+        *bos = 1, *eos = 2;
     } else {
+        ErrorBuf err;
         char path[4096];
         snprintf(path, sizeof path, "%s/config.json", in);
         size_t len;
@@ -81,6 +86,41 @@ static void special_ids(const char *in, ModelFileKind kind, int vocab_size, int 
         json_free(j);
         free(text);
     }
+}
+
+// The tokenizer files of a Hugging Face directory OUT: from the tokenizer when known (its
+// tokenizer.json and tokenizer_config.json, and a llama2.c tokenizer.bin as it is, where
+// `asyncrl generate --model OUT` looks for it); the files of a Hugging Face input; else a note.
+// 0, or 1 after an error message.
+static int write_tokenizer_files(const char *in, ModelFileKind kind, const Tokenizer *t, const char *spec,
+                                 int max_seq_len, const char *out) {
+    if (t) {
+        ErrorBuf err;
+        if (hf_tokenizer_save(t, max_seq_len, out, &err) != 0) {
+            fprintf(stderr, "error: %s\n", err.msg);
+            return 1;
+        }
+        if (t->kind == TOKENIZER_LLAMA2C && copy_file(spec, out, "tokenizer.bin") != 0) return 1;
+        printf("wrote the tokenizer (%s) as %s/tokenizer.json%s\n", spec, out,
+               t->kind == TOKENIZER_LLAMA2C ? " and tokenizer.bin" : "");
+        return 0;
+    }
+    if (kind == MODEL_FILE_HF_DIR) {
+        static const char *const FILES[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                            "tokenizer.model", "tokenizer.bin", "generation_config.json"};
+        for (size_t i = 0; i < sizeof FILES / sizeof FILES[0]; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", in, FILES[i]);
+            if (access(path, F_OK) == 0 && copy_file(path, out, FILES[i]) != 0) return 1;
+        }
+        return 0;
+    }
+    if (spec[0])
+        printf("note: the tokenizer %s is not there from this directory: give it with --tokenizer PATH to write "
+               "%s/tokenizer.json\n", spec, out);
+    else
+        printf("note: no tokenizer written (a llama2.c .bin does not name its own): give it with --tokenizer PATH\n");
+    return 0;
 }
 
 // 0 when OUT is free to write: nothing there, or an empty directory (hf). Anything else is
@@ -103,10 +143,12 @@ static int check_output_free(const char *out, const char *format) {
 }
 
 #define CONVERT_USAGE                                                                      \
-    "usage: asyncrl convert IN OUT [--format hf|llama2c]\n"                               \
+    "usage: asyncrl convert IN OUT [--format hf|llama2c] [--tokenizer T]\n"              \
     "  IN: a checkpoint (.h5), a Hugging Face directory or a llama2.c .bin\n"             \
     "  OUT: a Hugging Face directory (hf) or a llama2.c .bin file (llama2c), not there yet; without\n" \
-    "       --format, an OUT ending in .bin is llama2c, anything else hf\n"
+    "       --format, an OUT ending in .bin is llama2c, anything else hf\n"              \
+    "  --tokenizer T: the model's tokenizer (\"byte\" or a llama2.c tokenizer.bin), written into an hf\n" \
+    "       OUT as tokenizer.json (default: a checkpoint's own; a .bin of the byte tokenizer's size)\n"
 
 // A usage error: the message, then the usage; exit status 2.
 static int convert_usage_error(const char *msg, const char *arg) {
@@ -117,7 +159,7 @@ static int convert_usage_error(const char *msg, const char *arg) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *format = NULL;
+    const char *in = NULL, *out = NULL, *format = NULL, *tokenizer = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -128,6 +170,9 @@ int cmd_convert(int argc, char **argv) {
             format = argv[++i];
             if (strcmp(format, "hf") != 0 && strcmp(format, "llama2c") != 0)
                 return convert_usage_error("--format '%s' is not a format: use hf or llama2c", format);
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            if (i + 1 >= argc) return convert_usage_error("%s needs a value: byte or a tokenizer.bin", a);
+            tokenizer = argv[++i];
         } else if (strncmp(a, "--", 2) == 0) {
             return convert_usage_error("unknown option '%s'", a);
         } else if (!in) {
@@ -152,17 +197,33 @@ int cmd_convert(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
     }
+    const ModelFileKind kind = model_file_kind(in);
+    char spec[CFG_STR_MAX];
+    find_tokenizer(in, kind, m->config.vocab_size, tokenizer, spec, sizeof spec);
+    Tokenizer *t = spec[0] ? tokenizer_load(spec, &err) : NULL;
+    if (!t && tokenizer) {  // (one the user named must be there; a checkpoint's may not be, from here)
+        fprintf(stderr, "error: --tokenizer: %s\n", err.msg);
+        model_free(m);
+        return 2;
+    }
+    if (t && tokenizer_check_model(t, m->config.vocab_size, &err) != 0) {
+        fprintf(stderr, "error: tokenizer %s: %s\n", spec, err.msg);
+        tokenizer_free(t);
+        model_free(m);
+        return 2;
+    }
     int bos, eos;
-    special_ids(in, model_file_kind(in), m->config.vocab_size, &bos, &eos);
-    int rc = strcmp(format, "hf") == 0 ? hf_save(m, out, bos, eos, &err) : llama2c_save(m, out, &err);
+    special_ids(in, kind, t, &bos, &eos);
+    const int hf = strcmp(format, "hf") == 0;
+    int rc = hf ? hf_save(m, out, bos, eos, &err) : llama2c_save(m, out, &err);
     if (rc != 0) fprintf(stderr, "error: %s\n", err.msg);
     else {
         char shape[256];
         model_config_describe(&m->config, shape, sizeof shape);
         printf("wrote %s (%s): %s\n", out, format, shape);
-        if (strcmp(format, "hf") == 0 && model_file_kind(in) == MODEL_FILE_CHECKPOINT)
-            rc = copy_checkpoint_tokenizer(in, out);
+        if (hf) rc = write_tokenizer_files(in, kind, t, spec, m->config.max_seq_len, out);
     }
+    tokenizer_free(t);
     model_free(m);
     ops_finalize();
     return rc ? 1 : 0;

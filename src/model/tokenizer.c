@@ -57,6 +57,10 @@ static int lookup(const Tokenizer *t, const char *s, int len) {
     return -1;
 }
 
+int tokenizer_piece_id(const Tokenizer *t, const char *s, int len) {
+    return t->kind == TOKENIZER_LLAMA2C ? lookup(t, s, len) : -1;
+}
+
 static Tokenizer *load_llama2c(const char *path, ErrorBuf *err) {
     FILE *fp = fopen(path, "rb");
     if (!fp) return error_set(err, "cannot open tokenizer %s (model.tokenizer is \"byte\" or a llama2.c "

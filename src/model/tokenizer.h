@@ -42,6 +42,9 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int add_b
 // returned pointer (not NUL-terminated in general). Special tokens (BOS, EOS, PAD) and ids
 // outside the vocabulary give 0 bytes.
 const char *tokenizer_decode_piece(const Tokenizer *t, int prev, int id, size_t *len);
+// The id of the llama2.c piece with exactly these len bytes (the lowest id when pieces repeat),
+// or -1 (and always -1 for the byte tokenizer).
+int tokenizer_piece_id(const Tokenizer *t, const char *s, int len);
 // Decodes ids into buf (NUL-terminated, truncated to size); returns the full decoded length.
 // The first id is decoded as if it followed BOS only when it does (prev = -1).
 size_t tokenizer_decode(const Tokenizer *t, const int32_t *ids, int n, char *buf, size_t size);

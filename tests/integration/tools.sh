@@ -38,10 +38,22 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
     # (also from the .bin, which does not name its tokenizer: a byte-tokenizer vocabulary says it)
     "$BIN" convert "$TMP_ROOT/m.bin" "$TMP_ROOT/hf_from_bin" >/dev/null
     grep -q '"bos_token_id": 256,' "$TMP_ROOT/hf/config.json" && grep -q '"eos_token_id": 257,' "$TMP_ROOT/hf/config.json" &&
-        grep -q '"eos_token_id": 257,' "$TMP_ROOT/hf_from_bin/config.json" &&
-        ok "convert writes the tokenizer's BOS and EOS ids into config.json" ||
-        not_ok "convert writes the tokenizer's BOS and EOS ids into config.json" "$(grep token_id "$TMP_ROOT/hf/config.json")" \
+        grep -q '"eos_token_id": 257,' "$TMP_ROOT/hf_from_bin/config.json" && [ -f "$TMP_ROOT/hf/tokenizer.json" ] &&
+        [ -f "$TMP_ROOT/hf_from_bin/tokenizer_config.json" ] &&
+        ok "convert writes the tokenizer's BOS and EOS ids into config.json, and its tokenizer.json" ||
+        not_ok "convert writes the tokenizer's BOS and EOS ids into config.json, and its tokenizer.json" "$(grep token_id "$TMP_ROOT/hf/config.json")" \
             "from the .bin: $(grep token_id "$TMP_ROOT/hf_from_bin/config.json")"
+    # An HF input's tokenizer files travel with it; a --tokenizer of another vocabulary is refused.
+    "$BIN" convert "$TMP_ROOT/hf" "$TMP_ROOT/hf_again" >/dev/null &&
+        cmp -s "$TMP_ROOT/hf/tokenizer.json" "$TMP_ROOT/hf_again/tokenizer.json" &&
+        ok "convert of an HF directory copies its tokenizer files" ||
+        not_ok "convert of an HF directory copies its tokenizer files" "$(ls "$TMP_ROOT/hf_again")"
+    if have_models; then
+        "$BIN" convert "$TMP_ROOT/m.bin" "$TMP_ROOT/hf_wrong" --tokenizer "$MODELS/tok512.bin" >/dev/null 2>"$TMP_ROOT/err"
+        [ $? = 2 ] && grep -q "the tokenizer has 512 tokens but the model's vocabulary has 259" "$TMP_ROOT/err" &&
+            ok "convert --tokenizer of another vocabulary is refused" ||
+            not_ok "convert --tokenizer of another vocabulary is refused" "$(cat "$TMP_ROOT/err")"
+    fi
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
@@ -100,7 +112,7 @@ if have_models; then
     e=$("$BIN" generate --model "$TMP_ROOT/stories_hf" --prompt "Once upon a time" --greedy -n 12 2>>"$TMP_ROOT/err")
     case "$d" in "Once upon a time, "*) started=1 ;; *) started=0 ;; esac
     [ $started = 1 ] && [ "$d" = "$e" ] && cmp -s "$TMP_ROOT/stories_hf/tokenizer.bin" "$MODELS/tok512.bin" &&
-        grep -q '"eos_token_id": 2,' "$TMP_ROOT/stories_hf/config.json" &&
+        grep -q '"eos_token_id": 2,' "$TMP_ROOT/stories_hf/config.json" && [ -f "$TMP_ROOT/stories_hf/tokenizer.json" ] &&
         ok "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it ($d)" ||
         not_ok "a checkpoint with a llama2.c tokenizer: generate uses it, convert copies it" "checkpoint: $d" \
             "hf: $e" "$(cat "$TMP_ROOT/err" "$TMP_ROOT/convert.log")" "$(tail -3 "$TMP_ROOT/stories.log")"

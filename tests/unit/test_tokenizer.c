@@ -1,14 +1,18 @@
 // Tokenizers: the byte-level one round-trips every byte string; llama2.c's tok512.bin encodes
 // exactly as run.c (expected ids from the independent Python transcription of run.c's encode
 // in tests/fixtures/make_model_fixtures.py) and decodes back to the text; corrupt tokenizer
-// files and a vocabulary that does not fit the model give clear errors.
+// files and a vocabulary that does not fit the model give clear errors; the Hugging Face
+// tokenizer files written for both encode like them (checked with the `tokenizers` library).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/test_util.h"
 #include "core/json.h"
+#include "core/rng.h"
+#include "model/hf_tokenizer.h"
 #include "model/tokenizer.h"
 
 static void test_byte_tokenizer(void **state) {
@@ -175,11 +179,117 @@ static void test_bad_tokenizer_files(void **state) {
     assert_non_null(strstr(err.msg, "no tokenizer given"));
 }
 
+// Texts for the Hugging Face export check: fixed ones (spaces, newlines, code points the
+// vocabulary lacks) and random mixtures of fragments that exercise the merges.
+#define N_TEXTS 300
+static void make_texts(char texts[][256]) {
+    static const char *const FIXED[] = {"", "Once upon a time, there was a little girl named Lily.", "hello  world\n",
+                                        "  two leading spaces", "Él café 中文 🙂 naïve", "a\tb\r\nc", "\"quoted\" \\ back",
+                                        "The end.\n\nThe next day, Tom and Sue went to the park."};
+    static const char *const FRAGMENTS[] = {"the", " the", "and", " a", " little", "girl", " boy", "ed", "ing", " was",
+                                            ".", ",", "!", " ", "  ", "\n", "Lily", "Tom", "é", "中", "🙂", "xyz",
+                                            "qu", "happy", " played", "said", "\"", "'s", "123", "-"};
+    const int n_fixed = (int)(sizeof FIXED / sizeof FIXED[0]), n_frag = (int)(sizeof FRAGMENTS / sizeof FRAGMENTS[0]);
+    Rng rng;
+    rng_seed(&rng, 2026);
+    for (int i = 0; i < N_TEXTS; i++) {
+        if (i < n_fixed) {
+            snprintf(texts[i], 256, "%s", FIXED[i]);
+            continue;
+        }
+        texts[i][0] = '\0';
+        const int parts = 1 + (int)rng_below(&rng, 24);
+        for (int k = 0; k < parts && strlen(texts[i]) < 200; k++)
+            strcat(texts[i], FRAGMENTS[rng_below(&rng, (uint64_t)n_frag)]);
+    }
+}
+
+// Writes the tokenizer's Hugging Face files into a new directory and the texts with our ids
+// (BOS first) as JSON lines; checks the files' structure; then tests/check_hf_tokenizer.py
+// encodes and decodes the texts with the `tokenizers` library (skipped where it is missing).
+static void check_hf_export(const Tokenizer *t, const char *name) {
+    char dir[256], cases[300];
+    snprintf(dir, sizeof dir, "/tmp/asyncrl-test-hftok-%s-%d", name, (int)getpid());
+    snprintf(cases, sizeof cases, "%s/cases.jsonl", dir);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    ErrorBuf err;
+    assert_int_equal(hf_tokenizer_save(t, 256, dir, &err), 0);
+    // Structure: every id in the vocabulary once, the special tokens, merges for llama2.c.
+    char path[300];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    size_t len;
+    char *text = test_read_file(path, &len);
+    assert_non_null(text);
+    Json *root = json_parse(text, len, &err);
+    if (!root) print_error("tokenizer.json: %s\n", err.msg);
+    assert_non_null(root);
+    const Json *model = json_get(root, "model"), *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
+    assert_int_equal(vocab->count, t->vocab_size);
+    char *seen = calloc((size_t)t->vocab_size, 1);
+    for (int i = 0; i < vocab->count; i++) {
+        const int id = (int)vocab->items[i].number;
+        assert_true(id >= 0 && id < t->vocab_size && !seen[id]);
+        seen[id] = 1;
+    }
+    free(seen);
+    assert_true(t->kind == TOKENIZER_BYTE ? merges->count == 0 : merges->count > 100);
+    assert_int_equal(json_get(root, "added_tokens")->count, 3);
+    json_free(root);
+    free(text);
+    // The texts with our ids.
+    char(*texts)[256] = malloc(sizeof(char[256]) * N_TEXTS);
+    make_texts(texts);
+    FILE *f = fopen(cases, "w");
+    assert_non_null(f);
+    for (int i = 0; i < N_TEXTS; i++) {
+        int32_t ids[600];
+        const int n = tokenizer_encode(t, texts[i], strlen(texts[i]), 1, ids, 600, &err);
+        assert_true(n > 0);
+        fprintf(f, "{\"text\": ");
+        json_write_string(f, texts[i], strlen(texts[i]));
+        fprintf(f, ", \"ids\": [");
+        for (int k = 0; k < n; k++) fprintf(f, "%s%d", k ? ", " : "", ids[k]);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+    free(texts);
+    snprintf(cmd, sizeof cmd, "python3 tests/check_hf_tokenizer.py %s %s", dir, cases);
+    const int rc = system(cmd);
+    const int status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) print_message("could not remove %s\n", dir);
+    if (status == 77) skip();  // (the `tokenizers` library is not installed)
+    assert_int_equal(status, 0);
+}
+
+static void test_hf_export_byte(void **state) {
+    (void)state;
+    ErrorBuf err;
+    Tokenizer *t = tokenizer_load("byte", &err);
+    check_hf_export(t, "byte");
+    tokenizer_free(t);
+}
+
+static void test_hf_export_llama2c(void **state) {
+    (void)state;
+    const char *path = test_model_file("tok512.bin");
+    if (!path) skip();
+    ErrorBuf err;
+    Tokenizer *t = tokenizer_load(path, &err);
+    assert_non_null(t);
+    check_hf_export(t, "tok512");
+    tokenizer_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_byte_tokenizer),
         cmocka_unit_test(test_llama2c_encode_matches_reference),
         cmocka_unit_test(test_bad_tokenizer_files),
+        cmocka_unit_test(test_hf_export_byte),
+        cmocka_unit_test(test_hf_export_llama2c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
