@@ -50,18 +50,41 @@ static int copy_file(const char *src, const char *dir, const char *name) {
 
 // The model's tokenizer spec ("byte" or a llama2.c tokenizer.bin), "" when unknown: --tokenizer
 // when given; a checkpoint's model.tokenizer; for a .bin, the byte tokenizer when the vocabulary
-// is its size (a model trained here with it). (A Hugging Face input brings its own files.)
+// is its size (a model trained here with it); the tokenizer.bin of a Hugging Face input that
+// has no tokenizer.json (one written before convert wrote them). An HF input with a
+// tokenizer.json brings its own files.
 static void find_tokenizer(const char *in, ModelFileKind kind, int vocab_size, const char *given, char *spec,
                            size_t size) {
     ErrorBuf err;
+    char path[4096];
     spec[0] = '\0';
-    if (given) snprintf(spec, size, "%s", given);
-    else if (kind == MODEL_FILE_CHECKPOINT && checkpoint_read_tokenizer(in, spec, size, &err) != 0) spec[0] = '\0';
-    else if (kind == MODEL_FILE_LLAMA2C) {
+    if (given) {
+        snprintf(spec, size, "%s", given);
+    } else if (kind == MODEL_FILE_CHECKPOINT) {
+        if (checkpoint_read_tokenizer(in, spec, size, &err) != 0) spec[0] = '\0';
+    } else if (kind == MODEL_FILE_LLAMA2C) {
         Tokenizer *byte = tokenizer_load("byte", &err);
         if (byte && byte->vocab_size == vocab_size) snprintf(spec, size, "byte");
         tokenizer_free(byte);
+    } else {
+        snprintf(path, sizeof path, "%s/tokenizer.json", in);
+        if (access(path, F_OK) == 0) return;
+        snprintf(path, sizeof path, "%s/tokenizer.bin", in);
+        if (access(path, F_OK) == 0 && snprintf(spec, size, "%s", path) >= (int)size) spec[0] = '\0';
     }
+}
+
+// The tokenizer of spec for a model of vocab_size ids, or NULL with err set.
+static Tokenizer *load_tokenizer(const char *spec, int vocab_size, ErrorBuf *err) {
+    Tokenizer *t = tokenizer_load(spec, err);
+    if (t && t->vocab_size != vocab_size) {
+        error_set(err, "the tokenizer %s has %d tokens but the model's vocabulary has %d: give the tokenizer the model "
+                       "was trained with",
+                  spec, t->vocab_size, vocab_size);
+        tokenizer_free(t);
+        return NULL;
+    }
+    return t;
 }
 
 // The BOS and EOS ids for config.json (-1 when unknown): the tokenizer's; else llama2.c's 1 and 2
@@ -90,10 +113,10 @@ static void special_ids(const char *in, ModelFileKind kind, const Tokenizer *t, 
 
 // The tokenizer files of a Hugging Face directory OUT: from the tokenizer when known (its
 // tokenizer.json and tokenizer_config.json, and a llama2.c tokenizer.bin as it is, where
-// `asyncrl generate --model OUT` looks for it); the files of a Hugging Face input; else a note.
-// 0, or 1 after an error message.
+// `asyncrl generate --model OUT` looks for it); the files of a Hugging Face input; else a note
+// (why: the reason the tokenizer found could not be used, or ""). 0, or 1 after an error.
 static int write_tokenizer_files(const char *in, ModelFileKind kind, const Tokenizer *t, const char *spec,
-                                 int max_seq_len, const char *out) {
+                                 const char *why, int max_seq_len, const char *out) {
     if (t) {
         ErrorBuf err;
         if (hf_tokenizer_save(t, max_seq_len, out, &err) != 0) {
@@ -108,19 +131,38 @@ static int write_tokenizer_files(const char *in, ModelFileKind kind, const Token
     if (kind == MODEL_FILE_HF_DIR) {
         static const char *const FILES[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                             "tokenizer.model", "tokenizer.bin", "generation_config.json"};
+        int copied = 0;
         for (size_t i = 0; i < sizeof FILES / sizeof FILES[0]; i++) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", in, FILES[i]);
-            if (access(path, F_OK) == 0 && copy_file(path, out, FILES[i]) != 0) return 1;
+            if (access(path, F_OK) != 0) continue;
+            if (copy_file(path, out, FILES[i]) != 0) return 1;
+            copied++;
         }
+        if (!copied) printf("note: %s holds no tokenizer files: give the model's with --tokenizer PATH\n", in);
         return 0;
     }
-    if (spec[0])
-        printf("note: the tokenizer %s is not there from this directory: give it with --tokenizer PATH to write "
-               "%s/tokenizer.json\n", spec, out);
-    else
-        printf("note: no tokenizer written (a llama2.c .bin does not name its own): give it with --tokenizer PATH\n");
+    if (why[0]) printf("note: no tokenizer written: %s\n", why);
+    else printf("note: no tokenizer written (a llama2.c .bin does not name its own): give it with --tokenizer PATH\n");
     return 0;
+}
+
+// Removes what a failed convert wrote at OUT (a new file or directory, or the files it put in an
+// empty directory), so that it can be run again.
+static void discard_output(const char *out, int hf, int made_out) {
+    if (!hf) {
+        remove(out);
+        return;
+    }
+    static const char *const WRITTEN[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                                          "special_tokens_map.json", "tokenizer.model", "tokenizer.bin",
+                                          "generation_config.json"};
+    for (size_t i = 0; i < sizeof WRITTEN / sizeof WRITTEN[0]; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", out, WRITTEN[i]);
+        remove(path);
+    }
+    if (made_out) rmdir(out);
 }
 
 // 0 when OUT is free to write: nothing there, or an empty directory (hf). Anything else is
@@ -148,7 +190,8 @@ static int check_output_free(const char *out, const char *format) {
     "  OUT: a Hugging Face directory (hf) or a llama2.c .bin file (llama2c), not there yet; without\n" \
     "       --format, an OUT ending in .bin is llama2c, anything else hf\n"              \
     "  --tokenizer T: the model's tokenizer (\"byte\" or a llama2.c tokenizer.bin), written into an hf\n" \
-    "       OUT as tokenizer.json (default: a checkpoint's own; a .bin of the byte tokenizer's size)\n"
+    "       OUT as tokenizer.json (default: a checkpoint's own, the byte tokenizer for a .bin of its\n" \
+    "       size, an HF input's tokenizer files)\n"
 
 // A usage error: the message, then the usage; exit status 2.
 static int convert_usage_error(const char *msg, const char *arg) {
@@ -171,7 +214,7 @@ int cmd_convert(int argc, char **argv) {
             if (strcmp(format, "hf") != 0 && strcmp(format, "llama2c") != 0)
                 return convert_usage_error("--format '%s' is not a format: use hf or llama2c", format);
         } else if (strcmp(a, "--tokenizer") == 0) {
-            if (i + 1 >= argc) return convert_usage_error("%s needs a value: byte or a tokenizer.bin", a);
+            if (i + 1 >= argc || !argv[i + 1][0]) return convert_usage_error("%s needs a value: byte or a tokenizer.bin", a);
             tokenizer = argv[++i];
         } else if (strncmp(a, "--", 2) == 0) {
             return convert_usage_error("unknown option '%s'", a);
@@ -189,7 +232,11 @@ int cmd_convert(int argc, char **argv) {
         const size_t n = strlen(out);
         format = n > 4 && strcmp(out + n - 4, ".bin") == 0 ? "llama2c" : "hf";
     }
+    const int hf = strcmp(format, "hf") == 0;
+    if (tokenizer && !hf) return convert_usage_error("%s is for a Hugging Face OUT (a .bin holds no tokenizer)", "--tokenizer");
     if (check_output_free(out, format) != 0) return 2;
+    struct stat st;
+    const int made_out = stat(out, &st) != 0;  // (else an empty directory)
     ops_init(1);
     ErrorBuf err;
     Model *m = model_load_file(in, &err);
@@ -197,31 +244,30 @@ int cmd_convert(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", err.msg);
         return 2;
     }
+    // The tokenizer (hf only): one named with --tokenizer must load and fit the model; one found
+    // by itself that does not is left out with a note.
     const ModelFileKind kind = model_file_kind(in);
-    char spec[CFG_STR_MAX];
-    find_tokenizer(in, kind, m->config.vocab_size, tokenizer, spec, sizeof spec);
-    Tokenizer *t = spec[0] ? tokenizer_load(spec, &err) : NULL;
-    if (!t && tokenizer) {  // (one the user named must be there; a checkpoint's may not be, from here)
+    char spec[CFG_STR_MAX] = "", why[CFG_STR_MAX + 256] = "";
+    if (hf) find_tokenizer(in, kind, m->config.vocab_size, tokenizer, spec, sizeof spec);
+    Tokenizer *t = spec[0] ? load_tokenizer(spec, m->config.vocab_size, &err) : NULL;
+    if (!t && tokenizer) {
         fprintf(stderr, "error: --tokenizer: %s\n", err.msg);
         model_free(m);
         return 2;
     }
-    if (t && tokenizer_check_model(t, m->config.vocab_size, &err) != 0) {
-        fprintf(stderr, "error: tokenizer %s: %s\n", spec, err.msg);
-        tokenizer_free(t);
-        model_free(m);
-        return 2;
-    }
+    if (!t && spec[0] && snprintf(why, sizeof why, "%s (give the right one with --tokenizer PATH)", err.msg) < 0)
+        why[0] = '\0';
     int bos, eos;
     special_ids(in, kind, t, &bos, &eos);
-    const int hf = strcmp(format, "hf") == 0;
     int rc = hf ? hf_save(m, out, bos, eos, &err) : llama2c_save(m, out, &err);
     if (rc != 0) fprintf(stderr, "error: %s\n", err.msg);
-    else {
+    else if (hf) rc = write_tokenizer_files(in, kind, t, spec, why, m->config.max_seq_len, out);
+    if (rc != 0) {
+        discard_output(out, hf, made_out);  // (OUT was new or empty: nothing of anyone else's is lost)
+    } else {
         char shape[256];
         model_config_describe(&m->config, shape, sizeof shape);
         printf("wrote %s (%s): %s\n", out, format, shape);
-        if (hf) rc = write_tokenizer_files(in, kind, t, spec, m->config.max_seq_len, out);
     }
     tokenizer_free(t);
     model_free(m);

@@ -20,32 +20,141 @@ static int is_byte_piece(const char *p, int len) {
     return len == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x' && p[5] == '>';
 }
 
+// Strict UTF-8 (what JSON strings and the tokenizers library take): no overlong forms, no
+// surrogates, nothing above U+10FFFF.
 static int valid_utf8(const unsigned char *s, int len) {
     for (int i = 0; i < len;) {
-        const int n = s[i] < 0x80 ? 1 : (s[i] & 0xE0) == 0xC0 ? 2 : (s[i] & 0xF0) == 0xE0 ? 3 : (s[i] & 0xF8) == 0xF0 ? 4 : 0;
-        if (n == 0 || i + n > len) return 0;
+        const unsigned c = s[i];
+        int n;
+        unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+        if (c < 0x80) n = 1;
+        else if (c >= 0xC2 && c <= 0xDF) n = 2;
+        else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        else return 0;
+        if (i + n > len) return 0;
         for (int k = 1; k < n; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            if (s[i + k] < (k == 1 ? lo : 0x80) || s[i + k] > (k == 1 ? hi : 0xBF)) return 0;
         i += n;
     }
     return 1;
 }
 
-// A piece that takes part in the BPE model as itself: not special, not a byte piece, valid
-// UTF-8, not empty, and the first piece with its bytes (a repeat is left out of the vocabulary).
-static int ordinary(const Tokenizer *t, int id) {
-    const char *p = t->pieces[id];
-    const int len = t->piece_len[id];
-    return id >= N_SPECIAL && len > 0 && !is_byte_piece(p, len) && valid_utf8((const unsigned char *)p, len) &&
-           tokenizer_piece_id(t, p, len) == id;
+// The vocabulary as the Hugging Face files spell it: a distinct name per id, and which ids take
+// part in merges.
+typedef struct {
+    char **name;         // [vocab] NUL-terminated UTF-8
+    unsigned char *bpe;  // [vocab] 1: an ordinary piece, named by its text (spaces as "▁")
+    int n;
+} Names;
+
+static char *dup_text(const char *s) {
+    char *d = xmalloc(strlen(s) + 1);
+    strcpy(d, s);
+    return d;
 }
 
-// A llama2.c piece as the vocabulary spells it (each space as "▁"), JSON-escaped, no quotes.
-static void write_piece_text(FILE *f, const char *p, int len) {
+// A llama2.c piece's text with each space as "▁".
+static char *piece_name(const char *p, int len) {
+    char *s = xmalloc(3 * (size_t)len + 1);
+    size_t n = 0;
     for (int i = 0; i < len; i++) {
-        const unsigned char c = (unsigned char)p[i];
-        if (c == ' ') fputs(SPACE_MARK, f);
-        else if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        if (p[i] == ' ') memcpy(s + n, SPACE_MARK, 3), n += 3;
+        else s[n++] = p[i];
+    }
+    s[n] = '\0';
+    return s;
+}
+
+static const Names *g_sort_names;  // (for the qsort comparator below)
+static int g_special_lo;           // first id of the three special tokens
+
+// By name, then the id to keep first: the special tokens, then the lowest id.
+static int name_order(const void *x, const void *y) {
+    const int a = *(const int *)x, b = *(const int *)y;
+    const int c = strcmp(g_sort_names->name[a], g_sort_names->name[b]);
+    if (c) return c;
+    const int sa = a >= g_special_lo && a < g_special_lo + N_SPECIAL;
+    const int sb = b >= g_special_lo && b < g_special_lo + N_SPECIAL;
+    if (sa != sb) return sb - sa;
+    return (a > b) - (a < b);
+}
+
+// Renames every id whose name an earlier one (in name_order) holds to "<unused_piece_ID>", and
+// checks again (a piece may be named so itself: then with a "+" more). A renamed id takes no
+// part in merges.
+static void make_unique(Names *v, int special_lo) {
+    int *order = xmalloc(sizeof(int) * (size_t)v->n);
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < v->n; i++) order[i] = i;
+        g_sort_names = v, g_special_lo = special_lo;
+        qsort(order, (size_t)v->n, sizeof(int), name_order);
+        int renamed = 0;
+        for (int i = 1; i < v->n; i++) {
+            if (strcmp(v->name[order[i]], v->name[order[i - 1]]) != 0) continue;
+            const int id = order[i];
+            char buf[64];
+            snprintf(buf, sizeof buf, "<unused_piece_%d%.*s>", id, round, "+++");
+            free(v->name[id]);
+            v->name[id] = dup_text(buf);
+            v->bpe[id] = 0;
+            renamed++;
+        }
+        if (!renamed) break;
+    }
+    free(order);
+}
+
+// Our encoder merges a pair only into a piece scoring above -1e10 (its starting best score).
+#define MERGE_MIN_SCORE -1e10f
+
+static void names_make(Names *v, const Tokenizer *t) {
+    v->n = t->vocab_size;
+    v->name = xcalloc((size_t)v->n, sizeof(char *));
+    v->bpe = xcalloc((size_t)v->n, 1);
+    char buf[64];
+    if (t->kind == TOKENIZER_BYTE) {
+        for (int id = 0; id < v->n; id++) {
+            if (id < 256) snprintf(buf, sizeof buf, "<0x%02X>", id);
+            else snprintf(buf, sizeof buf, "%s", BYTE_SPECIAL[id - 256]);
+            v->name[id] = dup_text(buf);
+        }
+        make_unique(v, 256);
+        return;
+    }
+    const int has_space = tokenizer_piece_id(t, " ", 1) >= 0;
+    for (int id = 0; id < v->n; id++) {
+        const char *p = t->pieces[id];
+        const int len = t->piece_len[id];
+        if (id < N_SPECIAL) {
+            v->name[id] = dup_text(LLAMA2C_SPECIAL[id]);
+        } else if (!has_space && id == ' ' + N_SPECIAL) {
+            // No " " piece: our encoder writes a space as byte 0x20's piece, which "▁" then names.
+            v->name[id] = dup_text(SPACE_MARK);
+        } else if (id < N_SPECIAL + 256 && is_byte_piece(p, len)) {
+            v->name[id] = piece_name(p, len);  // (byte fallback finds these by name)
+        } else if (len > 0 && !is_byte_piece(p, len) && valid_utf8((const unsigned char *)p, len)) {
+            v->name[id] = piece_name(p, len);
+            v->bpe[id] = tokenizer_piece_id(t, p, len) == id;  // (a repeated piece is never produced)
+        } else {
+            snprintf(buf, sizeof buf, "<unused_piece_%d>", id);  // (empty or invalid UTF-8)
+            v->name[id] = dup_text(buf);
+        }
+    }
+    make_unique(v, 0);
+}
+
+static void names_free(Names *v) {
+    for (int i = 0; i < v->n; i++) free(v->name[i]);
+    free(v->name);
+    free(v->bpe);
+}
+
+// s JSON-escaped, without quotes.
+static void write_escaped(FILE *f, const char *s) {
+    for (; *s; s++) {
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
         else if (c == '\n') fputs("\\n", f);
         else if (c == '\t') fputs("\\t", f);
         else if (c == '\r') fputs("\\r", f);
@@ -54,27 +163,10 @@ static void write_piece_text(FILE *f, const char *p, int len) {
     }
 }
 
-static void write_piece(FILE *f, const char *p, int len) {
+static void write_name(FILE *f, const Names *v, int id) {
     fputc('"', f);
-    write_piece_text(f, p, len);
+    write_escaped(f, v->name[id]);
     fputc('"', f);
-}
-
-// The vocabulary's name of token id.
-static void write_token(FILE *f, const Tokenizer *t, int id) {
-    char name[48];
-    if (t->kind == TOKENIZER_BYTE) {
-        if (id < 256) snprintf(name, sizeof name, "<0x%02X>", id);
-        else snprintf(name, sizeof name, "%s", BYTE_SPECIAL[id - 256]);
-    } else if (id < N_SPECIAL) {
-        snprintf(name, sizeof name, "%s", LLAMA2C_SPECIAL[id]);
-    } else if (is_byte_piece(t->pieces[id], t->piece_len[id]) || ordinary(t, id)) {
-        write_piece(f, t->pieces[id], t->piece_len[id]);
-        return;
-    } else {
-        snprintf(name, sizeof name, "<unused_piece_%d>", id);  // (invalid UTF-8, empty or repeated)
-    }
-    json_write_string(f, name, strlen(name));
 }
 
 typedef struct {
@@ -90,19 +182,20 @@ static int merge_order(const void *x, const void *y) {  // best score first, the
     return (m->split > n->split) - (m->split < n->split);
 }
 
-// Every way of making an ordinary piece from two ordinary pieces (split at a character
-// boundary), best-scoring first. *count is set; the caller frees.
-static Merge *find_merges(const Tokenizer *t, int *count) {
+// Every way of making an ordinary piece that our encoder can merge into (score above
+// MERGE_MIN_SCORE, so never NaN) from two ordinary pieces, split at a character boundary,
+// best-scoring first. *count is set; the caller frees.
+static Merge *find_merges(const Tokenizer *t, const Names *v, int *count) {
     int n = 0, cap = 1024;
     Merge *m = xmalloc(sizeof(Merge) * (size_t)cap);
     for (int id = N_SPECIAL; id < t->vocab_size; id++) {
-        if (!ordinary(t, id)) continue;
+        if (!v->bpe[id] || !(t->scores[id] > MERGE_MIN_SCORE)) continue;
         const char *p = t->pieces[id];
         const int len = t->piece_len[id];
         for (int k = 1; k < len; k++) {
             if (((unsigned char)p[k] & 0xC0) == 0x80) continue;  // inside a character
             const int a = tokenizer_piece_id(t, p, k), b = tokenizer_piece_id(t, p + k, len - k);
-            if (a < 0 || b < 0 || !ordinary(t, a) || !ordinary(t, b)) continue;
+            if (a < 0 || b < 0 || !v->bpe[a] || !v->bpe[b]) continue;
             if (n == cap) cap *= 2, m = xrealloc(m, sizeof(Merge) * (size_t)cap);
             m[n++] = (Merge){a, b, id, t->scores[id], k};
         }
@@ -112,12 +205,12 @@ static Merge *find_merges(const Tokenizer *t, int *count) {
     return m;
 }
 
-static void write_added_tokens(FILE *f, const Tokenizer *t) {
+static void write_added_tokens(FILE *f, const Tokenizer *t, const Names *v) {
     fprintf(f, "  \"added_tokens\": [");
     for (int i = 0; i < N_SPECIAL; i++) {
         const int id = t->kind == TOKENIZER_BYTE ? 256 + i : i;
         fprintf(f, "%s\n    {\"id\": %d, \"content\": ", i ? "," : "", id);
-        write_token(f, t, id);
+        write_name(f, v, id);
         fprintf(f, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
                    "\"special\": true}");
     }
@@ -136,7 +229,7 @@ static void write_post_processor(FILE *f, const Tokenizer *t) {
             t->bos_id);
 }
 
-static void write_model(FILE *f, const Tokenizer *t) {
+static void write_model(FILE *f, const Tokenizer *t, const Names *v) {
     const int llama = t->kind == TOKENIZER_LLAMA2C;
     fprintf(f, "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": %s, "
                "\"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, \"fuse_unk\": %s, "
@@ -144,18 +237,18 @@ static void write_model(FILE *f, const Tokenizer *t) {
             llama ? "\"<unk>\"" : "null", llama ? "true" : "false");
     for (int id = 0; id < t->vocab_size; id++) {
         fprintf(f, "%s\n      ", id ? "," : "");
-        write_token(f, t, id);
+        write_name(f, v, id);
         fprintf(f, ": %d", id);
     }
     fprintf(f, "\n    },\n    \"merges\": [");
     int n = 0;
-    Merge *m = llama ? find_merges(t, &n) : NULL;
+    Merge *m = llama ? find_merges(t, v, &n) : NULL;
     for (int i = 0; i < n; i++) {
-        // "a b": the pieces hold no spaces (written as "▁"), so the legacy form every version reads
+        // "a b": names hold no spaces (written as "▁"), so the legacy form every version reads
         fprintf(f, "%s\n      \"", i ? "," : "");
-        write_piece_text(f, t->pieces[m[i].a], t->piece_len[m[i].a]);
+        write_escaped(f, v->name[m[i].a]);
         fputc(' ', f);
-        write_piece_text(f, t->pieces[m[i].b], t->piece_len[m[i].b]);
+        write_escaped(f, v->name[m[i].b]);
         fputc('"', f);
     }
     free(m);
@@ -164,8 +257,10 @@ static void write_model(FILE *f, const Tokenizer *t) {
 
 static void write_tokenizer_json(FILE *f, const Tokenizer *t) {
     const int llama = t->kind == TOKENIZER_LLAMA2C;
+    Names v;
+    names_make(&v, t);
     fprintf(f, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n");
-    write_added_tokens(f, t);
+    write_added_tokens(f, t, &v);
     if (llama)
         fprintf(f, "  \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
                    "\"" SPACE_MARK "\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \""
@@ -181,8 +276,9 @@ static void write_tokenizer_json(FILE *f, const Tokenizer *t) {
     else
         fprintf(f, "  \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"ByteFallback\"}, "
                    "{\"type\": \"Fuse\"}]},\n");
-    write_model(f, t);
+    write_model(f, t, &v);
     fprintf(f, "}\n");
+    names_free(&v);
 }
 
 static void write_tokenizer_config(FILE *f, const Tokenizer *t, int max_seq_len) {
@@ -191,8 +287,9 @@ static void write_tokenizer_config(FILE *f, const Tokenizer *t, int max_seq_len)
                "  \"eos_token\": \"</s>\",\n");
     if (llama) fprintf(f, "  \"unk_token\": \"<unk>\",\n");
     else fprintf(f, "  \"pad_token\": \"<pad>\",\n");
+    // split_special_tokens: text such as "</s>" is encoded as its characters, as our encoder does
     fprintf(f, "  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n  \"clean_up_tokenization_spaces\": false,\n"
-               "  \"model_max_length\": %d\n}\n",
+               "  \"split_special_tokens\": true,\n  \"model_max_length\": %d\n}\n",
             max_seq_len);
 }
 

@@ -11,9 +11,14 @@
 //            concatenation of two pieces a and b, ranked by the piece's score (best first), as
 //            our encoder merges the best-scoring pair. The decoder undoes it and strips the
 //            dummy prefix.
-// Both add <s> in front (a template post-processor), as our prompts have BOS. Encodings agree
-// with tokenizer_encode except where two different merges of equal score compete (our encoder
-// takes the leftmost, a BPE model the earlier rank) and for text holding "▁" itself.
+// Both add <s> in front (a template post-processor), as our prompts have BOS, and name the
+// special tokens <unk> <s> </s> (<s> </s> <pad> for byte); tokenizer_config.json sets
+// split_special_tokens, so that text such as "</s>" is encoded as characters, as ours does (a
+// user of the bare tokenizers library sets encode_special_tokens = True). Every id gets a
+// distinct name: a piece that repeats another, is empty or not strict UTF-8 is named
+// <unused_piece_ID> and is never produced (as by our encoder). Encodings agree with
+// tokenizer_encode except where two different merges of equal score compete (our encoder takes
+// the leftmost, a BPE model the earlier rank) and for text holding "▁" itself.
 #pragma once
 #include "core/error.h"
 #include "model/tokenizer.h"

@@ -50,10 +50,29 @@ if "$BIN" convert "$ck" "$TMP_ROOT/hf" >/dev/null && "$BIN" convert "$ck" "$TMP_
         not_ok "convert of an HF directory copies its tokenizer files" "$(ls "$TMP_ROOT/hf_again")"
     if have_models; then
         "$BIN" convert "$TMP_ROOT/m.bin" "$TMP_ROOT/hf_wrong" --tokenizer "$MODELS/tok512.bin" >/dev/null 2>"$TMP_ROOT/err"
-        [ $? = 2 ] && grep -q "the tokenizer has 512 tokens but the model's vocabulary has 259" "$TMP_ROOT/err" &&
-            ok "convert --tokenizer of another vocabulary is refused" ||
+        [ $? = 2 ] && grep -q "tok512.bin has 512 tokens but the model's vocabulary has 259" "$TMP_ROOT/err" &&
+            [ ! -e "$TMP_ROOT/hf_wrong" ] && ok "convert --tokenizer of another vocabulary is refused, nothing written" ||
             not_ok "convert --tokenizer of another vocabulary is refused" "$(cat "$TMP_ROOT/err")"
+        # An HF directory of before, with only tokenizer.bin, gets its tokenizer.json made.
+        mkdir -p "$TMP_ROOT/old_hf"
+        "$BIN" convert "$MODELS/stories260K.bin" "$TMP_ROOT/old_hf/m" >/dev/null &&
+            cp "$MODELS/tok512.bin" "$TMP_ROOT/old_hf/m/tokenizer.bin" &&
+            "$BIN" convert "$TMP_ROOT/old_hf/m" "$TMP_ROOT/old_hf/n" >/dev/null && [ -f "$TMP_ROOT/old_hf/n/tokenizer.json" ] &&
+            ok "convert of an HF directory with only tokenizer.bin writes its tokenizer.json" ||
+            not_ok "convert of an HF directory with only tokenizer.bin writes its tokenizer.json" "$(ls "$TMP_ROOT/old_hf/n")"
     fi
+    # A failure after the model is written leaves nothing behind (a rerun is not refused).
+    mkdir -p "$TMP_ROOT/tok_dir_src" && cp "$TMP_ROOT/hf/config.json" "$TMP_ROOT/hf/model.safetensors" "$TMP_ROOT/tok_dir_src/" &&
+        mkdir "$TMP_ROOT/tok_dir_src/tokenizer.json"
+    "$BIN" convert "$TMP_ROOT/tok_dir_src" "$TMP_ROOT/tok_dir_out" >/dev/null 2>"$TMP_ROOT/err"
+    [ $? = 1 ] && [ ! -e "$TMP_ROOT/tok_dir_out" ] && grep -q "tokenizer.json is a directory" "$TMP_ROOT/err" &&
+        ok "a convert that fails after writing the model removes what it wrote" ||
+        not_ok "a convert that fails after writing the model removes what it wrote" "$(cat "$TMP_ROOT/err")" \
+            "$(ls "$TMP_ROOT/tok_dir_out" 2>&1)"
+    "$BIN" convert "$TMP_ROOT/hf" "$TMP_ROOT/x.bin" --tokenizer byte >/dev/null 2>"$TMP_ROOT/err"
+    [ $? = 2 ] && grep -q -- "--tokenizer is for a Hugging Face OUT" "$TMP_ROOT/err" && [ ! -e "$TMP_ROOT/x.bin" ] &&
+        ok "convert --tokenizer with a .bin OUT is a usage error" ||
+        not_ok "convert --tokenizer with a .bin OUT is a usage error" "$(cat "$TMP_ROOT/err")"
 else
     not_ok "convert: checkpoint to a Hugging Face directory and to a llama2.c file"
 fi
