@@ -263,6 +263,11 @@ int json_get_int(const Json *object, const char *key, long long *out) {
 
 void json_write_string(FILE *out, const char *s, size_t len) {
     fputc('"', out);
+    json_write_escaped(out, s, len);
+    fputc('"', out);
+}
+
+void json_write_escaped(FILE *out, const char *s, size_t len) {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
@@ -272,5 +277,4 @@ void json_write_string(FILE *out, const char *s, size_t len) {
         else if (c < 0x20) fprintf(out, "\\u%04x", c);
         else fputc(c, out);
     }
-    fputc('"', out);
 }

@@ -34,3 +34,5 @@ int json_get_number(const Json *object, const char *key, double *out);
 
 // Writes s as a quoted JSON string with escapes (bytes >= 0x80 are copied as they are).
 void json_write_string(FILE *out, const char *s, size_t len);
+// The same without the quotes (for a string written in parts).
+void json_write_escaped(FILE *out, const char *s, size_t len);

@@ -150,23 +150,8 @@ static void names_free(Names *v) {
     free(v->bpe);
 }
 
-// s JSON-escaped, without quotes.
-static void write_escaped(FILE *f, const char *s) {
-    for (; *s; s++) {
-        const unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-}
-
 static void write_name(FILE *f, const Names *v, int id) {
-    fputc('"', f);
-    write_escaped(f, v->name[id]);
-    fputc('"', f);
+    json_write_string(f, v->name[id], strlen(v->name[id]));
 }
 
 typedef struct {
@@ -246,9 +231,9 @@ static void write_model(FILE *f, const Tokenizer *t, const Names *v) {
     for (int i = 0; i < n; i++) {
         // "a b": names hold no spaces (written as "▁"), so the legacy form every version reads
         fprintf(f, "%s\n      \"", i ? "," : "");
-        write_escaped(f, v->name[m[i].a]);
+        json_write_escaped(f, v->name[m[i].a], strlen(v->name[m[i].a]));
         fputc(' ', f);
-        write_escaped(f, v->name[m[i].b]);
+        json_write_escaped(f, v->name[m[i].b], strlen(v->name[m[i].b]));
         fputc('"', f);
     }
     free(m);
