@@ -3,6 +3,7 @@
 #include "orch/orchestrator.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -896,6 +897,25 @@ static void check_run_dir(Orch *o) {
               "%s (after %d steps)", err.msg, o->steps_done);
 }
 
+// Fault injection for tests: ASYNCRL_FAULT_STOP_AFTER_BATCH=<step> raises SIGTERM in this rank
+// right after the batch of that step is handed out, so that a test stops a job at a step of its
+// choosing (with async_level 1, the steps before it then finish while the job stops).
+static void fault_stop_after_batch(const Orch *o) {
+    const char *v = getenv("ASYNCRL_FAULT_STOP_AFTER_BATCH");
+    if (v && *v && atoi(v) == o->step_fill - 1) raise(SIGTERM);
+}
+
+// The evaluation of every eval.interval-th step (not the last: the final evaluation is that
+// one), once the step is done. 1 when it ran.
+static int periodic_eval(Orch *o) {
+    const Config *cfg = o->cfg;
+    if (cfg->eval.interval <= 0 || o->eval_pending != 0 || o->steps_done <= 0 || o->steps_done % cfg->eval.interval ||
+        o->eval_step == o->steps_done || o->steps_done >= cfg->run.max_steps)
+        return 0;
+    orch_evaluate(o, o->steps_done, "periodic");
+    return 1;
+}
+
 // Runs RL steps until max_steps, or until a stop signal or the trainer's stop flag. Returns the
 // signal number that stopped it, or 0.
 static int rl_loop(Orch *o) {
@@ -914,16 +934,13 @@ static int rl_loop(Orch *o) {
         while (o->step_fill < cfg->run.max_steps && orch_ready_samples(o) >= cfg->orchestrator.batch_size &&
                (!cfg->run.deterministic || rl_samples_in_flight(o) == 0)) {
             orch_send_batch(o);
+            fault_stop_after_batch(o);
             int boundary = o->step_fill;
             if (cfg->checkpoint.interval > 0 && boundary % cfg->checkpoint.interval == 0 && boundary < cfg->run.max_steps)
                 orch_request_checkpoint(o, boundary);
             progressed = 1;
         }
-        if (cfg->eval.interval > 0 && o->eval_pending == 0 && o->steps_done > 0 &&
-            o->steps_done % cfg->eval.interval == 0 && o->eval_step != o->steps_done && o->steps_done < cfg->run.max_steps) {
-            orch_evaluate(o, o->steps_done, "periodic");
-            progressed = 1;
-        }
+        progressed |= periodic_eval(o);
         o->busy_s += MPI_Wtime() - t0;
         if (progressed) backoff_reset(&b);
         else backoff_sleep(&b);
@@ -939,12 +956,23 @@ static int stop_for_signal(Orch *o, int sig) {
     if (warmup)
         snprintf(done, sizeof done, "during the warm-up (%d of %d SFT steps done)", o->sft_done, o->cfg->sft.steps);
     else snprintf(done, sizeof done, "after %d step%s", boundary, boundary == 1 ? "" : "s");
-    LOG_WARN("signal %d: the steps already handed to the trainer finish, then a checkpoint is written and the job "
-             "exits", sig);
+    LOG_WARN("signal %d: the steps already handed to the trainer finish (with the periodic evaluations they reach), "
+             "then a checkpoint is written and the job exits", sig);
     // The periodic checkpoint of this boundary may be asked for already: it is not written twice.
     if (o->ckpt_requested < boundary) orch_request_checkpoint(o, boundary);
     drop_rl_groups(o);
-    int ok = orch_wait_checkpoint(o, boundary);
+    // The steps that finish meanwhile get their periodic evaluations, as in a run not stopped: a
+    // resumed run cannot make them (it starts from the boundary's weights).
+    Backoff b;
+    backoff_reset(&b);
+    while (o->ckpt_acked < boundary) {
+        int progressed = orch_poll(o);
+        progressed |= periodic_eval(o);
+        if (progressed) backoff_reset(&b);
+        else backoff_sleep(&b);
+    }
+    periodic_eval(o);  // (the boundary's own, when its step and checkpoint came together)
+    int ok = o->ckpt_ok;
     if (ok)
         printf("stopped by signal %d %s; checkpoint step_%06d.h5 written. Resume with the same command and "
                "--set checkpoint.resume=latest\n", sig, done, boundary);
