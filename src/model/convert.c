@@ -25,6 +25,12 @@
 #include "model/tokenizer.h"
 #include "ops.h"
 
+// The tokenizer files an HF directory may hold: those convert copies from an HF input (and
+// writes, in part) and removes again when it fails.
+static const char *const TOKENIZER_FILES[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                              "tokenizer.model", "tokenizer.bin", "generation_config.json"};
+#define N_TOKENIZER_FILES (sizeof TOKENIZER_FILES / sizeof TOKENIZER_FILES[0])
+
 // Copies file src to dir/name (atomically). 0, or 1 after an error message.
 static int copy_file(const char *src, const char *dir, const char *name) {
     ErrorBuf err;
@@ -129,14 +135,12 @@ static int write_tokenizer_files(const char *in, ModelFileKind kind, const Token
         return 0;
     }
     if (kind == MODEL_FILE_HF_DIR) {
-        static const char *const FILES[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                            "tokenizer.model", "tokenizer.bin", "generation_config.json"};
         int copied = 0;
-        for (size_t i = 0; i < sizeof FILES / sizeof FILES[0]; i++) {
+        for (size_t i = 0; i < N_TOKENIZER_FILES; i++) {
             char path[4096];
-            snprintf(path, sizeof path, "%s/%s", in, FILES[i]);
+            snprintf(path, sizeof path, "%s/%s", in, TOKENIZER_FILES[i]);
             if (access(path, F_OK) != 0) continue;
-            if (copy_file(path, out, FILES[i]) != 0) return 1;
+            if (copy_file(path, out, TOKENIZER_FILES[i]) != 0) return 1;
             copied++;
         }
         if (!copied) printf("note: %s holds no tokenizer files: give the model's with --tokenizer PATH\n", in);
@@ -154,12 +158,13 @@ static void discard_output(const char *out, int hf, int made_out) {
         remove(out);
         return;
     }
-    static const char *const WRITTEN[] = {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                                          "special_tokens_map.json", "tokenizer.model", "tokenizer.bin",
-                                          "generation_config.json"};
-    for (size_t i = 0; i < sizeof WRITTEN / sizeof WRITTEN[0]; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", out, WRITTEN[i]);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", out);
+    remove(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    remove(path);
+    for (size_t i = 0; i < N_TOKENIZER_FILES; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, TOKENIZER_FILES[i]);
         remove(path);
     }
     if (made_out) rmdir(out);

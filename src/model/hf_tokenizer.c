@@ -66,16 +66,19 @@ static char *piece_name(const char *p, int len) {
     return s;
 }
 
-static const Names *g_sort_names;  // (for the qsort comparator below)
-static int g_special_lo;           // first id of the three special tokens
+typedef struct {
+    const Names *v;
+    int special_lo;  // first id of the three special tokens
+} NameOrder;
 
-// By name, then the id to keep first: the special tokens, then the lowest id.
-static int name_order(const void *x, const void *y) {
+// By name, then the id to keep first: the special tokens, then the lowest id (qsort_r).
+static int name_order(const void *x, const void *y, void *ctx) {
+    const NameOrder *o = ctx;
     const int a = *(const int *)x, b = *(const int *)y;
-    const int c = strcmp(g_sort_names->name[a], g_sort_names->name[b]);
+    const int c = strcmp(o->v->name[a], o->v->name[b]);
     if (c) return c;
-    const int sa = a >= g_special_lo && a < g_special_lo + N_SPECIAL;
-    const int sb = b >= g_special_lo && b < g_special_lo + N_SPECIAL;
+    const int sa = a >= o->special_lo && a < o->special_lo + N_SPECIAL;
+    const int sb = b >= o->special_lo && b < o->special_lo + N_SPECIAL;
     if (sa != sb) return sb - sa;
     return (a > b) - (a < b);
 }
@@ -87,8 +90,8 @@ static void make_unique(Names *v, int special_lo) {
     int *order = xmalloc(sizeof(int) * (size_t)v->n);
     for (int round = 0; round < 4; round++) {
         for (int i = 0; i < v->n; i++) order[i] = i;
-        g_sort_names = v, g_special_lo = special_lo;
-        qsort(order, (size_t)v->n, sizeof(int), name_order);
+        NameOrder by = {v, special_lo};
+        qsort_r(order, (size_t)v->n, sizeof(int), name_order, &by);
         int renamed = 0;
         for (int i = 1; i < v->n; i++) {
             if (strcmp(v->name[order[i]], v->name[order[i - 1]]) != 0) continue;
@@ -240,7 +243,8 @@ static void write_model(FILE *f, const Tokenizer *t, const Names *v) {
     fprintf(f, "\n    ]\n  }\n");
 }
 
-static void write_tokenizer_json(FILE *f, const Tokenizer *t) {
+static void write_tokenizer_json(FILE *f, const Tokenizer *t, int max_seq_len) {
+    (void)max_seq_len;  // (tokenizer_config.json holds it)
     const int llama = t->kind == TOKENIZER_LLAMA2C;
     Names v;
     names_make(&v, t);
@@ -290,15 +294,10 @@ static int write_file(const char *dir, const char *name, void (*fill)(FILE *, co
     return file_commit(f, !ferror(f), tmp, path, err);
 }
 
-static void fill_tokenizer_json(FILE *f, const Tokenizer *t, int max_seq_len) {
-    (void)max_seq_len;
-    write_tokenizer_json(f, t);
-}
-
 int hf_tokenizer_save(const Tokenizer *t, int max_seq_len, const char *dir, ErrorBuf *err) {
     if (t->kind == TOKENIZER_LLAMA2C && t->vocab_size < N_SPECIAL + 256)
         return error_set(err, "tokenizer of %d pieces: a llama2.c tokenizer has <unk>, <s>, </s> and 256 byte pieces",
                          t->vocab_size);
-    if (write_file(dir, "tokenizer.json", fill_tokenizer_json, t, max_seq_len, err) != 0) return -1;
+    if (write_file(dir, "tokenizer.json", write_tokenizer_json, t, max_seq_len, err) != 0) return -1;
     return write_file(dir, "tokenizer_config.json", write_tokenizer_config, t, max_seq_len, err);
 }

@@ -1,5 +1,5 @@
 // Evaluation on held-out problems: for each of eval.problems problems of the eval split (fewer
-// when the eval data holds fewer: see plan_eval), one greedy completion and eval.samples sampled
+// when the eval data holds fewer: see orch_plan_eval), one greedy completion and eval.samples sampled
 // ones; logged as a row of /eval (see orch_state.h).
 #include <math.h>
 #include <stdlib.h>
@@ -88,7 +88,7 @@ double orch_evaluate(Orch *o, int step, const char *label) {
     o->eval_pending = problems;
     for (int p = 0; p < problems; p++) {
         Group *g = orch_new_group(o, o->eval_env[p], ENV_SPLIT_EVAL, o->eval_index[p], per, step, 1);
-        g->problem_index = o->eval_position[p];
+        g->problem_index = o->eval_position[p];  // (the seeds key on p, not on the environment's index)
         g->version = cfg->run.deterministic ? version : -1;
         group_list_push(&o->active, g);
         orch_dispatch(o, g, p % o->n_inf);

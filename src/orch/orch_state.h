@@ -172,6 +172,7 @@ void orch_request_checkpoint(Orch *o, int step);
 // The stop signal this job received, on rank 0 or passed on by another rank; 0 when none.
 int orch_stop_signal(const Orch *o);
 // Waits (sleeping, handling messages) until the checkpoint of `step` is acknowledged; returns ok.
+// Steps that finish meanwhile get their periodic evaluations (eval.interval), as in rl_loop.
 int orch_wait_checkpoint(Orch *o, int step);
 
 // orch_eval.c

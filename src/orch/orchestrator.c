@@ -434,13 +434,18 @@ void orch_request_checkpoint(Orch *o, int step) {
     control_free(&c);
 }
 
+static int periodic_eval(Orch *o);
+
 int orch_wait_checkpoint(Orch *o, int step) {
     Backoff b;
     backoff_reset(&b);
     while (o->ckpt_acked < step) {
-        if (orch_poll(o)) backoff_reset(&b);
+        int progressed = orch_poll(o);
+        progressed |= periodic_eval(o);
+        if (progressed) backoff_reset(&b);
         else backoff_sleep(&b);
     }
+    periodic_eval(o);  // (that of the step itself, when the step and its checkpoint came together)
     return o->ckpt_ok;
 }
 
@@ -961,18 +966,9 @@ static int stop_for_signal(Orch *o, int sig) {
     // The periodic checkpoint of this boundary may be asked for already: it is not written twice.
     if (o->ckpt_requested < boundary) orch_request_checkpoint(o, boundary);
     drop_rl_groups(o);
-    // The steps that finish meanwhile get their periodic evaluations, as in a run not stopped: a
-    // resumed run cannot make them (it starts from the boundary's weights).
-    Backoff b;
-    backoff_reset(&b);
-    while (o->ckpt_acked < boundary) {
-        int progressed = orch_poll(o);
-        progressed |= periodic_eval(o);
-        if (progressed) backoff_reset(&b);
-        else backoff_sleep(&b);
-    }
-    periodic_eval(o);  // (the boundary's own, when its step and checkpoint came together)
-    int ok = o->ckpt_ok;
+    // The steps that finish meanwhile get their periodic evaluations in the wait, as in a run not
+    // stopped: a resumed run cannot make them (it starts from the boundary's weights).
+    int ok = orch_wait_checkpoint(o, boundary);
     if (ok)
         printf("stopped by signal %d %s; checkpoint step_%06d.h5 written. Resume with the same command and "
                "--set checkpoint.resume=latest\n", sig, done, boundary);

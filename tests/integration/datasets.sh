@@ -1,7 +1,8 @@
-# Datasets read from files (env.jsonl, sft.data): a prompt or example too long for a sample is
-# found at start-up and named by FILE:LINE (not when it is first drawn, hours in); sft.data is
-# read like env.jsonl (byte-order mark, blank and CRLF lines, aliases, a directory refused);
-# an evaluation asking for more problems than the eval file holds scores each of them once.
+# Datasets read from files (env.jsonl, sft.data): a prompt or warm-up example too long for a
+# sample (sft.data = env's reference answers too) is found at start-up and named by FILE:LINE,
+# not when it is first drawn, hours in; sft.data is read like env.jsonl (byte-order mark, blank
+# and CRLF lines, aliases, a directory refused); an evaluation asking for more problems than the
+# eval file holds scores each of them once.
 . tests/integration/lib.sh
 CFG=inputs/test_reverse.cfg
 data=$TMP_ROOT/data.jsonl
@@ -97,3 +98,24 @@ printf '{"prompt": "a\\u0000b", "completion": "b"}\n' >"$TMP_ROOT/nul.jsonl"
 bad_sft "a NUL character is refused" "$TMP_ROOT/nul.jsonl" "nul.jsonl:1: \"prompt\" must be a non-empty string without NUL"
 printf '\n  \n\r\n' >"$TMP_ROOT/blank.jsonl"
 bad_sft "a file of blank lines holds no examples" "$TMP_ROOT/blank.jsonl" "blank.jsonl holds no examples"
+
+# 6. sft.data = env: a reference answer of a file environment too long for a sample is found
+# before the warm-up too, named by FILE:LINE (here line 3 of a jsonl file).
+ans=$TMP_ROOT/answers.jsonl
+/usr/bin/python3 - "$ans" <<'PYEOF'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(30):
+        f.write(json.dumps({"prompt": "say %d" % i, "answer": ("x " * 50 if i == 2 else str(i))}) + "\n")
+PYEOF
+run=$TMP_ROOT/sft_env
+job 3 sft $CFG --set env.tasks=[jsonl] --set env.jsonl.path="$ans" --set sft.steps=2 --set run.output_dir="$run" \
+    >"$run.log" 2>&1
+rc=$?
+if [ $rc != 0 ] && grep -q "environment jsonl: 1 of [0-9]* warm-up examples do not fit" "$run.log" &&
+    grep -qF "$ans:3 (" "$run.log" && ! grep -q "^sft step" "$run.log"; then
+    ok "sft.data = env: a reference answer too long is an error before the warm-up, naming FILE:LINE"
+else
+    not_ok "sft.data = env: a reference answer too long is an error before the warm-up" "exit $rc" \
+        "$(grep -A1 error "$run.log" | head -3)"
+fi

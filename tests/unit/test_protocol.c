@@ -1,6 +1,7 @@
 // Protocol messages: every type survives an encode/decode round trip; truncated, bit-flipped
 // and random buffers are rejected with a message (or decode to something within the limits),
 // never a crash (run under ASan by `make sanitize`).
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,17 @@ static void test_completions_round_trip(void **state) {
     assert_string_equal(out[0].reason, in[0].reason);
     assert_int_equal(out[1].n, 0);
     completions_free(out, n);
+    // Engine totals that are negative or not finite (a clock going back, a damaged message) are
+    // refused: the inference meter divides by their differences.
+    const EngineTotals bad[] = {{-1, 0, 0, 1}, {1, 0, NAN, 1}, {1, 0, 0, -0.5}, {1, 0, 0, INFINITY}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ByteWriter wb;
+        bw_init(&wb, 0);
+        encode_completions(&wb, in, 1, &bad[i]);
+        assert_int_equal(decode_completions(wb.data, wb.len, &lim, &out, &n, &tot2, &err), -1);
+        assert_non_null(strstr(err.msg, "negative or NaN engine totals"));
+        bw_free(&wb);
+    }
     completion_free(&in[0]);
     completion_free(&in[1]);
     bw_free(&w);
